@@ -232,7 +232,8 @@ def _usage(step: Step, body: dict[str, Any]) -> dict[str, int]:
     completion = (
         step.completion_tokens if step.completion_tokens is not None else _tokens(out_text)
     )
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    return {"prompt_tokens": prompt, "completion_tokens": completion,
+            "total_tokens": prompt + completion}
 
 
 def _completion(step: Step, body: dict[str, Any], model: str) -> dict[str, Any]:
@@ -289,7 +290,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         """Silence the per-request stderr log."""
 
     # -- plumbing
@@ -409,8 +410,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(400, "messages is required")
             return
         step = self._decide(body, model)
-        self.server.state.record({"model": model, "path": "chat", "stream": bool(body.get("stream")),
-                                  "time": time.time()})
+        self.server.state.record({"model": model, "path": "chat",
+                                  "stream": bool(body.get("stream")), "time": time.time()})
         if self._fail(step):
             return
         if body.get("stream"):

@@ -130,5 +130,6 @@ def start_proxy(
         wait_http(f"{running.url}/health/readiness", timeout, proc)
     except (RuntimeError, TimeoutError) as exc:
         running.stop()
-        raise RuntimeError(f"proxy did not start: {exc}\n--- proxy log ---\n{running.log_tail()}")
+        tail = running.log_tail()
+        raise RuntimeError(f"proxy did not start: {exc}\n--- proxy log ---\n{tail}") from exc
     return running

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import openai
 import pytest
 
@@ -64,7 +66,8 @@ def test_embeddings(client: openai.OpenAI, scripted: ScriptedProvider) -> None:
 
 
 def test_tool_calls_pass_through(client: openai.OpenAI, scripted: ScriptedProvider) -> None:
-    script = '[[script:{"steps": [{"tool_calls": [{"name": "get_weather", "arguments": {"city": "Paris"}}]}]}]]'
+    call = {"name": "get_weather", "arguments": {"city": "Paris"}}
+    script = "[[script:" + json.dumps({"steps": [{"tool_calls": [call]}]}) + "]]"
     reply = client.chat.completions.create(
         model="fast",
         messages=[{"role": "user", "content": f"weather? {script}"}],
