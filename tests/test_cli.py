@@ -41,3 +41,13 @@ def test_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) ->
         main(["frobnicate"])
     assert exited.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_proxy_refuses_a_broken_config_before_starting(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model_list:\n  - model_name: a\n    litellm_params: {model: x}\n"
+                   "router_settings:\n  fallbacks: [{a: [ghost]}]\n")
+    done = subprocess.run([*POOL, "proxy", "--config", str(bad)], capture_output=True,
+                          text=True, cwd=tmp_path)
+    assert done.returncode == 2
+    assert "alias 'ghost' is not a model_name" in done.stdout

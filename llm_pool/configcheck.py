@@ -1,0 +1,172 @@
+"""Validate a proxy YAML before the proxy sees it (``pool check-config``).
+
+LiteLLM reports a broken config late (at the first request) or as a long
+traceback; this names the file, line and alias instead. Checks:
+
+- the file parses as YAML and is a mapping with a non-empty ``model_list``;
+- every deployment has ``model_name`` and ``litellm_params.model``;
+- every group named in ``fallbacks`` / ``context_window_fallbacks`` exists;
+- every ``os.environ/NAME`` reference is set in the environment (a warning by
+  default, since an unused alias may lack its key; an error with ``strict``,
+  and always for ``general_settings.master_key``);
+- ``custom_auth`` and ``callbacks`` name importable objects.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["Problem", "check_config", "check_text"]
+
+ENV_PREFIX = "os.environ/"
+FALLBACK_KEYS = ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks")
+
+
+@dataclass(frozen=True)
+class Problem:
+    line: int  # 1-based; 0 when unknown
+    message: str
+    severity: str = "error"  # "error" | "warning"
+
+    def render(self, path: str) -> str:
+        where = f"{path}:{self.line}" if self.line else path
+        return f"{where}: {self.severity}: {self.message}"
+
+
+def _line(node: yaml.Node | None) -> int:
+    return node.start_mark.line + 1 if node is not None else 0
+
+
+def _get(node: yaml.Node, key: str) -> yaml.Node | None:
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.value == key:
+                return value_node
+    return None
+
+
+def _items(node: yaml.Node | None) -> list[yaml.Node]:
+    return list(node.value) if isinstance(node, yaml.SequenceNode) else []
+
+
+def _scalars(node: yaml.Node) -> Iterator[yaml.ScalarNode]:
+    if isinstance(node, yaml.ScalarNode):
+        yield node
+    elif isinstance(node, yaml.SequenceNode):
+        for child in node.value:
+            yield from _scalars(child)
+    elif isinstance(node, yaml.MappingNode):
+        for _, child in node.value:
+            yield from _scalars(child)
+
+
+def _deployments(root: yaml.Node) -> tuple[dict[str, int], list[Problem]]:
+    models = _get(root, "model_list")
+    if not _items(models):
+        return {}, [Problem(_line(models), "model_list is missing or empty")]
+    groups: dict[str, int] = {}
+    problems: list[Problem] = []
+    for index, entry in enumerate(_items(models)):
+        name_node = _get(entry, "model_name")
+        name = name_node.value if isinstance(name_node, yaml.ScalarNode) else None
+        if not name:
+            problems.append(Problem(_line(entry), f"model_list[{index}] has no model_name"))
+            continue
+        groups.setdefault(str(name), _line(name_node))
+        params = _get(entry, "litellm_params")
+        if not isinstance(_get(params, "model") if params else None, yaml.ScalarNode):
+            problems.append(Problem(_line(entry), f"alias {name!r}: litellm_params.model missing"))
+    return groups, problems
+
+
+def _fallback_problems(root: yaml.Node, groups: Mapping[str, int]) -> Iterator[Problem]:
+    for section in ("router_settings", "litellm_settings"):
+        block = _get(root, section)
+        for key in FALLBACK_KEYS:
+            for rule in _items(_get(block, key) if block else None):
+                if not isinstance(rule, yaml.MappingNode):
+                    yield Problem(_line(rule), f"{section}.{key}: each entry is {{group: [..]}}")
+                    continue
+                for source, targets in rule.value:
+                    names = [source, *(_items(targets) or [targets])]
+                    for node in names:
+                        if isinstance(node, yaml.ScalarNode) and node.value not in groups:
+                            yield Problem(_line(node), f"{section}.{key}: alias {node.value!r} "
+                                          "is not a model_name in model_list")
+
+
+def _owners(root: yaml.Node) -> dict[int, str]:
+    """id(scalar node) -> what it belongs to, for messages: "alias 'fast'" or a settings key."""
+    owners: dict[int, str] = {}
+    for entry in _items(_get(root, "model_list")):
+        name = _get(entry, "model_name")
+        label = f"alias {name.value!r}" if isinstance(name, yaml.ScalarNode) else "model_list"
+        owners.update((id(s), label) for s in _scalars(entry))
+    for section in ("general_settings", "router_settings", "litellm_settings"):
+        block = _get(root, section)
+        for key, value in block.value if isinstance(block, yaml.MappingNode) else []:
+            owners.update((id(s), f"{section}.{key.value}") for s in _scalars(value))
+    return owners
+
+
+def _env_problems(root: yaml.Node, env: Mapping[str, str], strict: bool) -> Iterator[Problem]:
+    owners = _owners(root)
+    for scalar in _scalars(root):
+        value = str(scalar.value)
+        if not value.startswith(ENV_PREFIX) or env.get(value.removeprefix(ENV_PREFIX)):
+            continue
+        owner = owners.get(id(scalar), "")
+        # without a master key the proxy would let any caller in: never only a warning
+        severity = "error" if strict or owner == "general_settings.master_key" else "warning"
+        yield Problem(_line(scalar), f"{owner}: environment variable "
+                      f"{value.removeprefix(ENV_PREFIX)} is not set", severity)
+
+
+def _import_problems(root: yaml.Node) -> Iterator[Problem]:
+    general = _get(root, "general_settings")
+    litellm_settings = _get(root, "litellm_settings")
+    refs = [_get(general, "custom_auth") if general else None]
+    refs += _items(_get(litellm_settings, "callbacks") if litellm_settings else None)
+    for node in refs:
+        if not isinstance(node, yaml.ScalarNode) or "." not in str(node.value):
+            continue  # built-in callback names such as "prometheus"
+        module, _, attr = str(node.value).rpartition(".")
+        try:
+            if not hasattr(importlib.import_module(module), attr):
+                yield Problem(_line(node), f"{node.value}: module has no attribute {attr!r}")
+        except ImportError as exc:
+            yield Problem(_line(node), f"{node.value}: cannot import ({exc})")
+
+
+def check_text(text: str, env: Mapping[str, str], *, strict: bool = False,
+               imports: bool = True) -> list[Problem]:
+    """All problems found in the YAML ``text``, in file order."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        yaml.safe_load(text)  # anchors/merge keys resolve, duplicate-free
+    except yaml.YAMLError as exc:
+        mark: Any = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else 0
+        return [Problem(line, f"invalid YAML: {getattr(exc, 'problem', None) or exc}")]
+    if not isinstance(root, yaml.MappingNode):
+        return [Problem(_line(root), "the config must be a YAML mapping (model_list: ...)")]
+    groups, problems = _deployments(root)
+    problems += _fallback_problems(root, groups)
+    problems += _env_problems(root, env, strict)
+    if imports:
+        problems += _import_problems(root)
+    return sorted(set(problems), key=lambda p: (p.line, p.message))
+
+
+def check_config(path: Path, env: Mapping[str, str], *, strict: bool = False) -> list[Problem]:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        return [Problem(0, f"cannot read config: {exc.strerror or exc}")]
+    return check_text(text, env, strict=strict)
