@@ -47,7 +47,8 @@ def _get(node: yaml.Node, key: str) -> yaml.Node | None:
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             if isinstance(key_node, yaml.ScalarNode) and key_node.value == key:
-                return value_node
+                found: yaml.Node = value_node
+                return found
     return None
 
 
