@@ -1,0 +1,89 @@
+"""llm-pool SDK: a typed client for the proxy, structured output, ``@tool`` and an
+agent loop with a confirmation gate. Everything goes through the proxy by alias.
+
+See :mod:`sdk.client`, :mod:`sdk.tools`, :mod:`sdk.agent` and :mod:`sdk.errors`.
+"""
+
+from sdk.agent import (
+    Agent,
+    AgentEvent,
+    ConfirmationRequired,
+    LLMCallFinished,
+    Outcome,
+    PendingConfirmation,
+    RunResult,
+    TextDelta,
+    ToolCalled,
+)
+from sdk.client import AsyncCompletionStream, AsyncGateway, CompletionStream, Gateway
+from sdk.errors import (
+    AuthError,
+    BadModelOutputError,
+    BudgetExceededError,
+    ConfirmationError,
+    ConfirmationExpiredError,
+    GatewayError,
+    InvalidRequestError,
+    ProviderUnavailableError,
+    RateLimitedError,
+    SDKError,
+    StructuredOutputError,
+    ToolDefinitionError,
+    UnknownAliasError,
+)
+from sdk.prompts import AI_TRANSPARENCY_CLAUSE, build_system_prompt
+from sdk.results import Completion, EmbeddingResult, ToolCall, Usage
+from sdk.toolbox import (
+    InMemoryToolResultCache,
+    Toolbox,
+    ToolCallRecord,
+    ToolRegistry,
+    ToolResultCache,
+)
+from sdk.tools import Tool, ToolContext, current_tool_call, tool
+from sdk.transport import RetryPolicy
+
+__all__ = [
+    "AI_TRANSPARENCY_CLAUSE",
+    "Agent",
+    "AgentEvent",
+    "AsyncCompletionStream",
+    "AsyncGateway",
+    "AuthError",
+    "BadModelOutputError",
+    "BudgetExceededError",
+    "Completion",
+    "CompletionStream",
+    "ConfirmationError",
+    "ConfirmationExpiredError",
+    "ConfirmationRequired",
+    "EmbeddingResult",
+    "Gateway",
+    "GatewayError",
+    "InMemoryToolResultCache",
+    "InvalidRequestError",
+    "LLMCallFinished",
+    "Outcome",
+    "PendingConfirmation",
+    "ProviderUnavailableError",
+    "RateLimitedError",
+    "RetryPolicy",
+    "RunResult",
+    "SDKError",
+    "StructuredOutputError",
+    "TextDelta",
+    "Tool",
+    "ToolCall",
+    "ToolCallRecord",
+    "ToolCalled",
+    "ToolContext",
+    "ToolDefinitionError",
+    "ToolRegistry",
+    "ToolResultCache",
+    "Toolbox",
+    "UnknownAliasError",
+    "Usage",
+    "build_system_prompt",
+    "current_tool_call",
+    "tool",
+]

@@ -1,0 +1,442 @@
+"""The agent loop: model -> tools -> observe -> ... -> reply, with a confirmation gate.
+
+::
+
+    agent = Agent(name="support", alias="fast", instructions="Help with orders.",
+                  tools=[lookup_order, refund_order], gateway=Gateway())
+    result = agent.run("Please refund order 42")
+    if result.outcome is Outcome.NEEDS_CONFIRMATION:
+        saved = result.pending.to_json()            # store it anywhere
+        ...                                          # ask a human, maybe in another process
+        result = other_agent.resume(PendingConfirmation.from_json(saved), approved=True)
+    print(result.text)
+
+Each iteration is one LLM call followed by the tool calls it asked for; parallel
+calls run concurrently (a thread pool in :meth:`Agent.run`, ``asyncio.gather``
+in :meth:`Agent.arun`). The run ends when the model answers without tool calls
+(``completed``), after ``max_iterations`` LLM calls (``max_iterations``), or when
+it calls a tool marked ``requires_confirmation`` (``needs_confirmation``): the
+other calls of that turn are run, and :class:`PendingConfirmation` holds
+everything needed to go on, as self-contained JSON. :meth:`Agent.resume` runs
+(``approved=True``) or declines the pending calls, telling the model, and
+continues with a fresh iteration budget.
+
+For callers that audit or persist (the Dramatiq worker):
+
+* ``run_id``: pass your own (e.g. the queue message id) to make the run's tool
+  call ids reproducible. The agent gives every tool call an id derived from
+  ``run_id``, the iteration, the call's position, its name and its arguments, so
+  a redelivered run asking the same thing at the same point gets the same id;
+* ``tool_result_cache`` (:class:`~sdk.toolbox.ToolResultCache`): results by that
+  id; a hit is used instead of running the tool again;
+* :func:`~sdk.tools.current_tool_call` inside a tool gives its call id, run id
+  and an ``idempotency_key`` for the tool's own side effects;
+* ``on_event``: called synchronously, in order, with :class:`LLMCallFinished`,
+  :class:`ToolCalled` (after each batch of calls), :class:`ConfirmationRequired`
+  and, when ``stream=True``, :class:`TextDelta`. An exception it raises stops the run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import time
+import uuid
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pydantic
+
+from sdk.client import AsyncGateway, Gateway, Messages, as_messages
+from sdk.errors import ConfirmationError, ConfirmationExpiredError
+from sdk.prompts import build_system_prompt
+from sdk.results import Completion, ToolCall, Usage, stable_call_id
+from sdk.toolbox import (
+    DEFAULT_MAX_TOOL_THREADS,
+    Toolbox,
+    ToolCallRecord,
+    ToolRegistry,
+    ToolResultCache,
+    arun_tool_calls,
+    declined_record,
+    run_tool_calls,
+)
+from sdk.tools import Tool
+
+__all__ = [
+    "DEFAULT_MAX_ITERATIONS",
+    "PENDING_FORMAT_VERSION",
+    "Agent",
+    "AgentEvent",
+    "ConfirmationRequired",
+    "EventHandler",
+    "LLMCallFinished",
+    "Outcome",
+    "PendingConfirmation",
+    "RunResult",
+    "TextDelta",
+    "ToolCalled",
+]
+
+DEFAULT_MAX_ITERATIONS = 5  # LLM calls per run (and per resume)
+DEFAULT_AGENT_VERSION = "1"
+PENDING_FORMAT_VERSION = 1
+
+
+class Outcome(enum.StrEnum):
+    COMPLETED = "completed"
+    NEEDS_CONFIRMATION = "needs_confirmation"
+    MAX_ITERATIONS = "max_iterations"
+
+
+@dataclass(frozen=True)
+class PendingConfirmation:
+    """A run stopped before tool calls that need a human yes.
+
+    ``messages`` is the whole conversation so far (system prompt, the assistant
+    turn with the calls, the results of the calls already run); ``calls`` are the
+    calls waiting for the answer. ``iterations`` LLM calls were made so far.
+    """
+
+    agent_name: str
+    agent_version: str
+    alias: str
+    run_id: str
+    messages: tuple[dict[str, Any], ...]
+    calls: tuple[ToolCall, ...]
+    iterations: int
+    created_at: float
+    expires_at: float | None = None
+    user: str | None = None
+    format_version: int = PENDING_FORMAT_VERSION
+
+    def to_json(self) -> str:
+        return _PENDING_ADAPTER.dump_json(self).decode()
+
+    @classmethod
+    def from_json(cls, data: str | bytes) -> PendingConfirmation:
+        try:
+            pending = _PENDING_ADAPTER.validate_json(data)
+        except pydantic.ValidationError as exc:
+            raise ConfirmationError(f"not a pending confirmation: {exc}") from exc
+        if pending.format_version != PENDING_FORMAT_VERSION:
+            raise ConfirmationError(f"unsupported format_version {pending.format_version}")
+        return pending
+
+
+_PENDING_ADAPTER = pydantic.TypeAdapter(PendingConfirmation)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """How a run (or resume) ended. ``llm_calls`` has every completion made, with
+    usage, cost, latency and deployment; ``tool_calls`` every tool call handled."""
+
+    outcome: Outcome
+    text: str
+    run_id: str
+    messages: tuple[dict[str, Any], ...]
+    llm_calls: tuple[Completion, ...]
+    tool_calls: tuple[ToolCallRecord, ...]
+    pending: PendingConfirmation | None = None
+
+    @property
+    def usage(self) -> Usage:
+        return sum((c.usage for c in self.llm_calls), Usage())
+
+    @property
+    def cost(self) -> float | None:
+        """Total cost of the LLM calls, or ``None`` when the proxy reported none."""
+        costs = [c.cost for c in self.llm_calls if c.cost is not None]
+        return sum(costs) if costs else None
+
+
+@dataclass(frozen=True)
+class LLMCallFinished:
+    run_id: str
+    iteration: int
+    completion: Completion
+
+
+@dataclass(frozen=True)
+class ToolCalled:
+    run_id: str
+    record: ToolCallRecord
+
+
+@dataclass(frozen=True)
+class ConfirmationRequired:
+    run_id: str
+    pending: PendingConfirmation
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    run_id: str
+    text: str
+
+
+AgentEvent = LLMCallFinished | ToolCalled | ConfirmationRequired | TextDelta
+EventHandler = Callable[[AgentEvent], None]
+
+
+# ----------------------------------------------------------------- the loop (no I/O)
+
+
+@dataclass(frozen=True)
+class _AskModel:
+    messages: list[dict[str, Any]]
+    run_id: str
+    user: str | None
+
+
+@dataclass(frozen=True)
+class _RunTools:
+    calls: tuple[ToolCall, ...]
+    approved: bool | None
+    run_id: str
+
+
+_Loop = Generator[_AskModel | _RunTools, Any, RunResult]
+
+
+@dataclass
+class _Run:
+    """The mutable state of one run or resume."""
+
+    run_id: str
+    messages: list[dict[str, Any]]
+    iterations: int = 0
+    user: str | None = None
+    llm_calls: list[Completion] = field(default_factory=list)
+    records: list[ToolCallRecord] = field(default_factory=list)
+
+    def result(self, outcome: Outcome, text: str,
+               pending: PendingConfirmation | None = None) -> RunResult:
+        return RunResult(outcome, text, self.run_id, tuple(self.messages),
+                         tuple(self.llm_calls), tuple(self.records), pending)
+
+
+class Agent:
+    """An LLM with tools, looping until it answers.
+
+    ``gateway`` is a :class:`Gateway` for :meth:`run`/:meth:`resume` or an
+    :class:`AsyncGateway` for :meth:`arun`/:meth:`aresume` (default: one built
+    from the environment). ``tools`` is a list of :class:`~sdk.tools.Tool` or any
+    :class:`~sdk.toolbox.ToolRegistry`. ``params`` go to every completion request
+    (e.g. ``temperature``). See the module docstring for ``run_id``,
+    ``tool_result_cache`` and ``on_event``.
+    """
+
+    def __init__(self, *, name: str, alias: str, instructions: str = "",
+                 tools: Iterable[Tool] | ToolRegistry = (),
+                 gateway: Gateway | AsyncGateway | None = None,
+                 max_iterations: int = DEFAULT_MAX_ITERATIONS, role: str | None = None,
+                 persona: str | None = None, version: str = DEFAULT_AGENT_VERSION,
+                 stream: bool = False, on_event: EventHandler | None = None,
+                 tool_result_cache: ToolResultCache | None = None,
+                 confirmation_ttl: float | None = None, tags: Sequence[str] = (),
+                 params: Mapping[str, Any] | None = None,
+                 max_tool_threads: int = DEFAULT_MAX_TOOL_THREADS) -> None:
+        if max_iterations < 1:
+            raise ValueError("max_iterations must be at least 1")
+        self.name, self.alias, self.version = name, alias, version
+        self.registry: ToolRegistry = (tools if isinstance(tools, ToolRegistry)
+                                       else Toolbox(tools))
+        self.system_prompt = build_system_prompt(name, role=role, persona=persona,
+                                                 instructions=instructions)
+        self.gateway = gateway
+        self.max_iterations, self.stream = max_iterations, stream
+        self.on_event, self.tool_result_cache = on_event, tool_result_cache
+        self.confirmation_ttl, self.tags = confirmation_ttl, tuple(tags)
+        self.params = dict(params or {})
+        self.max_tool_threads = max_tool_threads
+
+    # -- public API
+
+    def run(self, messages: Messages, *, run_id: str | None = None,
+            user: str | None = None) -> RunResult:
+        """Run the loop on a conversation (a user prompt or OpenAI-format messages)."""
+        return self._drive(self._loop(self._new_run(messages, run_id, user)))
+
+    async def arun(self, messages: Messages, *, run_id: str | None = None,
+                   user: str | None = None) -> RunResult:
+        """The async twin of :meth:`run` (needs an :class:`AsyncGateway`)."""
+        return await self._adrive(self._loop(self._new_run(messages, run_id, user)))
+
+    def resume(self, pending: PendingConfirmation, *, approved: bool,
+               note: str | None = None) -> RunResult:
+        """Run (``approved=True``) or decline the pending calls, then continue.
+        ``note`` is passed to the model with the calls' results."""
+        return self._drive(self._resume_loop(pending, approved, note))
+
+    async def aresume(self, pending: PendingConfirmation, *, approved: bool,
+                      note: str | None = None) -> RunResult:
+        """The async twin of :meth:`resume`."""
+        return await self._adrive(self._resume_loop(pending, approved, note))
+
+    # -- the loop
+
+    def _new_run(self, messages: Messages, run_id: str | None, user: str | None) -> _Run:
+        history = [{"role": "system", "content": self.system_prompt}, *as_messages(messages)]
+        return _Run(run_id or uuid.uuid4().hex, history, user=user)
+
+    def _loop(self, run: _Run) -> _Loop:
+        text = ""
+        for _ in range(self.max_iterations):
+            completion = yield _AskModel(list(run.messages), run.run_id, run.user)
+            completion = self._observe(run, completion)
+            text = completion.text
+            if not completion.tool_calls:
+                return run.result(Outcome.COMPLETED, text)
+            gated, free = self._split(completion.tool_calls)
+            if free:
+                self._record(run, (yield _RunTools(free, None, run.run_id)))
+            if gated:
+                return self._pause(run, gated, text)
+        return run.result(Outcome.MAX_ITERATIONS, text)
+
+    def _resume_loop(self, pending: PendingConfirmation, approved: bool,
+                     note: str | None) -> _Loop:
+        self._check(pending)
+        run = _Run(pending.run_id, list(pending.messages), pending.iterations, pending.user)
+        if approved:
+            records: list[ToolCallRecord] = yield _RunTools(pending.calls, True, run.run_id)
+            records = [_with_note(r, note) for r in records]
+        else:
+            records = [declined_record(call, note) for call in pending.calls]
+        self._record(run, records)
+        return (yield from self._loop(run))
+
+    def _observe(self, run: _Run, completion: Completion) -> Completion:
+        """Give the calls stable ids, append the turn, tell the observer."""
+        run.iterations += 1
+        calls = tuple(dataclasses.replace(call, id=stable_call_id(
+            run.run_id, run.iterations, i, call.name, call.raw_arguments))
+            for i, call in enumerate(completion.tool_calls))
+        completion = dataclasses.replace(completion, tool_calls=calls)
+        run.llm_calls.append(completion)
+        run.messages.append(completion.to_message())
+        self._emit(LLMCallFinished(run.run_id, run.iterations, completion))
+        return completion
+
+    def _split(self, calls: Sequence[ToolCall]
+               ) -> tuple[tuple[ToolCall, ...], tuple[ToolCall, ...]]:
+        """(calls to confirm, calls to run now). A gated call whose arguments are
+        invalid is run now: it fails validation without running, and the model
+        is told, instead of asking a human about a call that cannot happen."""
+        gated = tuple(c for c in calls if self._needs_confirmation(c))
+        return gated, tuple(c for c in calls if c not in gated)
+
+    def _needs_confirmation(self, call: ToolCall) -> bool:
+        found = self.registry.get(call.name)
+        if found is None or not found.requires_confirmation or call.parse_error:
+            return False
+        try:
+            found.validate(call.arguments)
+        except pydantic.ValidationError:
+            return False
+        return True
+
+    def _record(self, run: _Run, records: Sequence[ToolCallRecord]) -> None:
+        for record in records:
+            run.records.append(record)
+            run.messages.append(record.to_message())
+            self._emit(ToolCalled(run.run_id, record))
+
+    def _pause(self, run: _Run, calls: tuple[ToolCall, ...], text: str) -> RunResult:
+        now = time.time()
+        pending = PendingConfirmation(
+            agent_name=self.name, agent_version=self.version, alias=self.alias,
+            run_id=run.run_id, messages=tuple(run.messages), calls=calls,
+            iterations=run.iterations, created_at=now, user=run.user,
+            expires_at=now + self.confirmation_ttl if self.confirmation_ttl else None)
+        self._emit(ConfirmationRequired(run.run_id, pending))
+        return run.result(Outcome.NEEDS_CONFIRMATION, text, pending)
+
+    def _check(self, pending: PendingConfirmation) -> None:
+        if pending.agent_name != self.name:
+            raise ConfirmationError(f"this confirmation belongs to agent "
+                                    f"{pending.agent_name!r}, not {self.name!r}")
+        if pending.expires_at is not None and time.time() > pending.expires_at:
+            raise ConfirmationExpiredError(f"confirmation for run {pending.run_id} expired")
+
+    def _emit(self, event: AgentEvent) -> None:
+        if self.on_event is not None:
+            self.on_event(event)
+
+    # -- drivers (the I/O)
+
+    def _request(self, ask: _AskModel) -> dict[str, Any]:
+        return {"alias": self.alias, "messages": ask.messages, "tools": self.registry.schemas(),
+                "tags": self.tags, "user": ask.user, **self.params}
+
+    def _sync_gateway(self) -> Gateway:
+        if self.gateway is None:
+            self.gateway = Gateway()
+        if not isinstance(self.gateway, Gateway):
+            raise TypeError("run()/resume() need a Gateway; use arun()/aresume() "
+                            "with an AsyncGateway")
+        return self.gateway
+
+    def _async_gateway(self) -> AsyncGateway:
+        if self.gateway is None:
+            self.gateway = AsyncGateway()
+        if not isinstance(self.gateway, AsyncGateway):
+            raise TypeError("arun()/aresume() need an AsyncGateway; use run()/resume() "
+                            "with a Gateway")
+        return self.gateway
+
+    def _complete(self, ask: _AskModel) -> Completion:
+        gateway = self._sync_gateway()
+        if not self.stream:
+            return gateway.complete(**self._request(ask))
+        with gateway.stream(**self._request(ask)) as stream:
+            for delta in stream:
+                self._emit(TextDelta(ask.run_id, delta))
+            return stream.completion
+
+    async def _acomplete(self, ask: _AskModel) -> Completion:
+        gateway = self._async_gateway()
+        if not self.stream:
+            return await gateway.complete(**self._request(ask))
+        async with await gateway.stream(**self._request(ask)) as stream:
+            async for delta in stream:
+                self._emit(TextDelta(ask.run_id, delta))
+            return await stream.result()
+
+    def _drive(self, loop: _Loop) -> RunResult:
+        try:
+            action = next(loop)
+            while True:
+                if isinstance(action, _AskModel):
+                    reply: Any = self._complete(action)
+                else:
+                    reply = run_tool_calls(self.registry, action.calls, self.tool_result_cache,
+                                           action.approved, action.run_id, self.max_tool_threads)
+                action = loop.send(reply)
+        except StopIteration as done:
+            result: RunResult = done.value
+            return result
+
+    async def _adrive(self, loop: _Loop) -> RunResult:
+        try:
+            action = next(loop)
+            while True:
+                if isinstance(action, _AskModel):
+                    reply: Any = await self._acomplete(action)
+                else:
+                    reply = await arun_tool_calls(self.registry, action.calls,
+                                                  self.tool_result_cache, action.approved,
+                                                  action.run_id)
+                action = loop.send(reply)
+        except StopIteration as done:
+            result: RunResult = done.value
+            return result
+
+
+def _with_note(record: ToolCallRecord, note: str | None) -> ToolCallRecord:
+    if not note:
+        return record
+    return dataclasses.replace(record, result=f"{record.result}\n(Note from the user: {note})")

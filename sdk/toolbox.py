@@ -1,0 +1,249 @@
+"""Running the tool calls a model asked for.
+
+A call never raises: an unknown tool, arguments that are not JSON, arguments that
+fail validation, or an exception inside the tool all become an ``"Error: ..."``
+text that goes back to the model as the tool's result, and ``ok=False`` in the
+:class:`ToolCallRecord`.
+
+Plug points (``Protocol``\\ s):
+
+* :class:`ToolRegistry`: where the agent finds tools by name (:class:`Toolbox`
+  is the default, built from a list of :class:`~sdk.tools.Tool`).
+* :class:`ToolResultCache`: results by tool call id. Before running a call the
+  runner asks ``get(call_id)``; a hit is used instead of running the tool again
+  (``cached=True``), and every fresh result is ``put``. A Dramatiq worker that
+  redelivers a message uses it so that side effects happen once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from pydantic import ValidationError
+
+from sdk.results import ToolCall
+from sdk.tools import Tool, ToolContext, format_result, tool_context
+
+__all__ = [
+    "DEFAULT_MAX_TOOL_THREADS",
+    "InMemoryToolResultCache",
+    "ToolCallRecord",
+    "ToolRegistry",
+    "ToolResultCache",
+    "Toolbox",
+    "arun_tool_call",
+    "arun_tool_calls",
+    "declined_record",
+    "run_tool_call",
+    "run_tool_calls",
+]
+
+DEFAULT_MAX_TOOL_THREADS = 8  # parallel tool calls run on at most this many threads (sync)
+ERROR_PREFIX = "Error:"  # starts the result text of every failed call
+
+
+@runtime_checkable
+class ToolRegistry(Protocol):
+    """Tools by name, and their schemas for the request."""
+
+    def get(self, name: str) -> Tool | None: ...
+
+    def schemas(self) -> list[dict[str, Any]]: ...
+
+
+class ToolResultCache(Protocol):
+    """Tool results by tool call id (e.g. in Redis, for at-least-once workers)."""
+
+    def get(self, call_id: str) -> str | None: ...
+
+    def put(self, call_id: str, result: str) -> None: ...
+
+
+class Toolbox:
+    """The default :class:`ToolRegistry`: a fixed set of tools with unique names."""
+
+    def __init__(self, tools: Iterable[Tool] = ()) -> None:
+        self._tools: dict[str, Tool] = {}
+        for item in tools:
+            if item.name in self._tools:
+                raise ValueError(f"two tools are named {item.name!r}")
+            self._tools[item.name] = item
+
+    def get(self, name: str) -> Tool | None:
+        return self._tools.get(name)
+
+    def schemas(self) -> list[dict[str, Any]]:
+        return [item.schema() for item in self._tools.values()]
+
+    def names(self) -> list[str]:
+        return list(self._tools)
+
+
+@dataclass
+class InMemoryToolResultCache:
+    """A :class:`ToolResultCache` in a dict (tests, single process)."""
+
+    results: dict[str, str] = field(default_factory=dict)
+
+    def get(self, call_id: str) -> str | None:
+        return self.results.get(call_id)
+
+    def put(self, call_id: str, result: str) -> None:
+        self.results[call_id] = result
+
+
+@dataclass(frozen=True)
+class ToolCallRecord:
+    """One tool call as handled: ``result`` is the text the model received.
+
+    ``approved`` is ``None`` for tools without confirmation, else the human's
+    answer; a declined call was never run. ``cached`` means the result came from
+    the :class:`ToolResultCache` instead of running the tool.
+    """
+
+    call_id: str
+    name: str
+    arguments: Mapping[str, Any]
+    result: str
+    ok: bool
+    duration_ms: float = 0.0
+    error: str | None = None
+    approved: bool | None = None
+    cached: bool = False
+
+    def to_message(self) -> dict[str, Any]:
+        """The ``tool`` message answering the call."""
+        return {"role": "tool", "tool_call_id": self.call_id, "content": self.result}
+
+
+def _failure(call: ToolCall, error: str, started: float) -> ToolCallRecord:
+    return ToolCallRecord(call.id, call.name, call.arguments, f"{ERROR_PREFIX} {error}", ok=False,
+                          duration_ms=_ms(started), error=error)
+
+
+def _ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000.0
+
+
+def _validation_text(exc: ValidationError) -> str:
+    parts = [f"{'.'.join(str(p) for p in e['loc']) or '(arguments)'}: {e['msg']}"
+             for e in exc.errors(include_url=False)]
+    return "; ".join(parts)
+
+
+def _resolve(registry: ToolRegistry, call: ToolCall, started: float
+             ) -> Tool | ToolCallRecord:
+    """The tool to run, or the failure record when the call cannot be run."""
+    found = registry.get(call.name)
+    if found is None:
+        names = ", ".join(s["function"]["name"] for s in registry.schemas())
+        return _failure(call, f"there is no tool named {call.name!r}; available: {names}",
+                        started)
+    if call.parse_error is not None:
+        return _failure(call, f"could not read the arguments for {call.name}: "
+                              f"{call.parse_error}. Call it again with a JSON object.", started)
+    return found
+
+
+def _prepare(registry: ToolRegistry, call: ToolCall, cache: ToolResultCache | None,
+             approved: bool | None, started: float
+             ) -> ToolCallRecord | tuple[Tool, dict[str, Any]]:
+    """A final record (cached, or failed before running), or the tool and its arguments."""
+    hit = cache.get(call.id) if cache is not None else None
+    if hit is not None:
+        return ToolCallRecord(call.id, call.name, call.arguments, hit,
+                              ok=not hit.startswith(ERROR_PREFIX), approved=approved,
+                              cached=True)
+    found = _resolve(registry, call, started)
+    if isinstance(found, ToolCallRecord):
+        return _remember(found, cache)
+    try:
+        return found, found.validate(call.arguments)
+    except ValidationError as exc:
+        return _remember(_failure(call, f"invalid arguments for {call.name}: "
+                                        f"{_validation_text(exc)}. Fix them and call the tool "
+                                        "again.", started), cache)
+
+
+def _finish(call: ToolCall, outcome: Any, started: float, approved: bool | None,
+            cache: ToolResultCache | None) -> ToolCallRecord:
+    if isinstance(outcome, Exception):
+        record = _failure(call, f"{call.name} failed: {type(outcome).__name__}: {outcome}",
+                          started)
+    else:
+        record = ToolCallRecord(call.id, call.name, call.arguments, format_result(outcome),
+                                ok=True, duration_ms=_ms(started), approved=approved)
+    return _remember(record, cache)
+
+
+def _remember(record: ToolCallRecord, cache: ToolResultCache | None) -> ToolCallRecord:
+    if cache is not None:
+        cache.put(record.call_id, record.result)
+    return record
+
+
+def run_tool_call(registry: ToolRegistry, call: ToolCall, cache: ToolResultCache | None = None,
+                  approved: bool | None = None, run_id: str | None = None) -> ToolCallRecord:
+    """Run one call (see the module docstring); never raises for a tool's failure."""
+    started = time.perf_counter()
+    prepared = _prepare(registry, call, cache, approved, started)
+    if isinstance(prepared, ToolCallRecord):
+        return prepared
+    found, kwargs = prepared
+    try:
+        with tool_context(ToolContext(call.id, call.name, run_id)):
+            outcome = found.run(kwargs)
+    except Exception as exc:  # any tool failure goes back to the model
+        outcome = exc
+    return _finish(call, outcome, started, approved, cache)
+
+
+async def arun_tool_call(registry: ToolRegistry, call: ToolCall,
+                         cache: ToolResultCache | None = None, approved: bool | None = None,
+                         run_id: str | None = None) -> ToolCallRecord:
+    """The async twin of :func:`run_tool_call`."""
+    started = time.perf_counter()
+    prepared = _prepare(registry, call, cache, approved, started)
+    if isinstance(prepared, ToolCallRecord):
+        return prepared
+    found, kwargs = prepared
+    try:
+        with tool_context(ToolContext(call.id, call.name, run_id)):
+            outcome = await found.arun(kwargs)
+    except Exception as exc:  # any tool failure goes back to the model
+        outcome = exc
+    return _finish(call, outcome, started, approved, cache)
+
+
+def run_tool_calls(registry: ToolRegistry, calls: Sequence[ToolCall],
+                   cache: ToolResultCache | None = None, approved: bool | None = None,
+                   run_id: str | None = None,
+                   max_threads: int = DEFAULT_MAX_TOOL_THREADS) -> list[ToolCallRecord]:
+    """Run calls concurrently on a thread pool; records in the calls' order."""
+    if not calls:
+        return []
+    with ThreadPoolExecutor(max_workers=max(1, min(len(calls), max_threads))) as pool:
+        return list(pool.map(lambda c: run_tool_call(registry, c, cache, approved, run_id),
+                             calls))
+
+
+async def arun_tool_calls(registry: ToolRegistry, calls: Sequence[ToolCall],
+                          cache: ToolResultCache | None = None, approved: bool | None = None,
+                          run_id: str | None = None) -> list[ToolCallRecord]:
+    """Run calls concurrently with ``asyncio.gather``; records in the calls' order."""
+    return list(await asyncio.gather(
+        *(arun_tool_call(registry, call, cache, approved, run_id) for call in calls)))
+
+
+def declined_record(call: ToolCall, note: str | None) -> ToolCallRecord:
+    """The result the model reads for a call the human declined (never run)."""
+    text = f"The user declined this action; {call.name} was not run."
+    if note:
+        text += f" Note from the user: {note}"
+    return ToolCallRecord(call.id, call.name, call.arguments, text, ok=False,
+                          error="declined", approved=False)

@@ -1,0 +1,277 @@
+"""The agent loop on httpx.MockTransport: tools, feedback, confirmation, events, ids."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import pytest
+
+from sdk import (
+    AI_TRANSPARENCY_CLAUSE,
+    Agent,
+    AgentEvent,
+    ConfirmationError,
+    ConfirmationExpiredError,
+    ConfirmationRequired,
+    InMemoryToolResultCache,
+    LLMCallFinished,
+    Outcome,
+    PendingConfirmation,
+    TextDelta,
+    ToolCalled,
+    ToolContext,
+    current_tool_call,
+    tool,
+)
+from tests.sdk.fakes import FakeProxy, chat, chunk, sse
+
+ran: list[str] = []
+
+
+@tool
+def lookup_order(order_id: int) -> dict[str, Any]:
+    """Look an order up.
+
+    Args:
+        order_id: The order number.
+    """
+    ran.append(f"lookup {order_id}")
+    return {"order_id": order_id, "status": "shipped", "total": 30.0}
+
+
+@tool(requires_confirmation=True)
+def refund_order(order_id: int, amount: float) -> str:
+    """Refund an order (needs a human yes)."""
+    ran.append(f"refund {order_id} {amount}")
+    return f"refunded {amount:.2f} on order {order_id}"
+
+
+@pytest.fixture(autouse=True)
+def _clear() -> None:
+    ran.clear()
+
+
+def agent_for(proxy: FakeProxy, **options: Any) -> Agent:
+    return Agent(name="support", alias="fast", instructions="Help with orders.",
+                 tools=[lookup_order, refund_order], gateway=proxy.gateway(), **options)
+
+
+def _tool_messages(messages: list[dict[str, Any]]) -> list[str]:
+    return [m["content"] for m in messages if m["role"] == "tool"]
+
+
+def test_tool_loop_feeds_results_back_and_reports_every_call() -> None:
+    proxy = FakeProxy(chat(None, [("lookup_order", {"order_id": 7}, "x1")], usage=(10, 2)),
+                      chat("Order 7 has shipped.", usage=(20, 5), cost=0.5))
+    result = agent_for(proxy).run("Where is order 7?")
+    assert result.outcome is Outcome.COMPLETED
+    assert result.text == "Order 7 has shipped."
+    assert ran == ["lookup 7"]
+    second = proxy.messages(1)
+    assert second[0]["role"] == "system" and AI_TRANSPARENCY_CLAUSE in second[0]["content"]
+    assert "Help with orders." in second[0]["content"]
+    assert second[2]["tool_calls"][0]["function"]["name"] == "lookup_order"
+    assert json.loads(second[3]["content"]) == {"order_id": 7, "status": "shipped",
+                                                "total": 30.0}
+    assert second[3]["tool_call_id"] == second[2]["tool_calls"][0]["id"]
+    assert [c.usage.total_tokens for c in result.llm_calls] == [12, 25]
+    assert result.usage.total_tokens == 37
+    assert result.cost == pytest.approx(0.00012 + 0.5)
+    assert [(r.name, r.ok) for r in result.tool_calls] == [("lookup_order", True)]
+    assert {t["function"]["name"] for t in proxy.requests[0]["tools"]} == {
+        "lookup_order", "refund_order"}
+
+
+def test_invalid_arguments_go_back_to_the_model() -> None:
+    proxy = FakeProxy(chat(None, [("lookup_order", {"order_id": "seven"}, "x1")]),
+                      chat(None, [("lookup_order", {"order_id": 7}, "x2")]),
+                      chat("Found it."))
+    result = agent_for(proxy).run("Where is order seven?")
+    assert result.outcome is Outcome.COMPLETED and ran == ["lookup 7"]
+    feedback = _tool_messages(proxy.messages(1))[0]
+    assert feedback.startswith("Error: invalid arguments for lookup_order")
+    assert "order_id" in feedback
+    assert [r.ok for r in result.tool_calls] == [False, True]
+
+
+def test_iteration_guard() -> None:
+    proxy = FakeProxy(chat("thinking...", [("lookup_order", {"order_id": 1}, "x")]))
+    result = agent_for(proxy, max_iterations=3).run("loop forever")
+    assert result.outcome is Outcome.MAX_ITERATIONS
+    assert len(proxy.requests) == 3 and len(result.llm_calls) == 3
+    assert ran == ["lookup 1"] * 3
+    assert result.text == "thinking..."
+
+
+def test_tool_call_ids_are_stable_per_run_and_unique_per_iteration() -> None:
+    def run(run_id: str) -> list[str]:
+        proxy = FakeProxy(chat(None, [("lookup_order", {"order_id": 1}, "same")]),
+                          chat(None, [("lookup_order", {"order_id": 1}, "same")]), chat("done"))
+        return [r.call_id for r in agent_for(proxy).run("x", run_id=run_id).tool_calls]
+    first, again, other = run("run-1"), run("run-1"), run("run-2")
+    assert first == again
+    assert len(set(first)) == 2
+    assert not set(first) & set(other)
+
+
+def test_tool_result_cache_prevents_running_twice() -> None:
+    cache = InMemoryToolResultCache()
+    for _ in range(2):
+        proxy = FakeProxy(chat(None, [("lookup_order", {"order_id": 3}, "x")]), chat("ok"))
+        result = agent_for(proxy, tool_result_cache=cache).run("x", run_id="redelivered")
+    assert ran == ["lookup 3"]
+    assert result.tool_calls[0].cached
+
+
+def test_events_are_emitted_in_order() -> None:
+    events: list[AgentEvent] = []
+    proxy = FakeProxy(chat(None, [("lookup_order", {"order_id": 1}, "a"),
+                                  ("refund_order", {"order_id": 1, "amount": 5}, "b")]))
+    result = agent_for(proxy, on_event=events.append).run("refund 1", run_id="r")
+    assert [type(e) for e in events] == [LLMCallFinished, ToolCalled, ConfirmationRequired]
+    assert all(e.run_id == "r" for e in events)
+    assert isinstance(events[2], ConfirmationRequired) and events[2].pending == result.pending
+
+
+def test_streaming_agent_emits_text_deltas() -> None:
+    events: list[AgentEvent] = []
+    proxy = FakeProxy(sse([chunk({"content": "Hi "}), chunk({"content": "there"}),
+                           chunk({}, "stop")]))
+    result = agent_for(proxy, stream=True, on_event=events.append).run("hello")
+    assert [e.text for e in events if isinstance(e, TextDelta)] == ["Hi ", "there"]
+    assert result.text == "Hi there" and proxy.requests[0]["stream"] is True
+
+
+# ----------------------------------------------------------------- confirmation
+
+
+def _stopped() -> tuple[FakeProxy, PendingConfirmation]:
+    proxy = FakeProxy(chat("Let me check and refund.",
+                           [("lookup_order", {"order_id": 9}, "a"),
+                            ("refund_order", {"order_id": 9, "amount": 30}, "b")]))
+    result = agent_for(proxy).run("Refund order 9", run_id="run-9", user="cust-1")
+    assert result.outcome is Outcome.NEEDS_CONFIRMATION and result.pending is not None
+    return proxy, result.pending
+
+
+def test_a_confirmation_tool_stops_the_run_after_the_others_ran() -> None:
+    _, pending = _stopped()
+    assert ran == ["lookup 9"]
+    assert [(c.name, dict(c.arguments)) for c in pending.calls] == [
+        ("refund_order", {"order_id": 9, "amount": 30})]
+    assert (pending.agent_name, pending.alias, pending.run_id, pending.user) == (
+        "support", "fast", "run-9", "cust-1")
+    assert pending.messages[-1]["role"] == "tool"
+    assert pending.iterations == 1
+
+
+def test_pending_confirmation_json_round_trip() -> None:
+    _, pending = _stopped()
+    text = pending.to_json()
+    assert json.loads(text)["calls"][0]["name"] == "refund_order"
+    assert PendingConfirmation.from_json(text) == pending
+    assert PendingConfirmation.from_json(text.encode()) == pending
+
+
+def test_resume_approved_in_a_new_agent_runs_the_call() -> None:
+    _, pending = _stopped()
+    proxy = FakeProxy(chat("Refunded 30.00."))
+    result = agent_for(proxy).resume(PendingConfirmation.from_json(pending.to_json()),
+                                     approved=True, note="ok by Sam")
+    assert result.outcome is Outcome.COMPLETED and result.text == "Refunded 30.00."
+    assert ran == ["lookup 9", "refund 9 30.0"]
+    assert result.tool_calls[0].approved is True
+    told = _tool_messages(proxy.messages(0))[-1]
+    assert told.startswith("refunded 30.00 on order 9") and "ok by Sam" in told
+    assert proxy.requests[0]["user"] == "cust-1"
+
+
+def test_resume_declined_never_runs_the_call_and_tells_the_model() -> None:
+    _, pending = _stopped()
+    proxy = FakeProxy(chat("Okay, no refund."))
+    result = agent_for(proxy).resume(pending, approved=False, note="amount too high")
+    assert ran == ["lookup 9"]
+    told = _tool_messages(proxy.messages(0))[-1]
+    assert "declined" in told and "amount too high" in told
+    assert result.tool_calls[0].approved is False and not result.tool_calls[0].ok
+
+
+def test_a_gated_call_with_invalid_arguments_is_rejected_without_asking() -> None:
+    proxy = FakeProxy(chat(None, [("refund_order", {"order_id": 9}, "a")]), chat("Sorry."))
+    result = agent_for(proxy).run("refund 9")
+    assert result.outcome is Outcome.COMPLETED and ran == []
+    assert "amount" in _tool_messages(proxy.messages(1))[0]
+
+
+def test_resume_checks_owner_expiry_and_format() -> None:
+    _, pending = _stopped()
+    with pytest.raises(ConfirmationError, match="support"):
+        Agent(name="other", alias="fast", gateway=FakeProxy(chat("x")).gateway()).resume(
+            pending, approved=True)
+    proxy = FakeProxy(chat(None, [("refund_order", {"order_id": 1, "amount": 1}, "a")]))
+    expiring = agent_for(proxy, confirmation_ttl=0.01).run("refund").pending
+    assert expiring is not None and expiring.expires_at is not None
+    time.sleep(0.02)
+    with pytest.raises(ConfirmationExpiredError):
+        agent_for(proxy).resume(expiring, approved=True)
+    assert ran == ["lookup 9"]
+    with pytest.raises(ConfirmationError):
+        PendingConfirmation.from_json('{"agent_name": "support"}')
+
+
+# ----------------------------------------------------------------- async
+
+
+def test_arun_runs_parallel_calls_concurrently() -> None:
+    @tool
+    async def slow(n: int) -> int:
+        await asyncio.sleep(0.2)
+        return n * 2
+
+    proxy = FakeProxy(chat(None, [("slow", {"n": i}, f"c{i}") for i in range(4)]), chat("8"))
+    agent = Agent(name="a", alias="fast", tools=[slow], gateway=proxy.async_gateway())
+    started = time.perf_counter()
+    result = asyncio.run(agent.arun("go"))
+    assert time.perf_counter() - started < 0.6
+    assert [r.result for r in result.tool_calls] == ["0", "2", "4", "6"]
+
+
+def test_run_needs_a_sync_gateway() -> None:
+    agent = Agent(name="a", alias="fast", gateway=FakeProxy(chat("x")).async_gateway())
+    with pytest.raises(TypeError, match="arun"):
+        agent.run("hi")
+
+
+def test_tools_see_their_call_and_a_stable_idempotency_key() -> None:
+    seen: list[ToolContext] = []
+
+    @tool
+    def remember() -> str:
+        seen.append(current_tool_call())
+        return "ok"
+
+    @tool
+    async def aremember() -> str:
+        seen.append(current_tool_call())
+        return "ok"
+
+    def answers() -> FakeProxy:
+        return FakeProxy(chat(None, [("remember", {}, "a"), ("aremember", {}, "b")]),
+                         chat("done"))
+
+    Agent(name="a", alias="fast", tools=[remember, aremember],
+          gateway=answers().gateway()).run("x", run_id="m-1")
+    asyncio.run(Agent(name="a", alias="fast", tools=[remember, aremember],
+                      gateway=answers().async_gateway()).arun("x", run_id="m-1"))
+    first, second = (sorted(seen[:2], key=lambda c: c.tool_name),
+                     sorted(seen[2:], key=lambda c: c.tool_name))
+    assert [c.tool_name for c in first] == [c.tool_name for c in second] == [
+        "aremember", "remember"]
+    assert {c.run_id for c in seen} == {"m-1"}
+    assert [c.idempotency_key for c in first] == [c.idempotency_key for c in second]
+    assert first[0].idempotency_key != first[1].idempotency_key
+    with pytest.raises(LookupError):
+        current_tool_call()
