@@ -13,8 +13,9 @@ What a request gets is decided, in this order, by:
 1. **rules** set through ``POST /_control/rules``: ``{"match": "quality-*",
    "step": {...}, "times": 2}``, a glob on the model name the provider sees
    (the part after ``openai/``). ``times`` (optional) counts down.
-2. **a script marker** in any message: ``[[script:NAME]]`` (registered with
-   ``POST /_control/scripts``) or ``[[script:{...json...}]]`` inline. A script
+2. **a script marker** in a message (the newest message that has one):
+   ``[[script:NAME]]`` (registered with ``POST /_control/scripts``) or
+   ``[[script:{...json...}]]`` inline. A script
    is ``{"steps": [step, ...], "by_model": {"glob": step}}``; ``by_model`` wins
    when it matches, else ``steps[i]`` where ``i`` is the number of assistant
    turns after the last user message (the last step repeats).
@@ -136,7 +137,8 @@ def _turns_since_user(messages: list[dict[str, Any]]) -> int:
 
 
 def _find_script(messages: list[dict[str, Any]], state: _State) -> Script | None:
-    for message in messages:
+    """The newest message's marker wins (a conversation's memory holds older ones)."""
+    for message in reversed(messages):
         for found in SCRIPT_MARKER.finditer(_text_of(message)):
             ref = found.group(1).strip()
             if ref.startswith("{"):
@@ -410,8 +412,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(400, "messages is required")
             return
         step = self._decide(body, model)
-        self.server.state.record({"model": model, "path": "chat",
-                                  "stream": bool(body.get("stream")), "time": time.time()})
+        self.server.state.record({"model": model, "path": "chat", "time": time.time(),
+                                  "stream": bool(body.get("stream")),
+                                  "messages": body.get("messages")})
         if self._fail(step):
             return
         if body.get("stream"):

@@ -1,0 +1,210 @@
+"""Dramatiq workers end to end: real Redis, PostgreSQL, worker processes and proxy."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llm_pool.provider import ScriptedProvider
+from llm_pool.runtime import ProxyProcess
+from llm_pool.settings import REPO_ROOT
+from tests.conftest import MASTER_KEY
+from tests.integration.worker_harness import WorkerCluster, result, rows
+from worker.settings import WorkerSettings
+
+pytestmark = pytest.mark.integration
+
+
+def _script(*steps: dict[str, Any]) -> str:
+    return "[[script:" + json.dumps({"steps": list(steps)}) + "]]"
+
+
+def _call(name: str, **arguments: Any) -> dict[str, Any]:
+    return {"tool_calls": [{"name": name, "arguments": arguments}]}
+
+
+@pytest.fixture
+def cluster(offline_proxy: ProxyProcess, pg_url: str, redis_url: str, redis_prefix: str,
+            tmp_path: Path, scripted: ScriptedProvider) -> Iterator[WorkerCluster]:
+    env = {
+        "POOL_DATABASE_URL": pg_url, "POOL_REDIS_URL": redis_url,
+        "POOL_NAMESPACE": redis_prefix, "POOL_PROXY_URL": offline_proxy.url,
+        "POOL_API_KEY": MASTER_KEY,
+        "POOL_AGENTS_FILE": str(REPO_ROOT / "tests" / "worker_agents.yaml"),
+        "POOL_WORKER_HEARTBEAT_MS": "2000", "POOL_WORKER_MAINTENANCE_CHANCE": "1000000",
+    }
+    settings = WorkerSettings(redis_url=redis_url, namespace=redis_prefix, database_url=pg_url)
+    running = WorkerCluster(env, tmp_path, settings)
+    yield running
+    running.stop_all()
+
+
+def _conversation() -> str:
+    return f"conv-{uuid.uuid4().hex[:8]}"
+
+
+def _effects(pg_url: str, label: str) -> int:
+    found = rows(pg_url, "SELECT to_regclass('test_effects') IS NOT NULL")
+    if not found[0][0]:
+        return 0
+    return int(rows(pg_url, "SELECT count(*) FROM test_effects WHERE label = %s", label)[0][0])
+
+
+def test_multi_step_tool_loop(cluster: WorkerCluster, pg_url: str) -> None:
+    cluster.start()
+    conv = _conversation()
+    text = "compute please " + _script(_call("add", a=2, b=3), _call("lookup", key="k5"),
+                                       {"text": "The answer is 5 (value-of-k5)."})
+    reply = result(cluster.send(text, conv))
+    assert reply["status"] == "completed"
+    assert reply["text"] == "The answer is 5 (value-of-k5)."
+
+    events = cluster.events(conv)
+    kinds = [e["type"] for e in events]
+    assert kinds == ["received", "llm_call", "tool_called", "llm_call", "tool_called",
+                     "llm_call", "reply"]
+    assert events[-1]["data"]["text"] == reply["text"]
+
+    llm = rows(pg_url, "SELECT alias, deployment, outcome, prompt_tokens > 0, cost_usd > 0"
+               " FROM audit_llm_calls WHERE conversation_id = %s ORDER BY id", conv)
+    assert llm == [("fast", "fast-1", "ok", True, True)] * 3
+    tools = rows(pg_url, "SELECT tool_name, arguments, outcome, result, confirmation"
+                 " FROM audit_tool_calls WHERE conversation_id = %s ORDER BY id", conv)
+    assert tools == [("add", {"a": 2, "b": 3}, "ok", "5", "not_required"),
+                     ("lookup", {"key": "k5"}, "ok", "value-of-k5", "not_required")]
+    memory = rows(pg_url, "SELECT role FROM conversation_messages WHERE conversation_id = %s"
+                  " ORDER BY id", conv)
+    assert [r[0] for r in memory] == ["user", "assistant", "tool", "assistant", "tool",
+                                      "assistant"]
+
+
+def test_memory_carries_over_turns(cluster: WorkerCluster, scripted: ScriptedProvider) -> None:
+    cluster.start()
+    conv = _conversation()
+    assert result(cluster.send("my name is Ada", conv))["status"] == "completed"
+    assert result(cluster.send("what is my name?", conv))["status"] == "completed"
+    seen = [(m["role"], m["content"]) for m in scripted.requests()[-1]["messages"]]
+    assert seen[1:] == [("user", "my name is Ada"),
+                        ("assistant", "Hi! (fast-1) You said: my name is Ada"),
+                        ("user", "what is my name?")]
+
+
+def test_confirmation_approved_resumed_by_another_worker(cluster: WorkerCluster,
+                                                         pg_url: str) -> None:
+    first = cluster.start()
+    conv = _conversation()
+    text = "refund order 7 " + _script(_call("refund", order_id=7, amount=12.5),
+                                       {"text": "Refund done."})
+    paused = result(cluster.send(text, conv))
+    assert paused["status"] == "needs_confirmation" and paused["pending_tool"] == "refund"
+    assert "refund" in paused["text"] and "Reply yes or no" in paused["text"]
+    assert _effects(pg_url, "7:12.5") == 0
+    assert rows(pg_url, "SELECT count(*) FROM conversation_messages WHERE conversation_id = %s",
+                conv) == [(0,)]  # not in long-term memory until resolved
+    assert rows(pg_url, "SELECT outcome, confirmation FROM audit_tool_calls"
+                " WHERE conversation_id = %s", conv) == [("pending", "pending")]
+
+    first.stop()
+    cluster.start()  # a different worker process resumes
+    done = result(cluster.confirm(conv, approved=True))
+    assert done["status"] == "completed" and done["text"] == "Refund done."
+    assert _effects(pg_url, "7:12.5") == 1
+    assert rows(pg_url, "SELECT outcome, confirmation, decided_by, decided_at IS NOT NULL"
+                " FROM audit_tool_calls WHERE conversation_id = %s", conv) == [
+        ("ok", "approved", "tester", True)]
+    memory = rows(pg_url, "SELECT role FROM conversation_messages WHERE conversation_id = %s"
+                  " ORDER BY id", conv)
+    assert [r[0] for r in memory] == ["user", "assistant", "tool", "assistant"]
+    # a repeated confirm does nothing more
+    again = result(cluster.confirm(conv, approved=True))
+    assert again["status"] == "completed" and _effects(pg_url, "7:12.5") == 1
+
+
+def test_confirmation_declined(cluster: WorkerCluster, pg_url: str,
+                               scripted: ScriptedProvider) -> None:
+    cluster.start()
+    conv = _conversation()
+    text = "refund order 8 " + _script(_call("refund", order_id=8, amount=3.0),
+                                       {"text": "Understood, no refund."})
+    assert result(cluster.send(text, conv))["status"] == "needs_confirmation"
+    done = result(cluster.confirm(conv, approved=False, note="not this one"))
+    assert done["status"] == "declined" and done["text"] == "Understood, no refund."
+    assert _effects(pg_url, "8:3.0") == 0
+    assert rows(pg_url, "SELECT outcome, confirmation FROM audit_tool_calls"
+                " WHERE conversation_id = %s", conv) == [("declined", "declined")]
+    tool_message = rows(pg_url, "SELECT body->>'content' FROM conversation_messages"
+                        " WHERE conversation_id = %s AND role = 'tool'", conv)[0][0]
+    assert "declined" in tool_message.lower() and "not this one" in tool_message
+
+
+def test_confirmation_expired(cluster: WorkerCluster, pg_url: str) -> None:
+    cluster.start(POOL_CONFIRM_TTL="1")
+    conv = _conversation()
+    text = "refund order 9 " + _script(_call("refund", order_id=9, amount=1.0),
+                                       {"text": "should never be said"})
+    assert result(cluster.send(text, conv))["status"] == "needs_confirmation"
+    time.sleep(1.5)
+    late = result(cluster.confirm(conv, approved=True))
+    assert late["status"] == "expired" and "expired" in late["text"]
+    assert _effects(pg_url, "9:1.0") == 0
+    assert rows(pg_url, "SELECT outcome, confirmation FROM audit_tool_calls"
+                " WHERE conversation_id = %s", conv) == [("expired", "expired")]
+    assert [e["type"] for e in cluster.events(conv)][-2:] == ["expired", "reply"]
+
+
+def test_sigkill_mid_run_redelivers_and_runs_tool_once(
+        cluster: WorkerCluster, pg_url: str, scripted: ScriptedProvider) -> None:
+    victim = cluster.start()
+    conv = _conversation()
+    text = "do it " + _script(_call("record_effect", label=f"kill-{conv}"),
+                              {"text": "all done", "delay": 3})
+    message = cluster.send(text, conv)
+    deadline = time.monotonic() + 30
+    while _effects(pg_url, f"kill-{conv}") == 0:  # the tool ran; the next LLM call hangs
+        assert time.monotonic() < deadline, victim.text()[-2000:]
+        time.sleep(0.1)
+    time.sleep(0.3)
+    victim.kill()
+    cluster.start()
+    reply = result(message, timeout_ms=90_000)
+    assert reply == {"conversation_id": conv, "message_id": reply["message_id"],
+                     "status": "completed", "text": "all done", "pending_tool": None}
+    assert _effects(pg_url, f"kill-{conv}") == 1
+    memory = rows(pg_url, "SELECT role FROM conversation_messages WHERE conversation_id = %s"
+                  " ORDER BY id", conv)
+    assert [r[0] for r in memory] == ["user", "assistant", "tool", "assistant"]
+    replies = [e for e in cluster.events(conv) if e["type"] == "reply"]
+    assert len(replies) == 1
+
+
+def test_provider_outage_polite_reply_no_retry_storm(
+        cluster: WorkerCluster, pg_url: str, scripted: ScriptedProvider) -> None:
+    cluster.start()
+    scripted.add_rule("fast-*", {"status": 500, "error_message": "down"})
+    conv = _conversation()
+    reply = result(cluster.send("hello?", conv))
+    assert reply["status"] == "failed" and "can't reach the language model" in reply["text"]
+    sent = len(scripted.requests())
+    time.sleep(3)
+    assert len(scripted.requests()) == sent, "the message was retried after the polite reply"
+    assert sent <= 10
+    audit = rows(pg_url, "SELECT outcome, error IS NOT NULL FROM audit_llm_calls"
+                 " WHERE conversation_id = %s", conv)
+    assert audit == [("error", True)]
+    assert [e["type"] for e in cluster.events(conv)][-2:] == ["error", "reply"]
+
+
+def test_streaming_agent_puts_text_chunks_on_the_stream(cluster: WorkerCluster) -> None:
+    cluster.start()
+    conv = _conversation()
+    reply = result(cluster.send("stream this " + _script({"text": "one two three four"}), conv,
+                                agent="streamer"))
+    assert reply["text"] == "one two three four"
+    deltas = [e["data"]["text"] for e in cluster.events(conv) if e["type"] == "text_delta"]
+    assert len(deltas) >= 4 and "".join(deltas) == "one two three four"

@@ -1,0 +1,124 @@
+"""Real Dramatiq worker processes for the worker tests, and a client side to drive them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import redis
+from dramatiq.results import Results
+
+from llm_pool.runtime import proxy_env
+from llm_pool.settings import REPO_ROOT
+from worker.actors import Actors, declare
+from worker.broker import build_broker
+from worker.models import ConfirmMessage, InboundMessage
+from worker.redis_store import RedisStore
+from worker.settings import WorkerSettings
+
+READY_LINE = "is ready for action"
+START_TIMEOUT = 60.0
+RESULT_TIMEOUT_MS = 60_000
+
+
+@dataclass
+class WorkerProcess:
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@dataclass
+class WorkerCluster:
+    """One namespace (queue, results, streams) shared by the worker processes and the test."""
+
+    env: dict[str, str]
+    tmp: Path
+    settings: WorkerSettings
+    workers: list[WorkerProcess] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        broker = build_broker(self.settings)
+        self.actors: Actors = declare(broker, _never)
+        self.backend = next(m.backend for m in broker.middleware if isinstance(m, Results))
+        self.store = RedisStore(redis.Redis.from_url(self.settings.redis_url),
+                                self.settings.namespace)
+
+    def start(self, **extra_env: str) -> WorkerProcess:
+        log = self.tmp / f"worker-{len(self.workers)}.log"
+        args = [str(Path(sys.executable).with_name("dramatiq")), "worker.actors",
+                "--processes", "1", "--threads", "2"]
+        with log.open("wb") as out:
+            proc = subprocess.Popen(args, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                    env=proxy_env({**self.env, **extra_env}),
+                                    start_new_session=True)
+        worker = WorkerProcess(proc, log)
+        self.workers.append(worker)
+        deadline = time.monotonic() + START_TIMEOUT
+        while READY_LINE not in worker.text():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                worker.stop()
+                raise RuntimeError(f"worker did not start:\n{worker.text()[-3000:]}")
+            time.sleep(0.1)
+        return worker
+
+    def stop_all(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+
+    def send(self, text: str, conversation: str, *, agent: str = "tester",
+             tenant: str = "acme", message_id: str | None = None) -> Any:
+        message = InboundMessage(tenant=tenant, conversation_id=conversation, agent_id=agent,
+                                 text=text, message_id=message_id or uuid.uuid4().hex)
+        return self._tag(self.actors.handle_message.send(message.model_dump()))
+
+    def confirm(self, conversation: str, approved: bool, note: str | None = None) -> Any:
+        answer = ConfirmMessage(conversation_id=conversation, approved=approved, note=note,
+                                decided_by="tester")
+        return self._tag(self.actors.confirm.send(answer.model_dump()))
+
+    def _tag(self, message: Any) -> Any:
+        message.options["pool_backend"] = self.backend
+        return message
+
+    def events(self, conversation: str) -> list[dict[str, Any]]:
+        return [event for _, event in self.store.read_events(conversation)]
+
+
+def _never() -> Any:
+    raise AssertionError("the test process does not run actors")
+
+
+def result(message: Any, timeout_ms: int = RESULT_TIMEOUT_MS) -> dict[str, Any]:
+    """The actor's return value, from this cluster's results backend."""
+    value: dict[str, Any] = message.get_result(backend=message.options["pool_backend"],
+                                               block=True, timeout=timeout_ms)
+    return value
+
+
+def rows(pg_url: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    with psycopg.connect(pg_url) as conn:
+        return conn.execute(sql, params).fetchall()
