@@ -1,70 +1,224 @@
-"""``pool demo``: the whole gateway path offline, no provider keys needed.
+"""``pool demo``: the whole system offline, no provider keys needed.
 
-Starts the scripted provider (standing in for the LLM vendor) and the stock
-LiteLLM proxy on ``config/offline.yaml``, then makes a few calls through it
-the way a service would, printing what happened.
+1. PostgreSQL schema (``pool db migrate``), a tenant ``demo`` and a fresh key for it;
+2. the scripted provider (standing in for the LLM vendor) and the stock LiteLLM
+   proxy on ``config/offline.yaml`` with our auth and spend plug-ins;
+3. SDK calls with the tenant key: an alias, a ``quality -> fast`` fallback while
+   ``quality`` is down, a stream;
+4. a Dramatiq worker runs the ``helpdesk`` agent: a message asks for an email, the
+   agent calls ``send_email`` (needs a human yes), we confirm, the email is sent,
+   the final reply arrives on the conversation's event stream;
+5. the tenant's spend rows and the conversation's audit rows, from PostgreSQL.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import secrets
+import signal
+import subprocess
+import sys
 import tempfile
+import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
-import openai
+import psycopg
+import redis
 
 from llm_pool.provider import ScriptedProvider
-from llm_pool.runtime import ProxyProcess, start_proxy
-from llm_pool.settings import REPO_ROOT
+from llm_pool.runtime import ProxyProcess, proxy_env, start_proxy
+from llm_pool.settings import REPO_ROOT, Settings
 
 __all__ = ["run"]
+
+TENANT = "demo"
+AGENT = "helpdesk"
+WORKER_START_TIMEOUT = 60.0
+REPLY_TIMEOUT = 60.0
+FAST_FLUSH = {"POOL_SPEND_FLUSH_INTERVAL": "0.2", "POOL_BUDGET_REFRESH_SECONDS": "1"}
 
 
 def _say(title: str, detail: str = "") -> None:
     print(f"\n== {title}" + (f"\n   {detail}" if detail else ""), flush=True)
 
 
-def _calls(proxy: ProxyProcess, key: str, provider: ScriptedProvider) -> None:
-    client = openai.OpenAI(base_url=f"{proxy.url}/v1", api_key=key, max_retries=0)
-    raw = client.chat.completions.with_raw_response.create(
-        model="fast", messages=[{"role": "user", "content": "Say hello to the new teammate."}])
-    reply = raw.parse()
-    _say("alias `fast`", f"{reply.choices[0].message.content!r} "
-         f"(deployment {raw.headers.get('x-litellm-model-id')}, "
-         f"cost ${float(raw.headers.get('x-litellm-response-cost') or 0):.8f})")
+# ----------------------------------------------------------------- setup
+
+
+def _ensure_database(url: str) -> None:
+    name = urlsplit(url).path.lstrip("/")
+    admin = urlunsplit(urlsplit(url)._replace(path="/postgres"))
+    with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            return
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def _tenant_key(url: str) -> str:
+    from proxy.db import migrate
+    from proxy.errors import TenantExists
+    from proxy.tenants import create_key, create_tenant
+
+    migrate(url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        with contextlib.suppress(TenantExists):
+            create_tenant(conn, TENANT, budget=None, rpm=600)
+        key, _ = create_key(conn, TENANT, label=f"demo-{uuid.uuid4().hex[:6]}")
+    return key
+
+
+# ----------------------------------------------------------------- gateway calls
+
+
+def _gateway_calls(proxy: ProxyProcess, key: str, provider: ScriptedProvider) -> None:
+    from sdk import Gateway
+
+    gateway = Gateway(base_url=proxy.url, api_key=key)
+    reply = gateway.complete("fast", "Say hello to the new teammate.")
+    _say("alias `fast` through the SDK, with the tenant's key",
+         f"{reply.text!r} (deployment {reply.deployment}, cost ${reply.cost or 0:.8f})")
 
     provider.add_rule("quality-*", {"status": 500, "error_message": "provider outage"})
-    raw = client.chat.completions.with_raw_response.create(
-        model="quality", messages=[{"role": "user", "content": "Summarise our Q3 plan."}])
+    reply = gateway.complete("quality", "Summarise our Q3 plan.")
     _say("alias `quality` while every quality deployment returns 500",
-         f"answered by {raw.headers.get('x-litellm-model-id')} after "
-         f"{raw.headers.get('x-litellm-attempted-fallbacks')} fallback(s): "
-         f"{raw.parse().choices[0].message.content!r}")
+         f"answered by {reply.deployment} (group {reply.model_group}): {reply.text!r}")
     provider.reset()
 
     _say("streaming from `balanced`")
-    stream = client.chat.completions.create(
-        model="balanced", stream=True,
-        messages=[{"role": "user", "content": "Stream a short answer, word by word."}])
-    print("   ", end="")
-    for chunk in stream:
-        if chunk.choices and chunk.choices[0].delta.content:
-            print(chunk.choices[0].delta.content, end="", flush=True)
+    with gateway.stream("balanced", "Stream a short answer, word by word.") as stream:
+        print("   ", end="")
+        for delta in stream:
+            print(delta, end="", flush=True)
     print()
 
 
+# ----------------------------------------------------------------- the worker path
+
+
+@contextlib.contextmanager
+def _worker(env: dict[str, str], tmp: Path) -> Iterator[None]:
+    log = tmp / "worker.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).with_name("dramatiq")), "worker.actors",
+             "--processes", "1", "--threads", "2"],
+            cwd=REPO_ROOT, env=proxy_env(env), stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True)
+    try:
+        deadline = time.monotonic() + WORKER_START_TIMEOUT
+        while "is ready for action" not in log.read_text(errors="replace"):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"worker did not start:\n{log.read_text()[-2000:]}")
+            time.sleep(0.1)
+        yield
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait()
+
+
+def _until_reply(store: Any, conversation: str, after: str) -> tuple[str, dict[str, Any]]:
+    deadline = time.monotonic() + REPLY_TIMEOUT
+    while time.monotonic() < deadline:
+        for entry_id, event in store.read_events(conversation, after, block_ms=500):
+            after = entry_id
+            data = event["data"]
+            if event["type"] == "reply":
+                print(f"   [reply:{data['status']}] {data['text']}", flush=True)
+                return after, data
+            print(f"   [{event['type']}] " + ", ".join(f"{k}={v}" for k, v in data.items()
+                                                       if k != "text"), flush=True)
+    raise TimeoutError(f"no reply on {conversation} within {REPLY_TIMEOUT:.0f} s")
+
+
+def _conversation(env: dict[str, str], namespace: str) -> str:
+    from worker.actors import declare
+    from worker.broker import build_broker
+    from worker.models import ConfirmMessage, InboundMessage
+    from worker.redis_store import RedisStore
+    from worker.settings import WorkerSettings
+
+    settings = WorkerSettings(redis_url=env["POOL_REDIS_URL"], namespace=namespace)
+    actors = declare(build_broker(settings), lambda: None)  # type: ignore[arg-type,return-value]
+    store = RedisStore(redis.Redis.from_url(settings.redis_url), namespace)
+    conversation = f"demo-{uuid.uuid4().hex[:8]}"
+    text = "Please send an email to bob@example.com saying his order 1042 has shipped."
+    _say(f"worker: user -> {AGENT} agent ({conversation})", text)
+    actors.handle_message.send(InboundMessage(
+        tenant=TENANT, conversation_id=conversation, agent_id=AGENT, text=text,
+        message_id=uuid.uuid4().hex).model_dump())
+    after, paused = _until_reply(store, conversation, "0-0")
+    if paused["status"] != "needs_confirmation":
+        raise RuntimeError(f"expected a confirmation request, got {paused}")
+    _say("operator confirms: pool confirm " + conversation + " --yes")
+    actors.confirm.send(ConfirmMessage(conversation_id=conversation, approved=True,
+                                       decided_by="demo-operator").model_dump())
+    _until_reply(store, conversation, after)
+    keys = list(store.client.scan_iter(f"{namespace}:dramatiq*"))
+    if keys:
+        store.client.delete(*keys)
+    return conversation
+
+
+# ----------------------------------------------------------------- report
+
+
+def _report(url: str, conversation: str) -> None:
+    time.sleep(1.0)  # one spend flush interval
+    with psycopg.connect(url) as conn:
+        spend = conn.execute(
+            "SELECT s.model_alias, s.deployment, s.status, count(*), sum(s.prompt_tokens"
+            " + s.completion_tokens), sum(s.cost_usd) FROM spend s JOIN tenants t"
+            " ON t.id = s.tenant_id WHERE t.name = %s AND s.created_at > now() - interval"
+            " '10 minutes' GROUP BY 1, 2, 3 ORDER BY 1, 2, 3", (TENANT,)).fetchall()
+        tools = conn.execute(
+            "SELECT tool_name, outcome, confirmation, decided_by FROM audit_tool_calls"
+            " WHERE conversation_id = %s ORDER BY id", (conversation,)).fetchall()
+        llm = conn.execute(
+            "SELECT count(*), sum(prompt_tokens + completion_tokens), sum(cost_usd)"
+            " FROM audit_llm_calls WHERE conversation_id = %s", (conversation,)).fetchone()
+        sent = conn.execute("SELECT payload->>'to' FROM demo_outbox ORDER BY created_at DESC"
+                            " LIMIT 1").fetchone()
+    _say(f"spend rows of tenant {TENANT!r} (last 10 minutes), from PostgreSQL")
+    for alias, deployment, status, n, tokens, cost in spend:
+        print(f"   {alias:<9} {deployment or '-':<16} {status:<6} {n:>3} req"
+              f" {tokens or 0:>6} tokens  ${float(cost or 0):.8f}")
+    _say("audit of the conversation")
+    assert llm is not None
+    print(f"   {llm[0]} LLM calls, {llm[1]} tokens, ${float(llm[2] or 0):.8f}")
+    for name, outcome, confirmation, who in tools:
+        print(f"   tool {name}: {outcome} (confirmation: {confirmation}, by {who})")
+    print(f"   demo_outbox: email to {sent[0] if sent else '-'}")
+
+
 def run() -> int:
+    settings = Settings.from_env()
+    _say("PostgreSQL schema, tenant and key", settings.database_url)
+    _ensure_database(settings.database_url)
+    key = _tenant_key(settings.database_url)
     master = f"sk-demo-{secrets.token_hex(8)}"
+    namespace = f"llm-pool-demo-{uuid.uuid4().hex[:6]}"
     with ScriptedProvider() as provider, tempfile.TemporaryDirectory() as tmp:
         _say("starting the scripted provider and the stock LiteLLM proxy (config/offline.yaml)",
              "the proxy takes ~20 s to start")
-        proxy = start_proxy(REPO_ROOT / "config" / "offline.yaml", log_path=Path(tmp) / "proxy.log",
+        proxy = start_proxy(REPO_ROOT / "config" / "offline.yaml", log_path=Path(tmp) / "p.log",
                             env={"POOL_PROVIDER_URL": f"{provider.url}/v1",
-                                 "LITELLM_MASTER_KEY": master})
+                                 "LITELLM_MASTER_KEY": master,
+                                 "POOL_DATABASE_URL": settings.database_url, **FAST_FLUSH})
         try:
             _say("proxy ready", proxy.url)
-            _calls(proxy, master, provider)
+            _gateway_calls(proxy, key, provider)
+            env = {"POOL_DATABASE_URL": settings.database_url, "POOL_REDIS_URL":
+                   settings.redis_url, "POOL_PROXY_URL": proxy.url, "POOL_API_KEY": key,
+                   "POOL_NAMESPACE": namespace}
+            with _worker(env, Path(tmp)):
+                conversation = _conversation(env, namespace)
         finally:
             proxy.stop()
+    _report(settings.database_url, conversation)
     _say("demo finished")
     return 0
