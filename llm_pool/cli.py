@@ -15,6 +15,7 @@ __all__ = ["COMMAND_MODULES", "build_parser", "main"]
 
 COMMAND_MODULES = (
     "llm_pool.commands.runtime",
+    "llm_pool.commands.gateway",
 )
 
 

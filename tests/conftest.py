@@ -22,6 +22,7 @@ import redis
 from llm_pool.provider import ScriptedProvider
 from llm_pool.runtime import ProxyProcess, start_proxy
 from llm_pool.settings import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, REPO_ROOT
+from proxy.db import migrate
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
@@ -58,7 +59,7 @@ def _with_db(url: str, name: str) -> str:
 
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
-    """A fresh database for this run, dropped afterwards."""
+    """A fresh database for this run, migrated (``pool db migrate``), dropped afterwards."""
     base = os.environ.get("POOL_DATABASE_URL", DEFAULT_DATABASE_URL)
     admin = _with_db(base, "postgres")
     name = f"llm_pool_test_{uuid.uuid4().hex[:10]}"
@@ -68,7 +69,9 @@ def pg_url() -> Iterator[str]:
     except psycopg.OperationalError as exc:
         pytest.fail(f"PostgreSQL is not reachable at {admin} ({exc}).\n"
                     f"Start it with: {START_PG}\n(or set POOL_DATABASE_URL)", pytrace=False)
-    yield _with_db(base, name)
+    url = _with_db(base, name)
+    migrate(url)  # the gateway's schema: the proxy's custom_auth and callbacks need it
+    yield url
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

@@ -1,0 +1,237 @@
+"""``custom_auth`` for the stock proxy: a tenant API key -> ``UserAPIKeyAuth``.
+
+Loaded by name from the YAML (``general_settings.custom_auth: proxy.auth.custom_auth``).
+LiteLLM then calls it for every authenticated route, the master key included.
+
+- The master key (``LITELLM_MASTER_KEY``) is the admin key, as without custom auth.
+- A tenant key maps to ``team_id``/``team_alias`` = the tenant name, ``key_alias`` =
+  the key label, and ``team_rpm_limit``/``team_tpm_limit`` = the tenant's limits,
+  which the stock rate limiter enforces per tenant (across all its keys). The
+  tenant id and budget travel in ``metadata`` to the budget hook and the spend rows.
+- Tenant keys may call the model (LLM API) routes only: 403 elsewhere.
+- Unknown, revoked or missing key: HTTP 401 ``{"error": {"type": "auth_error", ...}}``.
+
+Lookups are cached in memory (:class:`KeyCache`) for ``POOL_AUTH_CACHE_TTL`` seconds,
+unknown keys included, so a request costs a dict lookup and a revocation shows
+within that TTL. While PostgreSQL is unreachable, keys seen before keep working
+for ``POOL_AUTH_MAX_STALE`` seconds; a never-seen key gets 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import psycopg
+from fastapi import Request
+from litellm.proxy._types import LitellmUserRoles, ProxyErrorTypes, ProxyException, UserAPIKeyAuth
+from litellm.proxy.auth.auth_utils import get_request_route
+from litellm.proxy.auth.route_checks import RouteChecks
+
+from proxy.tenants import KEY_PREFIX, KeyIdentity, hash_key
+
+__all__ = ["Forbidden", "KeyCache", "KeyResolver", "StoreDown", "Unauthorized", "custom_auth",
+           "identity_auth"]
+
+log = logging.getLogger("llm_pool.auth")
+
+CACHE_MAX_ENTRIES = 50_000
+DB_RETRY_AFTER = 1.0  # seconds without trying PostgreSQL again after a failed lookup
+TENANT_ROUTES = frozenset({"/v1/models", "/models", "/v1/model/info", "/model/info"})
+
+
+class Unauthorized(ProxyException):
+    def __init__(self, message: str) -> None:
+        super().__init__(message=message, type=ProxyErrorTypes.auth_error.value,
+                         param="api_key", code=401)
+
+
+class Forbidden(ProxyException):
+    def __init__(self, message: str) -> None:
+        super().__init__(message=message, type=ProxyErrorTypes.auth_error.value,
+                         param=None, code=403)
+
+
+class StoreDown(ProxyException):
+    def __init__(self) -> None:
+        super().__init__(message="the key store (PostgreSQL) is unreachable and this key has "
+                                 "not been seen recently; retry shortly",
+                         type="service_unavailable", param=None, code=503,
+                         headers={"retry-after": "2"})
+
+
+@dataclass
+class _Entry:
+    identity: KeyIdentity | None  # None: no such key
+    auth: UserAPIKeyAuth | None
+    fetched_at: float
+
+
+class KeyCache:
+    """Lookups by key hash, oldest evicted first; O(1) per request."""
+
+    def __init__(self, max_entries: int = CACHE_MAX_ENTRIES) -> None:
+        self._entries: dict[str, _Entry] = {}
+        self._max = max_entries
+
+    def get(self, key_hash: str) -> _Entry | None:
+        return self._entries.get(key_hash)
+
+    def put(self, key_hash: str, entry: _Entry) -> None:
+        self._entries.pop(key_hash, None)
+        if len(self._entries) >= self._max:
+            del self._entries[next(iter(self._entries))]
+        self._entries[key_hash] = entry
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+Lookup = Callable[[str], Awaitable[KeyIdentity | None]]
+STORE_ERRORS = (psycopg.Error, OSError, TimeoutError)  # psycopg_pool.PoolTimeout included
+STALE_REFRESH_WAIT = 0.05  # seconds a request waits for a refresh before using its cached entry
+
+
+class KeyResolver:
+    """Key hash -> cache entry. A fresh entry is a dict lookup; an expired one is
+    refreshed from PostgreSQL (one query per key, however many requests wait). When
+    PostgreSQL is slow or away and the key was seen within ``max_stale``, the request
+    goes on with the cached entry and the refresh continues in the background, so an
+    outage neither fails nor slows requests of known keys."""
+
+    def __init__(self, lookup: Lookup, *, ttl: float, max_stale: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._lookup = lookup
+        self._ttl = ttl
+        self._max_stale = max_stale
+        self._clock = clock
+        self._cache = KeyCache()
+        self._inflight: dict[str, asyncio.Task[_Entry]] = {}
+        self._store_failing = False
+        self._retry_at = 0.0
+
+    async def resolve(self, key_hash: str) -> _Entry:
+        now = self._clock()
+        entry = self._cache.get(key_hash)
+        if entry is not None and now - entry.fetched_at < self._ttl:
+            return entry
+        stale = entry if entry is not None and now - entry.fetched_at < self._max_stale else None
+        if self._store_failing and now < self._retry_at:
+            if stale is None:
+                raise StoreDown()
+            return stale
+        task = self._fetch_task(key_hash)
+        if stale is not None:
+            wait = 0.0 if self._store_failing else STALE_REFRESH_WAIT
+            done, _ = await asyncio.wait({task}, timeout=wait)
+            if not done:
+                return stale
+        try:
+            return await asyncio.shield(task)
+        except STORE_ERRORS as exc:
+            if stale is None:
+                raise StoreDown() from exc
+            return stale
+
+    def _fetch_task(self, key_hash: str) -> asyncio.Task[_Entry]:
+        task = self._inflight.get(key_hash)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._fetch(key_hash))
+            self._inflight[key_hash] = task
+            task.add_done_callback(lambda done: self._fetched(key_hash, done))
+        return task
+
+    def _fetched(self, key_hash: str, task: asyncio.Task[_Entry]) -> None:
+        self._inflight.pop(key_hash, None)
+        if not task.cancelled():
+            task.exception()  # retrieved here: a background refresh may have no awaiter
+
+    async def _fetch(self, key_hash: str) -> _Entry:
+        try:
+            identity = await self._lookup(key_hash)
+        except STORE_ERRORS as exc:
+            if not self._store_failing:
+                log.warning("auth: key store unreachable (%s: %s); known keys are served from "
+                            "the cache", type(exc).__name__, exc)
+            self._store_failing = True
+            self._retry_at = self._clock() + DB_RETRY_AFTER
+            raise
+        if self._store_failing:
+            log.warning("auth: key store reachable again")
+        self._store_failing = False
+        usable = identity is not None and not identity.revoked
+        auth = identity_auth(identity, key_hash) if identity is not None and usable else None
+        entry = _Entry(identity=identity, auth=auth, fetched_at=self._clock())
+        self._cache.put(key_hash, entry)
+        return entry
+
+
+def identity_auth(identity: KeyIdentity, key_hash: str) -> UserAPIKeyAuth:
+    budget = identity.monthly_budget_usd
+    auth = UserAPIKeyAuth(
+        key_alias=identity.label,
+        team_id=identity.tenant,
+        team_alias=identity.tenant,
+        team_rpm_limit=identity.rpm_limit,
+        team_tpm_limit=identity.tpm_limit,
+        user_role=LitellmUserRoles.INTERNAL_USER,
+        metadata={
+            "pool_principal": "tenant",
+            "pool_tenant_id": str(identity.tenant_id),
+            "pool_tenant": identity.tenant,
+            "pool_budget_usd": "" if budget is None else repr(budget),
+        },
+    )
+    auth.api_key = auth.token = key_hash  # what LiteLLM logs as user_api_key_hash
+    return auth
+
+
+def _master_auth(master_key: str) -> UserAPIKeyAuth:
+    return UserAPIKeyAuth(api_key=master_key, user_role=LitellmUserRoles.PROXY_ADMIN,
+                          metadata={"pool_principal": "master"})
+
+
+def _shown(api_key: str) -> str:
+    return api_key[: len(KEY_PREFIX) + 4] + "..." if api_key.startswith(KEY_PREFIX) else "the key"
+
+
+async def authenticate(resolver: KeyResolver, master_key: str | None, request: Request,
+                       api_key: str) -> UserAPIKeyAuth:
+    if master_key and secrets.compare_digest(api_key.encode(), master_key.encode()):
+        return _master_auth(master_key)
+    if not api_key:
+        raise Unauthorized("missing API key: send `Authorization: Bearer <key>`")
+    key_hash = hash_key(api_key)
+    entry = await resolver.resolve(key_hash)
+    if entry.identity is None or entry.auth is None:
+        reason = "was revoked" if entry.identity is not None else "is not a valid key"
+        raise Unauthorized(f"invalid API key: {_shown(api_key)} {reason}")
+    route = get_request_route(request)
+    if not (RouteChecks.is_llm_api_route(route) or route in TENANT_ROUTES):
+        raise Forbidden(f"tenant keys may only call the model endpoints, not {route}")
+    auth = entry.auth.model_copy(deep=False)  # LiteLLM sets per-request fields on it
+    auth.metadata = dict(entry.auth.metadata)
+    return auth
+
+
+async def custom_auth(request: Request, api_key: str | None) -> UserAPIKeyAuth:
+    """The function named in ``general_settings.custom_auth``.
+
+    Only ``ProxyException`` may leave it: LiteLLM turns any other exception from
+    custom auth into a bare 500 (it probes it for Prisma errors, and Prisma is absent).
+    """
+    from proxy.gateway import gateway
+
+    try:
+        gw = gateway()
+        return await authenticate(gw.keys, gw.settings.master_key, request, api_key or "")
+    except ProxyException:
+        raise
+    except Exception as exc:
+        log.exception("auth: unexpected error")
+        raise ProxyException(message=f"gateway auth failed: {type(exc).__name__}",
+                             type="internal_server_error", param=None, code=500) from exc

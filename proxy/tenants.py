@@ -1,0 +1,282 @@
+"""Tenants and their API keys in PostgreSQL.
+
+A key is shown once, when created; only its sha256 (hex) is stored, with a short
+prefix for listings and revocation. The synchronous functions serve the CLI; the
+proxy looks keys up with :func:`lookup_key` on its async pool.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+
+import psycopg
+from psycopg.rows import class_row
+from psycopg_pool import AsyncConnectionPool
+
+from proxy.errors import AmbiguousKey, InvalidInput, KeyNotFound, TenantExists, TenantNotFound
+
+__all__ = [
+    "KEY_PREFIX",
+    "ApiKey",
+    "KeyIdentity",
+    "Tenant",
+    "TenantSummary",
+    "create_key",
+    "create_tenant",
+    "generate_key",
+    "get_tenant",
+    "hash_key",
+    "list_keys",
+    "list_tenants",
+    "lookup_key",
+    "parse_budget",
+    "revoke_key",
+]
+
+KEY_PREFIX = "sk-pool-"
+KEY_RANDOM_BYTES = 32
+SHOWN_PREFIX_LEN = len(KEY_PREFIX) + 8
+MIN_PREFIX_LEN = len(KEY_PREFIX) + 4
+TENANT_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+LABEL_MAX = 100
+
+
+@dataclass(frozen=True)
+class Tenant:
+    id: int
+    name: str
+    monthly_budget_usd: Decimal | None
+    rpm_limit: int | None
+    tpm_limit: int | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class TenantSummary:
+    name: str
+    monthly_budget_usd: Decimal | None
+    rpm_limit: int | None
+    tpm_limit: int | None
+    active_keys: int
+    month_spend_usd: Decimal
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    id: int
+    tenant: str
+    key_prefix: str
+    label: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True)
+class KeyIdentity:
+    """What the proxy needs to know about a presented key."""
+
+    key_id: int
+    label: str
+    tenant_id: int
+    tenant: str
+    monthly_budget_usd: float | None
+    rpm_limit: int | None
+    tpm_limit: int | None
+    revoked: bool
+
+
+# ----------------------------------------------------------------- keys
+
+
+def generate_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(KEY_RANDOM_BYTES)
+
+
+def hash_key(key: str) -> str:
+    """sha256 hex; the same digest LiteLLM logs as ``user_api_key_hash`` for ``sk-`` keys."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+# ----------------------------------------------------------------- validation
+
+
+def _check_name(name: str) -> str:
+    if not TENANT_NAME.match(name):
+        raise InvalidInput("name", f"{name!r} is not a valid tenant name: 1 to 63 lowercase "
+                                   "letters, digits, '_', '-', '.', first a letter or digit")
+    return name
+
+
+def parse_budget(raw: str | float | Decimal | None) -> Decimal | None:
+    """A monthly budget in USD: a non-negative number, or None for no budget."""
+    if raw is None:
+        return None
+    try:
+        value = Decimal(str(raw).strip().lstrip("$"))
+    except InvalidOperation:
+        raise InvalidInput("budget", f"expected an amount in USD, got {raw!r}") from None
+    if not value.is_finite() or value < 0:
+        raise InvalidInput("budget", f"must be a non-negative amount, got {raw!r}")
+    return value
+
+
+def _check_limit(field: str, value: int | None) -> int | None:
+    if value is not None and value <= 0:
+        raise InvalidInput(field, f"must be a positive integer, got {value}")
+    return value
+
+
+def _check_label(label: str) -> str:
+    label = label.strip()
+    if not label or len(label) > LABEL_MAX:
+        raise InvalidInput("label", f"must be 1 to {LABEL_MAX} characters")
+    return label
+
+
+# ----------------------------------------------------------------- tenants
+
+
+def create_tenant(conn: psycopg.Connection[tuple[object, ...]], name: str, *,
+                  budget: Decimal | None = None, rpm: int | None = None,
+                  tpm: int | None = None) -> Tenant:
+    _check_name(name)
+    _check_limit("rpm", rpm)
+    _check_limit("tpm", tpm)
+    if budget is not None:
+        parse_budget(budget)
+    try:
+        with conn.transaction(), conn.cursor(row_factory=class_row(Tenant)) as cur:
+            cur.execute(
+                "INSERT INTO tenants (name, monthly_budget_usd, rpm_limit, tpm_limit) "
+                "VALUES (%s, %s, %s, %s) RETURNING *", (name, budget, rpm, tpm))
+            row = cur.fetchone()
+    except psycopg.errors.UniqueViolation:
+        raise TenantExists(name) from None
+    assert row is not None
+    return row
+
+
+def get_tenant(conn: psycopg.Connection[tuple[object, ...]], name: str) -> Tenant:
+    with conn.cursor(row_factory=class_row(Tenant)) as cur:
+        row = cur.execute("SELECT * FROM tenants WHERE name = %s", (name,)).fetchone()
+    if row is None:
+        raise TenantNotFound(name)
+    return row
+
+
+def list_tenants(conn: psycopg.Connection[tuple[object, ...]]) -> list[TenantSummary]:
+    query = """
+        SELECT t.name, t.monthly_budget_usd, t.rpm_limit, t.tpm_limit,
+               (SELECT count(*) FROM api_keys k
+                 WHERE k.tenant_id = t.id AND k.revoked_at IS NULL)::int AS active_keys,
+               COALESCE((SELECT sum(s.cost_usd) FROM spend s
+                 WHERE s.tenant_id = t.id
+                   AND s.created_at >= date_trunc('month', now() AT TIME ZONE 'UTC')
+                                       AT TIME ZONE 'UTC'), 0) AS month_spend_usd,
+               t.created_at
+          FROM tenants t ORDER BY t.name"""
+    with conn.cursor(row_factory=class_row(TenantSummary)) as cur:
+        return cur.execute(query).fetchall()
+
+
+# ----------------------------------------------------------------- API keys
+
+_KEY_COLUMNS = """k.id, t.name AS tenant, k.key_prefix, k.label, k.created_at, k.revoked_at
+                  FROM api_keys k JOIN tenants t ON t.id = k.tenant_id"""
+
+
+def create_key(conn: psycopg.Connection[tuple[object, ...]], tenant: str,
+               label: str | None = None) -> tuple[str, ApiKey]:
+    """A new key for ``tenant``: (the key, to show once; its stored record)."""
+    owner = get_tenant(conn, tenant)
+    key = generate_key()
+    prefix = key[:SHOWN_PREFIX_LEN]
+    label = _check_label(label) if label is not None else prefix
+    try:
+        with conn.transaction():
+            inserted = conn.execute(
+                "INSERT INTO api_keys (tenant_id, key_hash, key_prefix, label) "
+                "VALUES (%s, %s, %s, %s) RETURNING id",
+                (owner.id, hash_key(key), prefix, label)).fetchone()
+    except psycopg.errors.UniqueViolation:
+        raise InvalidInput("label", f"tenant {tenant!r} already has a key labelled "
+                                    f"{label!r}") from None
+    assert inserted is not None
+    with conn.cursor(row_factory=class_row(ApiKey)) as cur:
+        row = cur.execute(f"SELECT {_KEY_COLUMNS} WHERE k.id = %s", (inserted[0],)).fetchone()
+    assert row is not None
+    return key, row
+
+
+def list_keys(conn: psycopg.Connection[tuple[object, ...]],
+              tenant: str | None = None) -> list[ApiKey]:
+    if tenant is not None:
+        get_tenant(conn, tenant)
+    with conn.cursor(row_factory=class_row(ApiKey)) as cur:
+        return cur.execute(
+            f"SELECT {_KEY_COLUMNS} WHERE %(t)s::text IS NULL OR t.name = %(t)s "
+            "ORDER BY t.name, k.created_at, k.id", {"t": tenant}).fetchall()
+
+
+def _matching_keys(conn: psycopg.Connection[tuple[object, ...]], ref: str) -> list[ApiKey]:
+    """Active keys matching ``ref``: the full key, else a key prefix, else a label
+    (``label`` or ``tenant/label``)."""
+    active = f"SELECT {_KEY_COLUMNS} WHERE k.revoked_at IS NULL AND "
+    with conn.cursor(row_factory=class_row(ApiKey)) as cur:
+        found = cur.execute(active + "k.key_hash = %s", (hash_key(ref),)).fetchall()
+        if not found and ref.startswith(KEY_PREFIX) and (
+                MIN_PREFIX_LEN <= len(ref) <= SHOWN_PREFIX_LEN):
+            escaped = ref.replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_")
+            found = cur.execute(active + "k.key_prefix LIKE %s", (escaped + "%",)).fetchall()
+        if not found:
+            tenant, _, label = ref.rpartition("/")
+            found = cur.execute(active + "k.label = %s AND (%s = '' OR t.name = %s)",
+                                (label, tenant, tenant)).fetchall()
+    return found
+
+
+def revoke_key(conn: psycopg.Connection[tuple[object, ...]], ref: str) -> ApiKey:
+    """Revoke the one active key matching ``ref`` (see :func:`_matching_keys`)."""
+    ref = ref.strip()
+    if not ref:
+        raise InvalidInput("key", "give a key, a key prefix or a label")
+    with conn.transaction():
+        matches = _matching_keys(conn, ref)
+        if not matches:
+            raise KeyNotFound(ref)
+        if len(matches) > 1:
+            raise AmbiguousKey(ref, [f"{m.tenant}/{m.label} ({m.key_prefix}...)" for m in matches])
+        with conn.cursor(row_factory=class_row(ApiKey)) as cur:
+            cur.execute("UPDATE api_keys SET revoked_at = now() WHERE id = %s", (matches[0].id,))
+            row = cur.execute(f"SELECT {_KEY_COLUMNS} WHERE k.id = %s",
+                              (matches[0].id,)).fetchone()
+    assert row is not None
+    return row
+
+
+# ----------------------------------------------------------------- proxy side
+
+_LOOKUP = """
+SELECT k.id, k.label, t.id, t.name, t.monthly_budget_usd::float8, t.rpm_limit, t.tpm_limit,
+       k.revoked_at IS NOT NULL
+  FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
+ WHERE k.key_hash = %s"""
+
+
+async def lookup_key(pool: AsyncConnectionPool, key_hash: str) -> KeyIdentity | None:
+    """The key's identity (revoked ones included), or None if no such key."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(_LOOKUP, (key_hash,))
+        row = await cur.fetchone()
+    if row is None:
+        return None
+    key_id, label, tenant_id, tenant, budget, rpm, tpm, revoked = row
+    return KeyIdentity(key_id=key_id, label=label, tenant_id=tenant_id, tenant=tenant,
+                       monthly_budget_usd=budget, rpm_limit=rpm, tpm_limit=tpm,
+                       revoked=bool(revoked))

@@ -1,0 +1,80 @@
+"""Helpers for the gateway tests: tenants and keys straight in PostgreSQL, an openai
+client per key, waiting for spend rows."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import openai
+import psycopg
+from psycopg.rows import dict_row
+
+from proxy.tenants import create_key, create_tenant
+
+# per-token prices declared in config/offline.yaml (model_info)
+PRICES = {
+    "fast-1": (0.0000001, 0.0000002),
+    "quality-a": (0.000003, 0.000015),
+    "quality-b": (0.0000025, 0.00001),
+    "economy-1": (0.00000015, 0.0000006),
+    "embedder-1": (0.00000002, 0.0),
+}
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def new_tenant(pg_url: str, prefix: str, *, budget: str | None = None, rpm: int | None = None,
+               tpm: int | None = None, label: str = "main") -> tuple[str, str]:
+    """A fresh tenant with one key: (tenant name, key)."""
+    name = unique(prefix)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        create_tenant(conn, name, budget=Decimal(budget) if budget else None, rpm=rpm, tpm=tpm)
+        key, _ = create_key(conn, name, label)
+    return name, key
+
+
+def add_key(pg_url: str, tenant: str, label: str) -> str:
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        return create_key(conn, tenant, label)[0]
+
+
+def client(proxy_url: str, key: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{proxy_url}/v1", api_key=key, max_retries=0)
+
+
+def tokens_script(prompt: int, completion: int, text: str = "scripted answer") -> str:
+    step = {"text": text, "prompt_tokens": prompt, "completion_tokens": completion}
+    return f"[[script:{json.dumps({'steps': [step]})}]]"
+
+
+def expected_cost(deployment: str, prompt: int, completion: int) -> float:
+    per_in, per_out = PRICES[deployment]
+    return prompt * per_in + completion * per_out
+
+
+def spend_rows(pg_url: str, where: str = "TRUE", params: Any = ()) -> list[dict[str, Any]]:
+    with psycopg.connect(pg_url, autocommit=True, row_factory=dict_row) as conn:
+        return conn.execute(
+            "SELECT s.*, t.name AS tenant FROM spend s LEFT JOIN tenants t ON t.id = s.tenant_id "
+            f"WHERE {where} ORDER BY s.id", params).fetchall()
+
+
+def wait_for_rows(pg_url: str, request_ids: list[str], timeout: float = 15.0
+                  ) -> dict[str, dict[str, Any]]:
+    """The spend rows of these requests, once all are written."""
+    deadline = time.monotonic() + timeout
+    found: dict[str, dict[str, Any]] = {}
+    while time.monotonic() < deadline:
+        rows = spend_rows(pg_url, "s.request_id = ANY(%s)", (request_ids,))
+        found = {r["request_id"]: r for r in rows}
+        if len(found) == len(set(request_ids)):
+            return found
+        time.sleep(0.1)
+    missing = sorted(set(request_ids) - set(found))
+    raise AssertionError(f"spend rows missing after {timeout} s for {missing}")

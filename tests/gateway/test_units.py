@@ -1,0 +1,202 @@
+"""Unit tests of the gateway code: no proxy, no PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from proxy.auth import KeyResolver, StoreDown
+from proxy.budget import BudgetExceeded, format_usd
+from proxy.db import discover_migrations
+from proxy.errors import ConfigError, InvalidInput
+from proxy.settings import GatewaySettings
+from proxy.spend import SpendRow, dedupe, row_from_payload
+from proxy.tenants import KeyIdentity, hash_key, parse_budget
+
+
+def payload(**overrides: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "id": "chatcmpl-1", "litellm_call_id": "call-1", "call_type": "acompletion",
+        "status": "success", "model": "openai/fast-1", "model_id": "fast-1",
+        "model_group": "fast", "api_base": "http://127.0.0.1:1/v1", "prompt_tokens": 10,
+        "completion_tokens": 5, "response_cost": 0.25, "startTime": 100.0, "endTime": 100.5,
+        "request_tags": ["a"], "error_information": {"error_class": ""},
+        "metadata": {"user_api_key_alias": "svc", "user_api_key_auth_metadata": {
+            "pool_principal": "tenant", "pool_tenant_id": "7"}},
+    }
+    base.update(overrides)
+    return base
+
+
+def test_success_payload_row() -> None:
+    row = row_from_payload(payload())
+    assert row is not None
+    assert (row.request_id, row.tenant_id, row.key_label, row.model_alias, row.deployment,
+            row.provider_model, row.prompt_tokens, row.completion_tokens, row.cost_usd,
+            row.latency_ms, row.status, row.error_class, row.tags) == (
+        "call-1", 7, "svc", "fast", "fast-1", "openai/fast-1", 10, 5, 0.25, 500.0, "ok", None,
+        ["a"])
+    assert row.created_at.timestamp() == 100.0
+
+
+def test_rejected_before_routing_has_no_deployment() -> None:
+    row = row_from_payload(payload(status="failure", api_base="", response_cost=0.0,
+                                   error_information={"error_class": "BudgetExceeded"}))
+    assert row is not None
+    assert (row.status, row.error_class, row.deployment, row.provider_model) == (
+        "error", "BudgetExceeded", None, None)
+
+
+def test_master_key_and_unknown_principals() -> None:
+    master = row_from_payload(payload(metadata={"user_api_key_auth_metadata": {
+        "pool_principal": "master"}}))
+    assert master is not None and (master.tenant_id, master.key_label) == (None, "master key")
+    # a request custom_auth itself rejected carries no principal: not spend
+    assert row_from_payload(payload(metadata={"user_api_key_hash": "sk-raw"})) is None
+    assert row_from_payload(None) is None
+
+
+def _row(request_id: str, status: str, cost: float = 0.0) -> SpendRow:
+    return SpendRow(request_id=request_id, tenant_id=1, key_label="k", call_type="acompletion",
+                    model_alias="fast", deployment="fast-1", provider_model=None,
+                    prompt_tokens=0, completion_tokens=0, cost_usd=cost, latency_ms=None,
+                    status=status, error_class=None if status == "ok" else "E")
+
+
+def test_dedupe_success_wins_then_latest() -> None:
+    rows = [_row("a", "error"), _row("a", "ok", 1.0), _row("a", "error"),
+            _row("b", "error", 0.1), _row("b", "error", 0.2)]
+    kept = {r.request_id: r for r in dedupe(rows)}
+    assert (kept["a"].status, kept["a"].cost_usd) == ("ok", 1.0)
+    assert kept["b"].cost_usd == 0.2
+
+
+# ----------------------------------------------------------------- key cache
+
+
+class FakeStore:
+    def __init__(self) -> None:
+        self.keys: dict[str, KeyIdentity] = {}
+        self.calls = 0
+        self.down = False
+
+    async def lookup(self, key_hash: str) -> KeyIdentity | None:
+        self.calls += 1
+        await asyncio.sleep(0)
+        if self.down:
+            raise psycopg.OperationalError("connection refused")
+        return self.keys.get(key_hash)
+
+
+def identity(revoked: bool = False) -> KeyIdentity:
+    return KeyIdentity(key_id=1, label="svc", tenant_id=3, tenant="acme",
+                       monthly_budget_usd=50.0, rpm_limit=600, tpm_limit=None, revoked=revoked)
+
+
+@pytest.fixture
+def clock() -> list[float]:
+    return [1000.0]
+
+
+def resolver(store: FakeStore, clock: list[float]) -> KeyResolver:
+    return KeyResolver(store.lookup, ttl=5.0, max_stale=60.0, clock=lambda: clock[0])
+
+
+def test_lookups_are_cached_for_the_ttl_then_refreshed(clock: list[float]) -> None:
+    store, h = FakeStore(), hash_key("sk-pool-x")
+    store.keys[h] = identity()
+    keys = resolver(store, clock)
+
+    async def scenario() -> None:
+        first = await keys.resolve(h)
+        assert first.auth is not None and first.auth.team_id == "acme"
+        assert first.auth.team_rpm_limit == 600 and first.auth.api_key == h
+        clock[0] += 4.9
+        await keys.resolve(h)
+        assert store.calls == 1
+        store.keys[h] = identity(revoked=True)
+        clock[0] += 0.2
+        revoked = await keys.resolve(h)
+        assert store.calls == 2 and revoked.auth is None and revoked.identity is not None
+
+    asyncio.run(scenario())
+
+
+def test_unknown_keys_are_cached_too_and_lookups_are_single_flight(clock: list[float]) -> None:
+    store, h = FakeStore(), hash_key("sk-pool-nope")
+    keys = resolver(store, clock)
+
+    async def scenario() -> None:
+        entries = await asyncio.gather(*(keys.resolve(h) for _ in range(20)))
+        assert all(e.identity is None for e in entries)
+        await keys.resolve(h)
+        assert store.calls == 1
+
+    asyncio.run(scenario())
+
+
+def test_known_keys_survive_an_outage_unknown_ones_get_503(clock: list[float]) -> None:
+    store, h = FakeStore(), hash_key("sk-pool-x")
+    store.keys[h] = identity()
+    keys = resolver(store, clock)
+
+    async def scenario() -> None:
+        await keys.resolve(h)
+        store.down = True
+        clock[0] += 30  # expired, but within max_stale
+        assert (await keys.resolve(h)).auth is not None
+        calls = store.calls
+        assert (await keys.resolve(h)).auth is not None
+        assert store.calls == calls  # no new attempt during the back-off
+        with pytest.raises(StoreDown) as caught:
+            await keys.resolve(hash_key("sk-pool-never-seen"))
+        assert caught.value.code == "503"
+        clock[0] += 31  # beyond max_stale
+        with pytest.raises(StoreDown):
+            await keys.resolve(h)
+
+    asyncio.run(scenario())
+
+
+# ----------------------------------------------------------------- budgets, settings, input
+
+
+def test_budget_error_wire_shape() -> None:
+    error = BudgetExceeded("acme", 50.0, 50.123)
+    assert (error.code, error.type) == ("429", "budget_exceeded")
+    assert error.message == "tenant acme has reached its monthly budget of $50.00 (spent $50.12)"
+    assert error.headers == {"x-should-retry": "false"}
+    assert (format_usd(0), format_usd(0.0015), format_usd(1234.5)) == (
+        "$0.00", "$0.0015", "$1,234.50")
+
+
+def test_settings_from_env_and_bad_values() -> None:
+    settings = GatewaySettings.from_env({"POOL_SPEND_BATCH_SIZE": "7",
+                                         "POOL_SPEND_FLUSH_INTERVAL": "0.2"})
+    assert (settings.spend_batch_size, settings.spend_flush_interval) == (7, 0.2)
+    assert settings.auth_cache_ttl == 5.0 and settings.master_key is None
+    with pytest.raises(ConfigError, match="POOL_SPEND_BATCH_SIZE: expected a number"):
+        GatewaySettings.from_env({"POOL_SPEND_BATCH_SIZE": "many"})
+    with pytest.raises(ConfigError, match=r"POOL_SPEND_FLUSH_INTERVAL: must be >= 0\.01"):
+        GatewaySettings.from_env({"POOL_SPEND_FLUSH_INTERVAL": "0"})
+
+
+def test_budget_parsing() -> None:
+    assert str(parse_budget("$50")) == "50" and parse_budget(None) is None
+    for bad in ("-1", "abc", "nan", "inf"):
+        with pytest.raises(InvalidInput):
+            parse_budget(bad)
+
+
+def test_migrations_are_discovered_in_order_and_misnamed_files_refused(tmp_path: Path) -> None:
+    assert [m.version for m in discover_migrations()][:1] == ["0001"]
+    (tmp_path / "0002_b.sql").write_text("SELECT 1")
+    (tmp_path / "0001_a.sql").write_text("SELECT 1")
+    assert [m.name for m in discover_migrations(tmp_path)] == ["a", "b"]
+    (tmp_path / "oops.sql").write_text("")
+    with pytest.raises(ValueError, match=r"NNNN_snake_name\.sql"):
+        discover_migrations(tmp_path)
