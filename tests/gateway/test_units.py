@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 from pathlib import Path
 from typing import Any
 
@@ -200,3 +201,56 @@ def test_migrations_are_discovered_in_order_and_misnamed_files_refused(tmp_path:
     (tmp_path / "oops.sql").write_text("")
     with pytest.raises(ValueError, match=r"NNNN_snake_name\.sql"):
         discover_migrations(tmp_path)
+
+
+def test_a_slow_store_does_not_hold_requests_of_known_keys(clock: list[float]) -> None:
+    store, h = FakeStore(), hash_key("sk-pool-x")
+    store.keys[h] = identity()
+    keys = resolver(store, clock)
+    release = asyncio.Event()
+
+    async def scenario() -> None:
+        await keys.resolve(h)
+        real = store.lookup
+
+        async def slow(key_hash: str) -> KeyIdentity | None:
+            await release.wait()
+            return await real(key_hash)
+
+        keys._lookup = slow
+        clock[0] += 6  # expired
+        started = asyncio.get_running_loop().time()
+        entry = await keys.resolve(h)
+        assert entry.auth is not None
+        assert asyncio.get_running_loop().time() - started < 0.5  # served from the cache
+        store.keys[h] = identity(revoked=True)
+        release.set()
+        await asyncio.sleep(0.01)  # the refresh went on in the background
+        assert (await keys.resolve(h)).auth is None
+
+    asyncio.run(scenario())
+
+
+def test_writer_buffer_is_bounded_and_overflow_is_counted(caplog: pytest.LogCaptureFixture
+                                                          ) -> None:
+    from proxy.spend import SpendWriter
+
+    async def no_database() -> Any:
+        raise psycopg.OperationalError("PostgreSQL is away")
+
+    async def scenario() -> SpendWriter:
+        writer = SpendWriter(database_url="postgresql://127.0.0.1:1/none", pool=no_database,
+                             batch_size=2, flush_interval=0.01, buffer_max=3, retry_max=0.05)
+        accepted = [writer.add(_row(f"r{i}", "ok")) for i in range(5)]
+        assert accepted == [True, True, True, False, False]
+        await asyncio.sleep(0.2)  # the writer retries; nothing is lost from the buffer
+        assert writer.buffered == 3 and writer.stats.failed_flushes >= 2
+        return writer
+
+    with caplog.at_level("WARNING", logger="llm_pool.spend"):
+        writer = asyncio.run(scenario())
+    atexit.unregister(writer.flush_sync)  # its rows have nowhere to go
+    assert (writer.stats.dropped, writer.stats.queued, writer.stats.written) == (2, 3, 0)
+    assert any("spend buffer full" in r.message and "dropped 1" in r.message
+               for r in caplog.records)
+    assert any("cannot write to PostgreSQL" in r.message for r in caplog.records)
