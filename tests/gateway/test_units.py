@@ -254,3 +254,16 @@ def test_writer_buffer_is_bounded_and_overflow_is_counted(caplog: pytest.LogCapt
     assert any("spend buffer full" in r.message and "dropped 1" in r.message
                for r in caplog.records)
     assert any("cannot write to PostgreSQL" in r.message for r in caplog.records)
+
+
+def test_the_cli_side_never_imports_litellm() -> None:
+    """``pool tenants/keys/spend`` stay quick: litellm takes seconds to import."""
+    import subprocess
+    import sys
+
+    code = ("import sys, proxy, proxy.db, proxy.tenants, proxy.reports, proxy.settings, "
+            "llm_pool.commands.gateway; print(sorted(m for m in sys.modules "
+            "if m.split('.')[0] == 'litellm'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).resolve().parents[2])
+    assert out.stdout.strip() == "[]"
