@@ -16,6 +16,7 @@ __all__ = ["COMMAND_MODULES", "build_parser", "main"]
 COMMAND_MODULES = (
     "llm_pool.commands.runtime",
     "llm_pool.commands.gateway",
+    "llm_pool.commands.conversations",
 )
 
 
