@@ -9,19 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 
 from llm_pool.runtime import ProxyProcess, free_port, start_proxy, wait_http
+from llm_pool.settings import DEFAULT_DATABASE_URL
 
 REPO = Path(__file__).resolve().parent.parent
 MASTER_KEY = "sk-bench-master"
@@ -123,3 +127,20 @@ def ratio_line(name: str, ours: float, base: float, unit: str = "") -> str:
 
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else 0.0
+
+
+@contextlib.contextmanager
+def scratch_database(prefix: str = "llm_pool_bench") -> Iterator[str]:
+    """A migrated database of its own, dropped afterwards."""
+    from proxy.db import migrate
+
+    base = os.environ.get("POOL_DATABASE_URL", DEFAULT_DATABASE_URL).rsplit("/", 1)[0]
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        migrate(f"{base}/{name}")
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -14,50 +14,29 @@ count is checked at the end.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import os
-import subprocess
-import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
 import psycopg
 import yaml
 
-from bench.common import MASTER_KEY, REPO, LoadResult, http_load, proxy
-from llm_pool.runtime import free_port, wait_http
-from llm_pool.settings import DEFAULT_DATABASE_URL
-from proxy.db import migrate
+from bench.common import (
+    MASTER_KEY,
+    REPO,
+    LoadResult,
+    http_load,
+    provider_process,
+    proxy,
+    scratch_database,
+)
 from proxy.tenants import create_key, create_tenant
 
 OFFLINE = REPO / "config" / "offline.yaml"
 UNREACHABLE_DB = "postgresql://postgres@127.0.0.1:1/none"
-# The scripted provider writes headers and body in two send()s; with Nagle on, each
-# answer then waits ~40 ms for the client's delayed ACK, which would drown the
-# sub-millisecond differences measured here. So this benchmark runs it with TCP_NODELAY.
-FAST_PROVIDER = ("import sys, llm_pool.provider as p; "
-                 "p._Handler.disable_nagle_algorithm = True; "
-                 "p.serve('127.0.0.1', int(sys.argv[1]))")
-
-
-@contextlib.contextmanager
-def fast_provider() -> Iterator[str]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-c", FAST_PROVIDER, str(port)], cwd=REPO,
-                            stdout=subprocess.DEVNULL)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/health", 20, proc)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait()
-
-
 def stock_config(directory: Path) -> Path:
     """config/offline.yaml minus everything of ours: same aliases, master key only."""
     config = yaml.safe_load(OFFLINE.read_text())
@@ -66,20 +45,6 @@ def stock_config(directory: Path) -> Path:
     path = directory / "stock.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
-
-
-@contextlib.contextmanager
-def scratch_database() -> Iterator[str]:
-    base = os.environ.get("POOL_DATABASE_URL", DEFAULT_DATABASE_URL).rsplit("/", 1)[0]
-    name = f"llm_pool_gwbench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        migrate(f"{base}/{name}")
-        yield f"{base}/{name}"
-    finally:
-        with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def tenant_key(db_url: str) -> str:
@@ -166,7 +131,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=1)
     args = parser.parse_args()
     runs: dict[str, list[LoadResult]] = {"stock": [], "ours": []}
-    with (fast_provider() as upstream, scratch_database() as db_url,
+    with (provider_process() as upstream, scratch_database("llm_pool_gwbench") as db_url,
           tempfile.TemporaryDirectory() as tmp):
         env = {"POOL_PROVIDER_URL": f"{upstream}/v1", "LITELLM_MASTER_KEY": MASTER_KEY,
                "POOL_DATABASE_URL": db_url}

@@ -10,7 +10,15 @@ from __future__ import annotations
 
 import argparse
 
-from bench.common import MASTER_KEY, REPO, http_load, provider_process, proxy, ratio_line
+from bench.common import (
+    MASTER_KEY,
+    REPO,
+    http_load,
+    provider_process,
+    proxy,
+    ratio_line,
+    scratch_database,
+)
 
 
 def main() -> None:
@@ -19,8 +27,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=10)
     args = parser.parse_args()
     results = []
-    with provider_process() as upstream:
-        env = {"POOL_PROVIDER_URL": f"{upstream}/v1", "LITELLM_MASTER_KEY": MASTER_KEY}
+    with provider_process() as upstream, scratch_database() as db_url:
+        env = {"POOL_PROVIDER_URL": f"{upstream}/v1", "LITELLM_MASTER_KEY": MASTER_KEY,
+               "POOL_DATABASE_URL": db_url}
         for workers in (1, 2):
             with proxy(REPO / "config" / "offline.yaml", env, workers=workers) as running:
                 results.append(http_load(f"proxy, {workers} worker(s)", running.url, MASTER_KEY,

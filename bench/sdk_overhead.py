@@ -14,7 +14,15 @@ import time
 
 import openai
 
-from bench.common import MASTER_KEY, REPO, LoadResult, provider_process, proxy, ratio_line
+from bench.common import (
+    MASTER_KEY,
+    REPO,
+    LoadResult,
+    provider_process,
+    proxy,
+    ratio_line,
+    scratch_database,
+)
 from sdk import Gateway
 
 ROUND = 20
@@ -32,8 +40,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=300)
     args = parser.parse_args()
-    with provider_process() as upstream:
-        env = {"POOL_PROVIDER_URL": f"{upstream}/v1", "LITELLM_MASTER_KEY": MASTER_KEY}
+    with provider_process() as upstream, scratch_database() as db_url:
+        env = {"POOL_PROVIDER_URL": f"{upstream}/v1", "LITELLM_MASTER_KEY": MASTER_KEY,
+               "POOL_DATABASE_URL": db_url}
         with proxy(REPO / "config" / "offline.yaml", env) as running:
             raw = openai.OpenAI(base_url=f"{running.url}/v1", api_key=MASTER_KEY,
                                 max_retries=0)

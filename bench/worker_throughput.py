@@ -13,7 +13,6 @@ minus the provider's time (3 x delay), and loss (sent - replied; must be 0).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import signal
@@ -22,18 +21,23 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import redis
 
-from bench.common import MASTER_KEY, REPO, LoadResult, provider_process, proxy, ratio_line
+from bench.common import (
+    MASTER_KEY,
+    REPO,
+    LoadResult,
+    provider_process,
+    proxy,
+    ratio_line,
+    scratch_database,
+)
 from llm_pool.runtime import proxy_env
-from llm_pool.settings import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL
-from proxy.db import migrate
+from llm_pool.settings import DEFAULT_REDIS_URL
 from sdk import Agent, Gateway
 from tests.worker_tools import add, lookup
 from worker.actors import declare
@@ -50,20 +54,6 @@ def _script(delay: float) -> str:
              {"tool_calls": [{"name": "lookup", "arguments": {"key": "k"}}], "delay": delay},
              {"text": "done", "delay": delay}]
     return "[[script:" + json.dumps({"steps": steps}) + "]]"
-
-
-@contextlib.contextmanager
-def scratch_database() -> Iterator[str]:
-    base = os.environ.get("POOL_DATABASE_URL", DEFAULT_DATABASE_URL).rsplit("/", 1)[0]
-    name = f"llm_pool_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        migrate(f"{base}/{name}")
-        yield f"{base}/{name}"
-    finally:
-        with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _baseline(url: str, n: int, threads: int, script: str) -> LoadResult:
