@@ -13,7 +13,9 @@ from pydantic import ValidationError
 from worker.models import ID_PATTERN, MAX_TEXT_CHARS, ConfirmMessage, InboundMessage
 
 IDS = st.from_regex(ID_PATTERN, fullmatch=True)
-TEXT = st.text(min_size=1, max_size=200).filter(lambda t: t.strip())
+# no control characters: Python's str.strip() and pydantic's disagree on \x1c-\x1f
+TEXT = st.text(st.characters(blacklist_categories=("Cc", "Cs")), min_size=1,
+               max_size=200).filter(lambda t: t.strip())
 JSONISH = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
                        lambda inner: st.lists(inner, max_size=3)
                        | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=8)
