@@ -26,7 +26,10 @@ What a request gets is decided, in this order, by:
 
 A step (see :class:`Step`) can answer text or tool calls, or fail: an HTTP
 status (``429`` with ``retry_after``), a ``delay`` (a hang, when longer than
-the caller's timeout), ``malformed`` JSON, a stream ``truncate``\\ d half-way.
+the caller's timeout), ``malformed`` JSON, a stream ``truncate``\\ d half-way
+(the body ends cleanly, without ``[DONE]``) or ``cut`` half-way (the connection
+drops mid-body, the chunked encoding left incomplete, as when a provider's
+connection breaks).
 """
 
 from __future__ import annotations
@@ -69,6 +72,7 @@ class Step(BaseModel):
     delay: float = 0.0
     malformed: bool = False
     truncate: bool = False
+    cut: bool = False
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
 
@@ -428,7 +432,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _stream(self, step: Step, body: dict[str, Any], model: str) -> None:
         events = [f"data: {json.dumps(c)}\n\n".encode() for c in _chunks(step, body, model)]
         events.append(b"data: [DONE]\n\n")
-        if step.truncate:
+        if step.truncate or step.cut:
             events = events[: max(1, len(events) // 2)]
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
@@ -444,8 +448,8 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self.wfile.write(f"{len(event):x}\r\n".encode() + event + b"\r\n")
             self.wfile.flush()
-        if step.truncate:
-            self.close_connection = True
+        if step.truncate or step.cut:
+            self.close_connection = True  # cut: no terminating chunk, the peer sees a break
             return
         self.wfile.write(b"0\r\n\r\n")
 

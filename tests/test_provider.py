@@ -77,3 +77,17 @@ def test_demo_heuristic_calls_a_named_tool_then_summarises(http: httpx.Client) -
 def test_bad_body_is_a_clear_400(http: httpx.Client) -> None:
     response = http.post("/chat/completions", content=b"{not json")
     assert response.status_code == 400 and "malformed JSON" in response.text
+
+
+def test_cut_stream_breaks_the_chunked_body(http: httpx.Client) -> None:
+    text = "[[script:" + json.dumps({"steps": [{"text": "one two three four five six",
+                                                "cut": True}]}) + "]]"
+    received = b""
+    with pytest.raises(httpx.RemoteProtocolError), http.stream(
+            "POST", "/chat/completions", json={
+                "model": "m", "stream": True,
+                "messages": [{"role": "user", "content": text}]}) as response:
+        assert response.headers["transfer-encoding"] == "chunked"
+        for part in response.iter_raw():
+            received += part
+    assert b'"content": "one ' in received and b"six" not in received
