@@ -157,3 +157,38 @@ def test_async_gateway(offline_proxy: ProxyProcess, scripted: ScriptedProvider) 
     whole, streamed = asyncio.run(scenario())
     assert whole == "Hi! (fast-1) You said: async hello"
     assert streamed == "Hi! (local-1) You said: async stream"
+
+
+def test_unknown_and_revoked_keys_are_auth_errors(offline_proxy: ProxyProcess,
+                                                  scripted: ScriptedProvider,
+                                                  pg_url: str) -> None:
+    from sdk import AuthError
+
+    with pytest.raises(AuthError) as caught:
+        Gateway(base_url=offline_proxy.url, api_key="sk-pool-not-a-key").complete("fast", "hi")
+    assert caught.value.status == 401 and "not a valid key" in str(caught.value)
+    assert scripted.requests() == []
+
+
+def test_over_budget_is_a_budget_error_and_not_retried(offline_proxy: ProxyProcess,
+                                                       scripted: ScriptedProvider,
+                                                       pg_url: str) -> None:
+    import time
+
+    from sdk import BudgetExceededError
+    from tests.gateway.support import new_tenant, tokens_script
+
+    tenant, key = new_tenant(pg_url, "sdkpoor", budget="0.05")
+    sdk = Gateway(base_url=offline_proxy.url, api_key=key)
+    sdk.complete("fast", f"hi {tokens_script(1_000_000, 0)}")  # $0.10 on fast-1
+    deadline = time.monotonic() + 10
+    while True:
+        sent = len(scripted.requests())
+        try:
+            sdk.complete("fast", "again")
+        except BudgetExceededError as exc:
+            assert exc.status == 429 and f"tenant {tenant}" in str(exc) and "$0.05" in str(exc)
+            assert len(scripted.requests()) == sent  # rejected before the provider, once
+            return
+        assert time.monotonic() < deadline, "the budget was never enforced"
+        time.sleep(0.2)

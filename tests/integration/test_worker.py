@@ -208,3 +208,35 @@ def test_streaming_agent_puts_text_chunks_on_the_stream(cluster: WorkerCluster) 
     assert reply["text"] == "one two three four"
     deltas = [e["data"]["text"] for e in cluster.events(conv) if e["type"] == "text_delta"]
     assert len(deltas) >= 4 and "".join(deltas) == "one two three four"
+
+
+def test_operator_drives_a_conversation_from_the_shell(cluster: WorkerCluster,
+                                                       pg_url: str) -> None:
+    import subprocess
+    import sys
+
+    from llm_pool.runtime import proxy_env
+
+    cluster.start()
+    conv = _conversation()
+    env = proxy_env(cluster.env)
+    pool = [sys.executable, "-m", "llm_pool.cli"]
+    text = "refund order 5 " + _script(_call("refund", order_id=5, amount=2.0),
+                                       {"text": "Refunded."})
+    sent = subprocess.run([*pool, "send", "--tenant", "acme", "--conversation", conv,
+                           "--agent", "tester", "--wait", "60", text],
+                          env=env, capture_output=True, text=True, timeout=90)
+    assert sent.returncode == 0, sent.stderr
+    assert "[confirmation_required]" in sent.stdout
+    assert "[reply:needs_confirmation]" in sent.stdout
+    confirmed = subprocess.run([*pool, "confirm", conv, "--yes", "--by", "ops"], env=env,
+                               capture_output=True, text=True, timeout=90)
+    assert confirmed.returncode == 0, confirmed.stderr
+    assert "[reply:completed] Refunded." in confirmed.stdout
+    assert _effects(pg_url, "5:2.0") == 1
+    events = subprocess.run([*pool, "events", conv], env=env, capture_output=True, text=True,
+                            timeout=30)
+    assert events.stdout.count("[reply:") == 2
+    bad = subprocess.run([*pool, "send", "--tenant", "a b", "--conversation", conv, "x"],
+                         env=env, capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 2 and "invalid message" in bad.stderr
