@@ -19,7 +19,6 @@ import dramatiq
 import redis
 from dramatiq.broker import Broker
 
-from sdk import Gateway
 from worker.agents import load_agents
 from worker.broker import build_broker
 from worker.db import WorkerDB
@@ -27,6 +26,7 @@ from worker.models import ConfirmMessage, InboundMessage
 from worker.redis_store import RedisStore
 from worker.service import ConversationService
 from worker.settings import WorkerSettings
+from worker.tenant_keys import gateways_by_tenant, load_tenant_keys
 
 __all__ = ["QUEUE", "Actors", "build_service", "declare"]
 
@@ -41,10 +41,11 @@ class Actors:
 
 def build_service(settings: WorkerSettings) -> ConversationService:
     """Everything a worker process needs: pools, the agents file, a gateway."""
-    gateway = Gateway(base_url=settings.proxy_url, api_key=settings.api_key)
+    gateway_for = gateways_by_tenant(settings.proxy_url, settings.api_key,
+                                     load_tenant_keys(settings.tenant_keys_file))
     store = RedisStore(redis.Redis.from_url(settings.redis_url), settings.namespace)
     return ConversationService(settings, WorkerDB(settings.database_url), store,
-                               load_agents(settings.agents_file), lambda _tenant: gateway)
+                               load_agents(settings.agents_file), gateway_for)
 
 
 def declare(broker: Broker, service: Callable[[], ConversationService]) -> Actors:

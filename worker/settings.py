@@ -30,6 +30,7 @@ class WorkerSettings:
     proxy_url: str = DEFAULT_PROXY_URL
     api_key: str | None = None
     agents_file: Path = REPO_ROOT / "config" / "agents.yaml"
+    tenant_keys_file: Path | None = None  # YAML tenant -> proxy key (see worker.tenant_keys)
     namespace: str = DEFAULT_NAMESPACE
     confirm_ttl: int = DEFAULT_CONFIRM_TTL
     memory_max_messages: int = DEFAULT_MEMORY_MAX_MESSAGES
@@ -48,6 +49,8 @@ class WorkerSettings:
             proxy_url=env.get("POOL_PROXY_URL", DEFAULT_PROXY_URL),
             api_key=api_key,
             agents_file=Path(env.get("POOL_AGENTS_FILE", str(cls.agents_file))),
+            tenant_keys_file=Path(env["POOL_TENANT_KEYS_FILE"])
+            if env.get("POOL_TENANT_KEYS_FILE") else None,
             namespace=env.get("POOL_NAMESPACE", DEFAULT_NAMESPACE),
             confirm_ttl=int(env.get("POOL_CONFIRM_TTL", DEFAULT_CONFIRM_TTL)),
             memory_max_messages=int(env.get("POOL_MEMORY_MAX_MESSAGES",

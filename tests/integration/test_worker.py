@@ -240,3 +240,29 @@ def test_operator_drives_a_conversation_from_the_shell(cluster: WorkerCluster,
     bad = subprocess.run([*pool, "send", "--tenant", "a b", "--conversation", conv, "x"],
                          env=env, capture_output=True, text=True, timeout=30)
     assert bad.returncode == 2 and "invalid message" in bad.stderr
+
+
+def test_spend_lands_on_the_messages_tenant(cluster: WorkerCluster, pg_url: str,
+                                            tmp_path: Path) -> None:
+    from tests.gateway.support import new_tenant
+
+    tenant, key = new_tenant(pg_url, "wrk")
+    keys_file = tmp_path / "tenant-keys.yaml"
+    keys_file.write_text(f"{tenant}: {key}\n")
+    cluster.start(POOL_TENANT_KEYS_FILE=str(keys_file))
+    own, other = _conversation(), _conversation()
+    assert result(cluster.send("hello", own, tenant=tenant))["status"] == "completed"
+    assert result(cluster.send("hello", other, tenant="no-key-tenant"))["status"] == "completed"
+
+    def tenants_of(conv: str) -> list[Any]:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            found = rows(pg_url, "SELECT t.name FROM spend s LEFT JOIN tenants t"
+                         " ON t.id = s.tenant_id WHERE %s = ANY(s.tags)", f"conversation:{conv}")
+            if found:
+                return [r[0] for r in found]
+            time.sleep(0.2)
+        raise AssertionError(f"no spend row tagged with {conv}")
+
+    assert tenants_of(own) == [tenant]
+    assert tenants_of(other) == [None]  # the default key: the master key here
