@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import dramatiq
-import redis
 from dramatiq.broker import Broker
 
 from worker.agents import load_agents
-from worker.broker import build_broker
+from worker.broker import build_broker, redis_client
 from worker.db import WorkerDB
 from worker.models import ConfirmMessage, InboundMessage
 from worker.redis_store import RedisStore
@@ -43,7 +42,7 @@ def build_service(settings: WorkerSettings) -> ConversationService:
     """Everything a worker process needs: pools, the agents file, a gateway."""
     gateway_for = gateways_by_tenant(settings.proxy_url, settings.api_key,
                                      load_tenant_keys(settings.tenant_keys_file))
-    store = RedisStore(redis.Redis.from_url(settings.redis_url), settings.namespace)
+    store = RedisStore(redis_client(settings.redis_url), settings.namespace)
     return ConversationService(settings, WorkerDB(settings.database_url), store,
                                load_agents(settings.agents_file), gateway_for)
 
