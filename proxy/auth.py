@@ -9,6 +9,8 @@ LiteLLM then calls it for every authenticated route, the master key included.
   which the stock rate limiter enforces per tenant (across all its keys). The
   tenant id and budget travel in ``metadata`` to the budget hook and the spend rows.
 - Tenant keys may call the model (LLM API) routes only: 403 elsewhere.
+- Chat-completion and embedding bodies are then checked (:mod:`proxy.validation`):
+  413 when too large, 400 naming the field when malformed, before any provider call.
 - Unknown, revoked or missing key: HTTP 401 ``{"error": {"type": "auth_error", ...}}``.
 
 Lookups are cached in memory (:class:`KeyCache`) for ``POOL_AUTH_CACHE_TTL`` seconds,
@@ -33,6 +35,7 @@ from litellm.proxy.auth.auth_utils import get_request_route
 from litellm.proxy.auth.route_checks import RouteChecks
 
 from proxy.tenants import KEY_PREFIX, KeyIdentity, hash_key
+from proxy.validation import check_body, install_body_guard, validated_route
 
 __all__ = ["Forbidden", "KeyCache", "KeyResolver", "StoreDown", "Unauthorized", "custom_auth",
            "identity_auth"]
@@ -199,9 +202,22 @@ def _shown(api_key: str) -> str:
     return api_key[: len(KEY_PREFIX) + 4] + "..." if api_key.startswith(KEY_PREFIX) else "the key"
 
 
+async def _check_request(request: Request, max_bytes: int) -> None:
+    route = get_request_route(request)
+    if not validated_route(route):
+        return
+    from litellm.proxy.common_utils.http_parsing_utils import read_request_body
+
+    length = request.headers.get("content-length")
+    size = int(length) if length and length.isdigit() else len(await request.body())
+    body = await read_request_body(request) if size <= max_bytes else None
+    check_body(route, body, size, max_bytes)
+
+
 async def authenticate(resolver: KeyResolver, master_key: str | None, request: Request,
-                       api_key: str) -> UserAPIKeyAuth:
+                       api_key: str, max_request_bytes: int = 4_000_000) -> UserAPIKeyAuth:
     if master_key and secrets.compare_digest(api_key.encode(), master_key.encode()):
+        await _check_request(request, max_request_bytes)
         return _master_auth(master_key)
     if not api_key:
         raise Unauthorized("missing API key: send `Authorization: Bearer <key>`")
@@ -213,6 +229,7 @@ async def authenticate(resolver: KeyResolver, master_key: str | None, request: R
     route = get_request_route(request)
     if not (RouteChecks.is_llm_api_route(route) or route in TENANT_ROUTES):
         raise Forbidden(f"tenant keys may only call the model endpoints, not {route}")
+    await _check_request(request, max_request_bytes)
     auth = entry.auth.model_copy(deep=False)  # LiteLLM sets per-request fields on it
     auth.metadata = dict(entry.auth.metadata)
     return auth
@@ -228,10 +245,14 @@ async def custom_auth(request: Request, api_key: str | None) -> UserAPIKeyAuth:
 
     try:
         gw = gateway()
-        return await authenticate(gw.keys, gw.settings.master_key, request, api_key or "")
+        return await authenticate(gw.keys, gw.settings.master_key, request, api_key or "",
+                                  gw.settings.max_request_bytes)
     except ProxyException:
         raise
     except Exception as exc:
         log.exception("auth: unexpected error")
         raise ProxyException(message=f"gateway auth failed: {type(exc).__name__}",
                              type="internal_server_error", param=None, code=500) from exc
+
+
+install_body_guard()  # when LiteLLM loads this module (custom_auth), before any request

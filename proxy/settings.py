@@ -12,6 +12,7 @@
 | ``POOL_SPEND_BUFFER_MAX`` | 100000 | rows held while PostgreSQL is away; more: dropped, counted |
 | ``POOL_SPEND_RETRY_MAX`` | 5 s | longest pause between write attempts while PostgreSQL is away |
 | ``POOL_DB_TIMEOUT`` | 2 s | connect / statement timeout of the gateway's PostgreSQL calls |
+| ``POOL_MAX_REQUEST_MB`` | 4 | larger chat/embedding bodies get 413 (send images by URL) |
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ SPEND_BATCH_SIZE = 200
 SPEND_BUFFER_MAX = 100_000
 SPEND_RETRY_MAX = 5.0
 DB_TIMEOUT = 2.0
+MAX_REQUEST_MB = 4.0
 
 
 def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float) -> float:
@@ -60,6 +62,7 @@ class GatewaySettings:
     spend_buffer_max: int = SPEND_BUFFER_MAX
     spend_retry_max: float = SPEND_RETRY_MAX
     db_timeout: float = DB_TIMEOUT
+    max_request_bytes: int = int(MAX_REQUEST_MB * 1_000_000)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> GatewaySettings:
@@ -79,4 +82,6 @@ class GatewaySettings:
                                          minimum=1)),
             spend_retry_max=_number(env, "POOL_SPEND_RETRY_MAX", SPEND_RETRY_MAX, minimum=0.01),
             db_timeout=_number(env, "POOL_DB_TIMEOUT", DB_TIMEOUT, minimum=0.1),
+            max_request_bytes=int(_number(env, "POOL_MAX_REQUEST_MB", MAX_REQUEST_MB,
+                                          minimum=0.001) * 1_000_000),
         )
