@@ -14,6 +14,7 @@ count is checked at the end.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import tempfile
@@ -85,8 +86,16 @@ def hot_path_micro(n: int = 20_000) -> dict[str, float]:
                "response_cost": 1e-6, "startTime": 1.0, "endTime": 1.01, "request_tags": [],
                "metadata": {"user_api_key_alias": "bench", "user_api_key_auth_metadata": {
                    "pool_principal": "tenant", "pool_tenant_id": "1"}}}
+    body = json.dumps({"model": "fast", "messages": [{"role": "user", "content": "ping"}],
+                       "max_tokens": 16}).encode()
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
     request = Request({"type": "http", "method": "POST", "path": "/v1/chat/completions",
-                       "headers": [], "query_string": b"", "root_path": ""})
+                       "headers": [(b"content-type", b"application/json"),
+                                   (b"content-length", str(len(body)).encode())],
+                       "query_string": b"", "root_path": ""}, receive)
 
     async def run() -> dict[str, float]:
         keys = KeyResolver(lookup, ttl=3600, max_stale=3600)
