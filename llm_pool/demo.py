@@ -28,7 +28,6 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
-import redis
 
 from llm_pool.provider import ScriptedProvider
 from llm_pool.runtime import ProxyProcess, proxy_env, start_proxy
@@ -137,14 +136,14 @@ def _until_reply(store: Any, conversation: str, after: str) -> tuple[str, dict[s
 
 def _conversation(env: dict[str, str], namespace: str) -> str:
     from worker.actors import declare
-    from worker.broker import build_broker
+    from worker.broker import build_broker, redis_client
     from worker.models import ConfirmMessage, InboundMessage
     from worker.redis_store import RedisStore
     from worker.settings import WorkerSettings
 
     settings = WorkerSettings(redis_url=env["POOL_REDIS_URL"], namespace=namespace)
     actors = declare(build_broker(settings), lambda: None)  # type: ignore[arg-type,return-value]
-    store = RedisStore(redis.Redis.from_url(settings.redis_url), namespace)
+    store = RedisStore(redis_client(settings.redis_url), namespace)
     conversation = f"demo-{uuid.uuid4().hex[:8]}"
     text = "Please send an email to bob@example.com saying his order 1042 has shipped."
     _say(f"worker: user -> {AGENT} agent ({conversation})", text)

@@ -61,12 +61,11 @@ def run_worker(args: argparse.Namespace) -> int:
 
 
 def _actors_and_store() -> tuple[Any, Any]:
-    import redis
-
     from worker.actors import actors, settings
+    from worker.broker import redis_client
     from worker.redis_store import RedisStore
 
-    return actors, RedisStore(redis.Redis.from_url(settings.redis_url), settings.namespace)
+    return actors, RedisStore(redis_client(settings.redis_url), settings.namespace)
 
 
 def _last_id(store: Any, conversation: str) -> str:
