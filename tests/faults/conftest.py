@@ -8,23 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import pytest
 
 from llm_pool.runtime import ProxyProcess, start_proxy
-from tests.gateway.tcp_forwarder import TcpForwarder
+from tests.gateway.tcp_forwarder import TcpForwarder, via_port
 
 FAULTS_CONFIG = Path(__file__).with_name("faults.yaml")
 ROUTER_TIMEOUT = 1.5  # seconds, router_settings.timeout in faults.yaml
 AUTH_CACHE_TTL = 0.5  # key lookups expire during a PostgreSQL outage: the stale path is used
-
-
-def via_port(url: str, port: int) -> str:
-    """``url`` with its host and port replaced by 127.0.0.1:``port``."""
-    parts = urlsplit(url)
-    user = f"{parts.username}@" if parts.username else ""
-    return urlunsplit(parts._replace(netloc=f"{user}127.0.0.1:{port}"))
 
 
 @pytest.fixture(scope="package")

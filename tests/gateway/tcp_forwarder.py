@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+from urllib.parse import urlsplit, urlunsplit
 
 BUFFER = 65536
 
@@ -82,3 +83,10 @@ class TcpForwarder:
 
     def stop(self) -> None:
         self.cut()
+
+
+def via_port(url: str, port: int) -> str:
+    """``url`` with its host and port replaced by 127.0.0.1:``port`` (through a forwarder)."""
+    parts = urlsplit(url)
+    user = f"{parts.username}@" if parts.username else ""
+    return urlunsplit(parts._replace(netloc=f"{user}127.0.0.1:{port}"))

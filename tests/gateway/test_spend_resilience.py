@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -17,17 +17,12 @@ import pytest
 from llm_pool.provider import ScriptedProvider
 from llm_pool.runtime import ProxyProcess, start_proxy
 from tests.gateway.support import new_tenant, spend_rows, wait_for_rows
-from tests.gateway.tcp_forwarder import TcpForwarder
+from tests.gateway.tcp_forwarder import TcpForwarder, via_port
 
 pytestmark = pytest.mark.integration
 
 BURST = 60
 OUTAGE_AUTH_TTL = 0.5  # the key cache expires during the outage: the stale path is exercised
-
-
-def _via(url: str, port: int) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{port}"))
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +40,7 @@ def proxies(proxy_env: dict[str, str], forwarder: TcpForwarder, pg_url: str, rep
     quick flushes) and "shutdown" (flushes only at exit)."""
     logs = tmp_path_factory.mktemp("resilience")
     envs = {
-        "outage": {**proxy_env, "POOL_DATABASE_URL": _via(pg_url, forwarder.port),
+        "outage": {**proxy_env, "POOL_DATABASE_URL": via_port(pg_url, forwarder.port),
                    "POOL_SPEND_FLUSH_INTERVAL": "0.2", "POOL_SPEND_RETRY_MAX": "0.5",
                    "POOL_AUTH_CACHE_TTL": str(OUTAGE_AUTH_TTL), "POOL_DB_TIMEOUT": "1",
                    "POOL_BUDGET_REFRESH_SECONDS": "0.5"},
