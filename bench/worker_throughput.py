@@ -1,18 +1,29 @@
-"""Benchmark 4: worker throughput on a 3-step tool loop, vs the same loop run in-process.
+"""Benchmark 4: worker throughput on a 3-step tool loop: async actors vs threaded actors.
 
-    .venv/bin/python -m bench.worker_throughput [--messages 60] [--delay 0.05] [--threads 8]
+    .venv/bin/python -m bench.worker_throughput [--messages 500] [--delay 1.0] \\
+        [--threads 8] [--async-threads 500] [--baseline-rev 9681611]
 
 N conversations, each one queued message whose agent makes three LLM calls (tool,
-tool, reply) against the scripted provider with a fixed latency per call. One
-Dramatiq worker process with ``--threads`` threads runs them. The baseline is
-the same N runs of the SDK agent in this process on a thread pool of the same
-size (no queue, no PostgreSQL, no Redis). Reports messages/s, end-to-end p50/p99
-minus the provider's time (3 x delay), and loss (sent - replied; must be 0).
+tool, reply) against the scripted provider, which answers each call after
+``--delay`` seconds. One Dramatiq worker process runs them:
+
+- **async**: this tree's worker (async actors on one event loop, ``--async-threads``
+  messages in flight);
+- **threaded** (baseline): the worker as it was at ``--baseline-rev`` (sync actors,
+  one thread per conversation, ``--threads``), exported with ``git archive`` and
+  run from there, on the same proxy, database and Redis;
+- **proxy ceiling**: the same N agent runs in this process with ``AsyncGateway`` /
+  ``Agent.arun``, ``--async-threads`` at once, no queue: what the proxy can serve.
+
+Reports messages/s, end-to-end p50/p99 minus the provider's time (3 x delay), and
+loss (sent - replied; must be 0).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -21,7 +32,7 @@ import sys
 import tempfile
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +49,7 @@ from bench.common import (
 )
 from llm_pool.runtime import proxy_env
 from llm_pool.settings import DEFAULT_REDIS_URL
-from sdk import Agent, Gateway
+from sdk import Agent, AsyncGateway
 from tests.worker_tools import add, lookup
 from worker.actors import declare
 from worker.broker import build_broker
@@ -46,7 +57,7 @@ from worker.models import InboundMessage
 from worker.redis_store import RedisStore
 from worker.settings import WorkerSettings
 
-AGENTS_FILE = REPO / "tests" / "worker_agents.yaml"
+BASELINE_REV = "9681611"  # the last commit with threaded (sync) actors
 
 
 def _script(delay: float) -> str:
@@ -56,26 +67,42 @@ def _script(delay: float) -> str:
     return "[[script:" + json.dumps({"steps": steps}) + "]]"
 
 
-def _baseline(url: str, n: int, threads: int, script: str) -> LoadResult:
-    gateway = Gateway(base_url=url, api_key=MASTER_KEY)
-    agent = Agent(name="Testy", alias="fast", tools=[add, lookup], gateway=gateway)
+def _ceiling(url: str, n: int, concurrency: int, script: str) -> LoadResult:
+    async def main() -> list[float]:
+        gateway = AsyncGateway(base_url=url, api_key=MASTER_KEY)
+        agent = Agent(name="Testy", alias="fast", tools=[add, lookup], gateway=gateway)
+        gate = asyncio.Semaphore(concurrency)
 
-    def one(_: int) -> float:  # from submission, as for queued messages
-        assert agent.run(f"go {script}").text == "done"
-        return (time.monotonic() - started) * 1000
+        async def one() -> float:  # from submission, as for queued messages
+            async with gate:
+                assert (await agent.arun(f"go {script}")).text == "done"
+            return (time.monotonic() - started) * 1000
+
+        return list(await asyncio.gather(*(one() for _ in range(n))))
 
     started = time.monotonic()
-    with ThreadPoolExecutor(threads) as pool:
-        latencies = list(pool.map(one, range(n)))
-    return LoadResult("in-process agent (baseline)", n, 0, time.monotonic() - started, latencies)
+    latencies = asyncio.run(main())
+    return LoadResult(f"proxy ceiling (in-process, {concurrency} at once)", n, 0,
+                      time.monotonic() - started, latencies)
 
 
-def _queued(url: str, db_url: str, n: int, threads: int, script: str) -> LoadResult:
+@contextlib.contextmanager
+def _exported(rev: str) -> Iterator[Path]:
+    """The repository's tree at ``rev``, in a temporary directory."""
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = subprocess.run(["git", "archive", rev], cwd=REPO, check=True,
+                                 capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        yield Path(tmp)
+
+
+def _queued(label: str, code: Path, url: str, db_url: str, n: int, threads: int,
+            script: str) -> LoadResult:
     namespace = f"bench-{uuid.uuid4().hex[:8]}"
     redis_url = os.environ.get("POOL_REDIS_URL", DEFAULT_REDIS_URL)
     env = {"POOL_DATABASE_URL": db_url, "POOL_REDIS_URL": redis_url, "POOL_NAMESPACE": namespace,
-           "POOL_PROXY_URL": url, "POOL_API_KEY": MASTER_KEY,
-           "POOL_AGENTS_FILE": str(AGENTS_FILE)}
+           "POOL_PROXY_URL": url, "POOL_API_KEY": MASTER_KEY, "PYTHONPATH": str(code),
+           "POOL_AGENTS_FILE": str(code / "tests" / "worker_agents.yaml")}
     settings = WorkerSettings(redis_url=redis_url, namespace=namespace, database_url=db_url)
     actors = declare(build_broker(settings), lambda: None)  # type: ignore[arg-type,return-value]
     store = RedisStore(redis.Redis.from_url(redis_url), namespace)
@@ -85,62 +112,80 @@ def _queued(url: str, db_url: str, n: int, threads: int, script: str) -> LoadRes
             proc = subprocess.Popen(
                 [str(Path(sys.executable).with_name("dramatiq")), "worker.actors",
                  "--processes", "1", "--threads", str(threads)],
-                cwd=REPO, env=proxy_env(env), stdout=out, stderr=subprocess.STDOUT,
+                cwd=code, env=proxy_env(env), stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True)
         try:
             while "is ready for action" not in log.read_text():
+                if proc.poll() is not None:
+                    raise RuntimeError(log.read_text()[-3000:])
                 time.sleep(0.1)
-            return _drive(actors, store, n, script)
+            return _drive(label, actors, store, n, script)
         finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait()
+            proc.terminate()  # the main process only: it stops its worker process itself
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
             keys = list(store.client.scan_iter(f"{namespace}*"))
             if keys:
                 store.client.delete(*keys)
 
 
-def _drive(actors: Any, store: RedisStore, n: int, script: str) -> LoadResult:
+def _drive(label: str, actors: Any, store: RedisStore, n: int, script: str) -> LoadResult:
+    """Queue ``n`` messages at once; every reply also goes to one reply channel."""
+    channel = f"{store.namespace}:replies"
     sent_at: dict[str, float] = {}
     started = time.monotonic()
     for i in range(n):
-        conv = f"bench-{i}"
-        message = InboundMessage(tenant="bench", conversation_id=conv, agent_id="tester",
-                                 text=f"go {script}", message_id=uuid.uuid4().hex)
-        sent_at[conv] = time.monotonic()
+        message = InboundMessage(tenant="bench", conversation_id=f"bench-{i}", agent_id="tester",
+                                 text=f"go {script}", message_id=uuid.uuid4().hex,
+                                 reply_channel=channel)
+        sent_at[message.message_id] = time.monotonic()
         actors.handle_message.send(message.model_dump())
     latencies: list[float] = []
-    pending = set(sent_at)
-    deadline = time.monotonic() + 300
-    while pending and time.monotonic() < deadline:
-        for conv in list(pending):
-            events = store.read_events(conv)
-            if any(e["type"] == "reply" for _, e in events):
-                latencies.append((time.monotonic() - sent_at[conv]) * 1000)
-                pending.discard(conv)
-        time.sleep(0.02)
-    elapsed = time.monotonic() - started
-    return LoadResult("queued via Dramatiq worker", n, len(pending), elapsed, latencies)
+    after, deadline = "0-0", time.monotonic() + 900
+    while len(latencies) < n and time.monotonic() < deadline:
+        for entry_id, event in store.read_events("-", after, block_ms=1000, stream=channel):
+            after = entry_id
+            if event["message_id"] in sent_at:
+                latencies.append((time.monotonic() - sent_at.pop(event["message_id"])) * 1000)
+    return LoadResult(label, n, len(sent_at), time.monotonic() - started, latencies)
+
+
+def _print(result: LoadResult, provider_ms: float) -> None:
+    print(f"{result.label:<52} {result.throughput:8.2f} msg/s   e2e-provider p50 "
+          f"{result.pct(50) - provider_ms:8.1f} ms   p99 {result.pct(99) - provider_ms:8.1f}"
+          f" ms   lost {result.errors}/{result.requests}", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--messages", type=int, default=60)
-    parser.add_argument("--delay", type=float, default=0.05, help="provider seconds per call")
-    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--messages", type=int, default=500)
+    parser.add_argument("--delay", type=float, default=1.0, help="provider seconds per call")
+    parser.add_argument("--threads", type=int, default=8, help="threaded baseline's threads")
+    parser.add_argument("--async-threads", type=int, default=500,
+                        help="messages in flight in the async worker")
+    parser.add_argument("--baseline-rev", default=BASELINE_REV)
     args = parser.parse_args()
     script = _script(args.delay)
     provider_ms = 3 * args.delay * 1000
-    with provider_process() as upstream, scratch_database() as db_url:
+    with provider_process() as upstream, scratch_database() as db_url, \
+            _exported(args.baseline_rev) as old:
         env = {"POOL_PROVIDER_URL": f"{upstream}/v1", "LITELLM_MASTER_KEY": MASTER_KEY,
                "POOL_DATABASE_URL": db_url}
         with proxy(REPO / "config" / "offline.yaml", env) as running:
-            base = _baseline(running.url, args.messages, args.threads, script)
-            ours = _queued(running.url, db_url, args.messages, args.threads, script)
-    for result in (base, ours):
-        print(f"{result.label:<34} {result.throughput:8.2f} msg/s   e2e-provider p50 "
-              f"{result.pct(50) - provider_ms:7.1f} ms   p99 {result.pct(99) - provider_ms:7.1f}"
-              f" ms   lost {result.errors}/{result.requests}")
-    print(ratio_line("messages/s queued / in-process", ours.throughput, base.throughput,
+            ceiling = _ceiling(running.url, args.messages, args.async_threads, script)
+            _print(ceiling, provider_ms)
+            ours = _queued(f"async actors (1 process, {args.async_threads} in flight)", REPO,
+                           running.url, db_url, args.messages, args.async_threads, script)
+            _print(ours, provider_ms)
+            base = _queued(f"threaded actors @{args.baseline_rev} ({args.threads} threads)",
+                           old, running.url, db_url, args.messages, args.threads, script)
+            _print(base, provider_ms)
+    print(ratio_line("messages/s async / threaded", ours.throughput, base.throughput,
+                     " msg/s"))
+    print(ratio_line("messages/s async / proxy ceiling", ours.throughput, ceiling.throughput,
                      " msg/s"))
 
 

@@ -6,15 +6,21 @@ traceback; this names the file, line and alias instead. Checks:
 - the file parses as YAML and is a mapping with a non-empty ``model_list``;
 - every deployment has ``model_name`` and ``litellm_params.model``;
 - every group named in ``fallbacks`` / ``context_window_fallbacks`` exists;
-- every ``os.environ/NAME`` reference is set in the environment (a warning by
-  default, since an unused alias may lack its key; an error with ``strict``,
-  and always for ``general_settings.master_key``);
+- every ``os.environ/NAME`` reference is set (non-empty) in the environment: an
+  error naming the variable and every alias or setting using it (through YAML
+  anchors too); a warning with ``allow_missing_env``, except for
+  ``general_settings.master_key`` (without it any caller would get in); only ever a
+  warning for the optional ``POOL_REDIS_URL`` / ``POOL_NAMESPACE``;
+- any ``os.<something>/`` that is not exactly ``os.environ/`` (``os.envrion/``,
+  ``os.getenv/``...) is an error: LiteLLM would take it as a literal string;
 - ``custom_auth`` and ``callbacks`` name importable objects.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +28,15 @@ from typing import Any
 
 import yaml
 
-__all__ = ["Problem", "check_config", "check_text"]
+__all__ = ["MISSING_ENV", "Problem", "check_config", "check_text"]
 
 ENV_PREFIX = "os.environ/"
+# may be unset (the feature is then off, per process): only ever a warning
+OPTIONAL_ENV = frozenset({"POOL_REDIS_URL", "POOL_NAMESPACE"})
+ENV_TYPO = re.compile(r"^os\.[^/\s]*/", re.IGNORECASE)  # looks like an env reference
+MISSING_ENV = "missing-env"
+SETTINGS_SECTIONS = ("general_settings", "router_settings", "litellm_settings",
+                     "environment_variables")
 FALLBACK_KEYS = ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks")
 
 
@@ -33,6 +45,7 @@ class Problem:
     line: int  # 1-based; 0 when unknown
     message: str
     severity: str = "error"  # "error" | "warning"
+    code: str = ""  # MISSING_ENV for an unset environment variable
 
     def render(self, path: str) -> str:
         where = f"{path}:{self.line}" if self.line else path
@@ -102,34 +115,86 @@ def _fallback_problems(root: yaml.Node, groups: Mapping[str, int]) -> Iterator[P
                                           "is not a model_name in model_list")
 
 
-def _owners(root: yaml.Node) -> dict[int, str]:
-    """id(scalar node) -> what it belongs to, for messages: "alias 'fast'" or a settings key."""
-    owners: dict[int, str] = {}
+def _owner_sources(root: yaml.Node) -> Iterator[tuple[str, yaml.Node]]:
+    """(label, node) for everything a scalar can belong to, in file order: aliases first,
+    then settings keys, then any other top-level key (e.g. an ``x-`` anchor block)."""
     for entry in _items(_get(root, "model_list")):
         name = _get(entry, "model_name")
-        label = f"alias {name.value!r}" if isinstance(name, yaml.ScalarNode) else "model_list"
-        owners.update((id(s), label) for s in _scalars(entry))
-    for section in ("general_settings", "router_settings", "litellm_settings"):
-        block = _get(root, section)
-        for key, value in block.value if isinstance(block, yaml.MappingNode) else []:
-            owners.update((id(s), f"{section}.{key.value}") for s in _scalars(value))
+        yield (f"alias {name.value!r}" if isinstance(name, yaml.ScalarNode) else "model_list",
+               entry)
+    assert isinstance(root, yaml.MappingNode)
+    for key, block in root.value:
+        section = str(key.value)
+        if section == "model_list":
+            continue
+        if isinstance(block, yaml.MappingNode) and section in SETTINGS_SECTIONS:
+            yield from ((f"{section}.{k.value}", v) for k, v in block.value)
+        else:
+            yield section, block
+
+
+def _owners(root: yaml.Node) -> dict[int, list[str]]:
+    """id(scalar node) -> every alias or setting using it. With YAML anchors one node is
+    shared by several aliases (``<<: *upstream``): each of them is named."""
+    owners: dict[int, list[str]] = {}
+    for label, node in _owner_sources(root):
+        for scalar in _scalars(node):
+            found = owners.setdefault(id(scalar), [])
+            if label not in found:
+                found.append(label)
     return owners
 
 
-def _env_problems(root: yaml.Node, env: Mapping[str, str], strict: bool) -> Iterator[Problem]:
-    owners = _owners(root)
+def _env_refs(root: yaml.Node) -> Iterator[yaml.ScalarNode]:
+    seen: set[int] = set()
     for scalar in _scalars(root):
-        value = str(scalar.value)
-        if not value.startswith(ENV_PREFIX) or env.get(value.removeprefix(ENV_PREFIX)):
+        if id(scalar) not in seen and isinstance(scalar.value, str):
+            seen.add(id(scalar))
+            yield scalar
+
+
+def _users(labels: list[str]) -> list[str]:
+    """Aliases and settings first; a top-level anchor block only when nothing else uses it."""
+    named = [x for x in labels if x.startswith("alias ") or "." in x or x == "model_list"]
+    return named or labels
+
+
+def _env_problems(root: yaml.Node, env: Mapping[str, str],
+                  allow_missing: bool) -> Iterator[Problem]:
+    owners = _owners(root)
+    missing: dict[str, tuple[list[int], list[str]]] = {}
+    for scalar in _env_refs(root):
+        value = scalar.value.strip()
+        if ENV_TYPO.match(value) and not scalar.value.startswith(ENV_PREFIX):
+            yield Problem(_line(scalar), f"{', '.join(_users(owners.get(id(scalar), [])))}: "
+                          f"{scalar.value!r} is not an environment reference (LiteLLM would "
+                          f"use it as a literal string); write os.environ/NAME")
             continue
-        owner = owners.get(id(scalar), "")
+        if not scalar.value.startswith(ENV_PREFIX):
+            continue
+        name = scalar.value.removeprefix(ENV_PREFIX)
+        if not name:
+            yield Problem(_line(scalar), f"{scalar.value!r}: no variable name after os.environ/")
+        elif not env.get(name):
+            lines, users = missing.setdefault(name, ([], []))
+            lines.append(_line(scalar))
+            users += [u for u in _users(owners.get(id(scalar), [])) if u not in users]
+    for name, (lines, users) in missing.items():
         # without a master key the proxy would let any caller in: never only a warning
-        severity = "error" if strict or owner == "general_settings.master_key" else "warning"
-        yield Problem(_line(scalar), f"{owner}: environment variable "
-                      f"{value.removeprefix(ENV_PREFIX)} is not set", severity)
+        also = f" (also line {', '.join(map(str, lines[1:]))})" if len(lines) > 1 else ""
+        text = (f"environment variable {name} is not set; used by "
+                f"{', '.join(users) or 'the config'}{also}")
+        if name in OPTIONAL_ENV:
+            yield Problem(lines[0], text + " (optional: that feature is off)", "warning")
+            continue
+        severity = ("warning" if allow_missing and "general_settings.master_key" not in users
+                    else "error")
+        yield Problem(lines[0], text, severity, code=MISSING_ENV)
 
 
 def _import_problems(root: yaml.Node) -> Iterator[Problem]:
+    # importing a plug-in imports litellm, which would try to download its cost map
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     general = _get(root, "general_settings")
     litellm_settings = _get(root, "litellm_settings")
     refs = [_get(general, "custom_auth") if general else None]
@@ -145,7 +210,7 @@ def _import_problems(root: yaml.Node) -> Iterator[Problem]:
             yield Problem(_line(node), f"{node.value}: cannot import ({exc})")
 
 
-def check_text(text: str, env: Mapping[str, str], *, strict: bool = False,
+def check_text(text: str, env: Mapping[str, str], *, allow_missing_env: bool = False,
                imports: bool = True) -> list[Problem]:
     """All problems found in the YAML ``text``, in file order."""
     try:
@@ -159,15 +224,16 @@ def check_text(text: str, env: Mapping[str, str], *, strict: bool = False,
         return [Problem(_line(root), "the config must be a YAML mapping (model_list: ...)")]
     groups, problems = _deployments(root)
     problems += _fallback_problems(root, groups)
-    problems += _env_problems(root, env, strict)
+    problems += _env_problems(root, env, allow_missing_env)
     if imports:
         problems += _import_problems(root)
     return sorted(set(problems), key=lambda p: (p.line, p.message))
 
 
-def check_config(path: Path, env: Mapping[str, str], *, strict: bool = False) -> list[Problem]:
+def check_config(path: Path, env: Mapping[str, str], *,
+                 allow_missing_env: bool = False) -> list[Problem]:
     try:
         text = path.read_text()
     except OSError as exc:
         return [Problem(0, f"cannot read config: {exc.strerror or exc}")]
-    return check_text(text, env, strict=strict)
+    return check_text(text, env, allow_missing_env=allow_missing_env)

@@ -20,12 +20,12 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
@@ -39,6 +39,7 @@ TENANT = "demo"
 AGENT = "helpdesk"
 WORKER_START_TIMEOUT = 60.0
 REPLY_TIMEOUT = 60.0
+LEFTOVER_TTL = 3600  # seconds this run's events stay readable (`pool events`)
 FAST_FLUSH = {"POOL_SPEND_FLUSH_INTERVAL": "0.2", "POOL_BUDGET_REFRESH_SECONDS": "1"}
 
 
@@ -49,26 +50,53 @@ def _say(title: str, detail: str = "") -> None:
 # ----------------------------------------------------------------- setup
 
 
-def _ensure_database(url: str) -> None:
-    name = urlsplit(url).path.lstrip("/")
-    admin = urlunsplit(urlsplit(url)._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
-        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-            return
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def _tenant_key(url: str) -> str:
-    from proxy.db import migrate
+def _tenant_key(url: str, label: str) -> str:
+    from proxy.db import ensure_database, migrate
     from proxy.errors import TenantExists
     from proxy.tenants import create_key, create_tenant
 
+    if ensure_database(url):
+        print(f"   created the database ({url.rsplit('/', 1)[-1]})", flush=True)
     migrate(url)
     with psycopg.connect(url, autocommit=True) as conn:
         with contextlib.suppress(TenantExists):
             create_tenant(conn, TENANT, budget=None, rpm=600)
-        key, _ = create_key(conn, TENANT, label=f"demo-{uuid.uuid4().hex[:6]}")
+        key, _ = create_key(conn, TENANT, label=label)
     return key
+
+
+def _clean_up(url: str, label: str, redis_url: str, namespace: str) -> None:
+    """Revoke this run's key; let this run's Redis keys (events, results) expire."""
+    import redis
+
+    from proxy.tenants import revoke_key
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        revoke_key(conn, f"{TENANT}/{label}")
+    client = redis.Redis.from_url(redis_url, socket_connect_timeout=3)
+    for key in client.scan_iter(f"{namespace}:*"):
+        client.expire(key, LEFTOVER_TTL)
+    _say("cleaned up", f"key {label!r} revoked; this run's Redis keys ({namespace}:*) expire "
+         f"in {LEFTOVER_TTL // 60} minutes")
+
+
+@contextlib.contextmanager
+def _ticking(every: float = 5.0) -> Iterator[None]:
+    """Print a dot every ``every`` seconds while a long step runs (progress, not silence)."""
+    done = threading.Event()
+
+    def tick() -> None:
+        while not done.wait(every):
+            print(".", end="", flush=True)
+
+    thread = threading.Thread(target=tick, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+        print(flush=True)
 
 
 # ----------------------------------------------------------------- gateway calls
@@ -120,6 +148,15 @@ def _worker(env: dict[str, str], tmp: Path) -> Iterator[None]:
         proc.wait()
 
 
+def _figure(name: str, value: Any) -> str:
+    """Figures as a person reads them: ``$0.00002380``, ``704 ms``."""
+    if isinstance(value, float) and "cost" in name:
+        return f"${value:.8f}"
+    if isinstance(value, float):
+        return f"{value:.0f}" if name.endswith("_ms") else f"{value:.3g}"
+    return str(value)
+
+
 def _until_reply(store: Any, conversation: str, after: str) -> tuple[str, dict[str, Any]]:
     deadline = time.monotonic() + REPLY_TIMEOUT
     while time.monotonic() < deadline:
@@ -129,7 +166,8 @@ def _until_reply(store: Any, conversation: str, after: str) -> tuple[str, dict[s
             if event["type"] == "reply":
                 print(f"   [reply:{data['status']}] {data['text']}", flush=True)
                 return after, data
-            print(f"   [{event['type']}] " + ", ".join(f"{k}={v}" for k, v in data.items()
+            print(f"   [{event['type']}] " + ", ".join(f"{k}={_figure(k, v)}"
+                                                       for k, v in data.items()
                                                        if k != "text"), flush=True)
     raise TimeoutError(f"no reply on {conversation} within {REPLY_TIMEOUT:.0f} s")
 
@@ -166,14 +204,14 @@ def _conversation(env: dict[str, str], namespace: str) -> str:
 # ----------------------------------------------------------------- report
 
 
-def _report(url: str, conversation: str) -> None:
+def _report(url: str, conversation: str, label: str) -> None:
     time.sleep(1.0)  # one spend flush interval
     with psycopg.connect(url) as conn:
         spend = conn.execute(
             "SELECT s.model_alias, s.deployment, s.status, count(*), sum(s.prompt_tokens"
             " + s.completion_tokens), sum(s.cost_usd) FROM spend s JOIN tenants t"
-            " ON t.id = s.tenant_id WHERE t.name = %s AND s.created_at > now() - interval"
-            " '10 minutes' GROUP BY 1, 2, 3 ORDER BY 1, 2, 3", (TENANT,)).fetchall()
+            " ON t.id = s.tenant_id WHERE t.name = %s AND s.key_label = %s"
+            " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3", (TENANT, label)).fetchall()
         tools = conn.execute(
             "SELECT tool_name, outcome, confirmation, decided_by FROM audit_tool_calls"
             " WHERE conversation_id = %s ORDER BY id", (conversation,)).fetchall()
@@ -182,13 +220,13 @@ def _report(url: str, conversation: str) -> None:
             " FROM audit_llm_calls WHERE conversation_id = %s", (conversation,)).fetchone()
         sent = conn.execute("SELECT payload->>'to' FROM demo_outbox ORDER BY created_at DESC"
                             " LIMIT 1").fetchone()
-    _say(f"spend rows of tenant {TENANT!r} (last 10 minutes), from PostgreSQL")
+    _say(f"this run's spend rows (tenant {TENANT!r}, key {label!r}), from PostgreSQL")
     for alias, deployment, status, n, tokens, cost in spend:
         print(f"   {alias:<9} {deployment or '-':<16} {status:<6} {n:>3} req"
               f" {tokens or 0:>6} tokens  ${float(cost or 0):.8f}")
     _say("audit of the conversation")
     assert llm is not None
-    print(f"   {llm[0]} LLM calls, {llm[1]} tokens, ${float(llm[2] or 0):.8f}")
+    print(f"   {llm[0]} LLM calls, {llm[1] or 0} tokens, ${float(llm[2] or 0):.8f}")
     for name, outcome, confirmation, who in tools:
         print(f"   tool {name}: {outcome} (confirmation: {confirmation}, by {who})")
     print(f"   demo_outbox: email to {sent[0] if sent else '-'}")
@@ -197,17 +235,30 @@ def _report(url: str, conversation: str) -> None:
 def run() -> int:
     settings = Settings.from_env()
     _say("PostgreSQL schema, tenant and key", settings.database_url)
-    _ensure_database(settings.database_url)
-    key = _tenant_key(settings.database_url)
+    label = f"demo-{uuid.uuid4().hex[:6]}"
+    key = _tenant_key(settings.database_url, label)
     master = f"sk-demo-{secrets.token_hex(8)}"
     namespace = f"llm-pool-demo-{uuid.uuid4().hex[:6]}"
+    try:
+        conversation = _run_parts(settings, key, master, namespace)
+        _report(settings.database_url, conversation, label)
+    finally:
+        _clean_up(settings.database_url, label, settings.redis_url, namespace)
+    _say("demo finished")
+    return 0
+
+
+def _run_parts(settings: Settings, key: str, master: str, namespace: str) -> str:
     with ScriptedProvider() as provider, tempfile.TemporaryDirectory() as tmp:
         _say("starting the scripted provider and the stock LiteLLM proxy (config/offline.yaml)",
-             "the proxy takes ~20 s to start")
-        proxy = start_proxy(REPO_ROOT / "config" / "offline.yaml", log_path=Path(tmp) / "p.log",
-                            env={"POOL_PROVIDER_URL": f"{provider.url}/v1",
-                                 "LITELLM_MASTER_KEY": master,
-                                 "POOL_DATABASE_URL": settings.database_url, **FAST_FLUSH})
+             "the proxy takes 20-60 s to start; a dot every 5 s")
+        print("   ", end="", flush=True)
+        with _ticking():
+            proxy = start_proxy(REPO_ROOT / "config" / "offline.yaml",
+                                log_path=Path(tmp) / "p.log",
+                                env={"POOL_PROVIDER_URL": f"{provider.url}/v1",
+                                     "LITELLM_MASTER_KEY": master,
+                                     "POOL_DATABASE_URL": settings.database_url, **FAST_FLUSH})
         try:
             _say("proxy ready", proxy.url)
             _gateway_calls(proxy, key, provider)
@@ -215,9 +266,6 @@ def run() -> int:
                    settings.redis_url, "POOL_PROXY_URL": proxy.url, "POOL_API_KEY": key,
                    "POOL_NAMESPACE": namespace}
             with _worker(env, Path(tmp)):
-                conversation = _conversation(env, namespace)
+                return _conversation(env, namespace)
         finally:
             proxy.stop()
-    _report(settings.database_url, conversation)
-    _say("demo finished")
-    return 0

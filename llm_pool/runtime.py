@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,12 +23,18 @@ __all__ = [
     "ProxyProcess",
     "free_port",
     "litellm_command",
+    "metrics_env",
     "proxy_env",
     "start_proxy",
     "wait_http",
+    "worker_metrics_env",
 ]
 
 PROXY_START_TIMEOUT = 120.0  # seconds; a cold start takes ~20-25 s on 2 cores
+# uvicorn restarts a worker that does not answer its supervisor's ping within 5 s; a
+# worker importing LiteLLM on a busy 2-core machine takes longer, and is then killed
+# and restarted forever (`--workers 2`, seen under load)
+WORKER_HEALTHCHECK_TIMEOUT = "60"
 BASE_ENV = {
     "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # never fetch the cost map from the internet
     "LITELLM_DONT_SHOW_FEEDBACK_BOX": "True",
@@ -56,9 +63,35 @@ def proxy_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     (LiteLLM takes it as a signal to start Prisma, see DESIGN.md)."""
     env = {**os.environ, **BASE_ENV, **(extra or {})}
     env.pop("DATABASE_URL", None)
+    env.setdefault("TIMEOUT_WORKER_HEALTHCHECK", WORKER_HEALTHCHECK_TIMEOUT)
+    if not env.get("POOL_REDIS_URL"):
+        env.pop("POOL_REDIS_URL", None)  # empty: LiteLLM's router would reject it
     root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     return env
+
+
+def metrics_env(env: Mapping[str, str], port: int,
+                directory: Path | None = None) -> dict[str, str]:
+    """``PROMETHEUS_MULTIPROC_DIR`` for a proxy on ``port``, unless ``env`` has one: a
+    directory private to this user and port (or ``directory``). Every worker process
+    writes its samples there and ``/metrics`` adds them up. LiteLLM's own default is
+    one directory in /tmp that every proxy starting on the machine wipes."""
+    if env.get("PROMETHEUS_MULTIPROC_DIR"):
+        return {}
+    path = directory or Path(tempfile.gettempdir()) / f"llm-pool-metrics-{os.getuid()}-{port}"
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return {"PROMETHEUS_MULTIPROC_DIR": str(path)}
+
+
+def worker_metrics_env(host: str, port: int) -> dict[str, str]:
+    """The environment of ``dramatiq worker.metrics``: where Dramatiq's Prometheus server
+    listens, and a fresh directory private to this user and port for its samples."""
+    path = Path(tempfile.gettempdir()) / f"llm-pool-worker-metrics-{os.getuid()}-{port}"
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(mode=0o700, parents=True)
+    return {"dramatiq_prom_host": host, "dramatiq_prom_port": str(port),
+            "dramatiq_prom_db": str(path)}
 
 
 def proxy_args(config: Path, host: str, port: int, workers: int) -> list[str]:
@@ -119,15 +152,18 @@ def start_proxy(
     log_path: Path,
     timeout: float = PROXY_START_TIMEOUT,
 ) -> ProxyProcess:
-    """Start ``litellm --config`` on a free port and wait for ``/health/readiness``."""
+    """Start ``litellm --config`` on a free port; wait until ``/health/liveliness`` answers
+    (uvicorn listens only once the proxy's startup, config loading included, is done)."""
     port = port or free_port()
     args = proxy_args(config, "127.0.0.1", port, workers)
+    full_env = proxy_env(env)
+    full_env.update(metrics_env(full_env, port, log_path.parent / f"metrics-{port}"))
     with log_path.open("wb") as log:
-        proc = subprocess.Popen(args, env=proxy_env(env), stdout=log, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(args, env=full_env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     running = ProxyProcess(proc=proc, url=f"http://127.0.0.1:{port}", log_path=log_path, args=args)
     try:
-        wait_http(f"{running.url}/health/readiness", timeout, proc)
+        wait_http(f"{running.url}/health/liveliness", timeout, proc)
     except (RuntimeError, TimeoutError) as exc:
         running.stop()
         tail = running.log_tail()

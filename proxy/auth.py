@@ -5,18 +5,26 @@ LiteLLM then calls it for every authenticated route, the master key included.
 
 - The master key (``LITELLM_MASTER_KEY``) is the admin key, as without custom auth.
 - A tenant key maps to ``team_id``/``team_alias`` = the tenant name, ``key_alias`` =
-  the key label, and ``team_rpm_limit``/``team_tpm_limit`` = the tenant's limits,
-  which the stock rate limiter enforces per tenant (across all its keys). The
-  tenant id and budget travel in ``metadata`` to the budget hook and the spend rows.
-- Tenant keys may call the model (LLM API) routes only: 403 elsewhere.
-- Chat-completion and embedding bodies are then checked (:mod:`proxy.validation`):
-  413 when too large, 400 naming the field when malformed, before any provider call.
+  the key label. The tenant id, budget and rpm/tpm limits travel in ``metadata`` to
+  the limits hook (:mod:`proxy.limits`, per tenant across all its keys and every
+  proxy process) and the spend rows.
+- Tenant keys may call the routes of :data:`proxy.edge.TENANT_ROUTES` only: 403
+  elsewhere (:mod:`proxy.edge` refuses the others before LiteLLM sees them; the same
+  check here covers a tenant key sent beside the master key in another header).
+- Model-route bodies (chat, embeddings, Responses, Messages) are then checked
+  (:mod:`proxy.validation`): 413 when too large, 400 naming the field when malformed
+  or carrying credentials, and against the tenant's consumption caps
+  (:mod:`proxy.caps`), before any provider call.
 - Unknown, revoked or missing key: HTTP 401 ``{"error": {"type": "auth_error", ...}}``.
+  A key that is not of the gateway's format (prefix, length, CRC32 checksum; see
+  :func:`proxy.tenants.key_format`) is refused without a lookup; a key of the
+  legacy shape is looked up only while legacy keys are active (:class:`LegacyKeys`).
 
 Lookups are cached in memory (:class:`KeyCache`) for ``POOL_AUTH_CACHE_TTL`` seconds,
 unknown keys included, so a request costs a dict lookup and a revocation shows
 within that TTL. While PostgreSQL is unreachable, keys seen before keep working
-for ``POOL_AUTH_MAX_STALE`` seconds; a never-seen key gets 503.
+for ``POOL_AUTH_MAX_STALE`` seconds, also in a process that never saw them (a
+restart) when Redis is configured (:mod:`proxy.keycache`); a never-seen key gets 503.
 """
 
 from __future__ import annotations
@@ -27,24 +35,33 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import psycopg
 from fastapi import Request
 from litellm.proxy._types import LitellmUserRoles, ProxyErrorTypes, ProxyException, UserAPIKeyAuth
 from litellm.proxy.auth.auth_utils import get_request_route
-from litellm.proxy.auth.route_checks import RouteChecks
 
-from proxy.tenants import KEY_PREFIX, KeyIdentity, hash_key
+from proxy import anthropic_errors, edge, health, internals, metrics
+from proxy.caps import CAPPED_ROUTES, Limits, check_caps
+from proxy.settings import DEFAULT_CAPS
+from proxy.tenants import (
+    KEY_FORMAT_LEGACY,
+    KEY_PREFIX,
+    Caps,
+    KeyIdentity,
+    hash_key,
+    key_format,
+)
 from proxy.validation import check_body, install_body_guard, validated_route
 
-__all__ = ["Forbidden", "KeyCache", "KeyResolver", "StoreDown", "Unauthorized", "custom_auth",
-           "identity_auth"]
+__all__ = ["Forbidden", "KeyCache", "KeyResolver", "LegacyKeys", "StoreDown", "Unauthorized",
+           "custom_auth", "identity_auth"]
 
 log = logging.getLogger("llm_pool.auth")
 
 CACHE_MAX_ENTRIES = 50_000
 DB_RETRY_AFTER = 1.0  # seconds without trying PostgreSQL again after a failed lookup
-TENANT_ROUTES = frozenset({"/v1/models", "/models", "/v1/model/info", "/model/info"})
 
 
 class Unauthorized(ProxyException):
@@ -95,6 +112,16 @@ class KeyCache:
 
 
 Lookup = Callable[[str], Awaitable[KeyIdentity | None]]
+
+
+class SharedKeys(Protocol):
+    """Lookups shared by every proxy process (:class:`proxy.keycache.RedisKeyCache`)."""
+
+    async def store(self, key_hash: str, identity: KeyIdentity) -> None: ...
+
+    async def load(self, key_hash: str) -> KeyIdentity | None: ...
+
+
 STORE_ERRORS = (psycopg.Error, OSError, TimeoutError)  # psycopg_pool.PoolTimeout included
 STALE_REFRESH_WAIT = 0.05  # seconds a request waits for a refresh before using its cached entry
 
@@ -107,8 +134,10 @@ class KeyResolver:
     outage neither fails nor slows requests of known keys."""
 
     def __init__(self, lookup: Lookup, *, ttl: float, max_stale: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 shared: SharedKeys | None = None) -> None:
         self._lookup = lookup
+        self._shared = shared
         self._ttl = ttl
         self._max_stale = max_stale
         self._clock = clock
@@ -124,9 +153,7 @@ class KeyResolver:
             return entry
         stale = entry if entry is not None and now - entry.fetched_at < self._max_stale else None
         if self._store_failing and now < self._retry_at:
-            if stale is None:
-                raise StoreDown()
-            return stale
+            return stale if stale is not None else await self._from_shared(key_hash)
         task = self._fetch_task(key_hash)
         if stale is not None:
             wait = 0.0 if self._store_failing else STALE_REFRESH_WAIT
@@ -135,10 +162,20 @@ class KeyResolver:
                 return stale
         try:
             return await asyncio.shield(task)
-        except STORE_ERRORS as exc:
-            if stale is None:
-                raise StoreDown() from exc
-            return stale
+        except STORE_ERRORS:
+            return stale if stale is not None else await self._from_shared(key_hash)
+
+    async def _from_shared(self, key_hash: str) -> _Entry:
+        """PostgreSQL is away and this process has no entry: another process's (or an
+        earlier run's) lookup from Redis, if one is recent enough; else 503."""
+        identity = await self._shared.load(key_hash) if self._shared is not None else None
+        if identity is None:
+            raise StoreDown()
+        usable = not identity.revoked
+        entry = _Entry(identity=identity, auth=identity_auth(identity, key_hash) if usable
+                       else None, fetched_at=self._clock() - self._ttl)  # refreshed when it can
+        self._cache.put(key_hash, entry)
+        return entry
 
     def _fetch_task(self, key_hash: str) -> asyncio.Task[_Entry]:
         task = self._inflight.get(key_hash)
@@ -170,6 +207,8 @@ class KeyResolver:
         auth = identity_auth(identity, key_hash) if identity is not None and usable else None
         entry = _Entry(identity=identity, auth=auth, fetched_at=self._clock())
         self._cache.put(key_hash, entry)
+        if identity is not None and self._shared is not None:
+            await self._shared.store(key_hash, identity)
         return entry
 
 
@@ -179,14 +218,15 @@ def identity_auth(identity: KeyIdentity, key_hash: str) -> UserAPIKeyAuth:
         key_alias=identity.label,
         team_id=identity.tenant,
         team_alias=identity.tenant,
-        team_rpm_limit=identity.rpm_limit,
-        team_tpm_limit=identity.tpm_limit,
         user_role=LitellmUserRoles.INTERNAL_USER,
         metadata={
             "pool_principal": "tenant",
             "pool_tenant_id": str(identity.tenant_id),
             "pool_tenant": identity.tenant,
             "pool_budget_usd": "" if budget is None else repr(budget),
+            # enforced by proxy.limits (shared through Redis), not the stock limiter
+            "pool_rpm": identity.rpm_limit,
+            "pool_tpm": identity.tpm_limit,
         },
     )
     auth.api_key = auth.token = key_hash  # what LiteLLM logs as user_api_key_hash
@@ -202,34 +242,70 @@ def _shown(api_key: str) -> str:
     return api_key[: len(KEY_PREFIX) + 4] + "..." if api_key.startswith(KEY_PREFIX) else "the key"
 
 
-async def _check_request(request: Request, max_bytes: int) -> None:
-    route = get_request_route(request)
-    if not validated_route(route):
-        return
+class LegacyKeys:
+    """Whether any active key has the legacy shape (no checksum), re-read at most every
+    ``ttl`` seconds; True while PostgreSQL cannot say (the lookup then decides)."""
+
+    def __init__(self, active: Callable[[], Awaitable[bool]], ttl: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._active = active
+        self._ttl = ttl
+        self._clock = clock
+        self._known: bool | None = None
+        self._read_at = 0.0
+
+    async def active(self) -> bool:
+        now = self._clock()
+        if self._known is None or now - self._read_at >= self._ttl:
+            self._read_at = now
+            try:
+                self._known = await self._active()
+            except STORE_ERRORS:
+                self._known = None
+                return True
+        return self._known
+
+
+async def _check_request(request: Request, route: str, max_bytes: int) -> Any:
+    """The parsed body of a model route, after the size and schema checks."""
+    if not (validated_route(route) or route in CAPPED_ROUTES):
+        return None
     from litellm.proxy.common_utils.http_parsing_utils import read_request_body
 
     length = request.headers.get("content-length")
     size = int(length) if length and length.isdigit() else len(await request.body())
     body = await read_request_body(request) if size <= max_bytes else None
     check_body(route, body, size, max_bytes)
+    return body
+
+
+async def _known_format(api_key: str, legacy: LegacyKeys | None) -> None:
+    form = key_format(api_key)
+    if form is None or (form == KEY_FORMAT_LEGACY and legacy is not None
+                        and not await legacy.active()):
+        raise Unauthorized(f"invalid API key: {_shown(api_key)} is not a valid key")
 
 
 async def authenticate(resolver: KeyResolver, master_key: str | None, request: Request,
-                       api_key: str, max_request_bytes: int = 4_000_000) -> UserAPIKeyAuth:
+                       api_key: str, max_request_bytes: int = 4_000_000, *,
+                       default_caps: Caps = DEFAULT_CAPS, legacy: LegacyKeys | None = None,
+                       ) -> UserAPIKeyAuth:
+    route = get_request_route(request)
     if master_key and secrets.compare_digest(api_key.encode(), master_key.encode()):
-        await _check_request(request, max_request_bytes)
+        await _check_request(request, route, max_request_bytes)
         return _master_auth(master_key)
     if not api_key:
         raise Unauthorized("missing API key: send `Authorization: Bearer <key>`")
-    key_hash = hash_key(api_key)
-    entry = await resolver.resolve(key_hash)
+    await _known_format(api_key, legacy)
+    entry = await resolver.resolve(hash_key(api_key))
     if entry.identity is None or entry.auth is None:
         reason = "was revoked" if entry.identity is not None else "is not a valid key"
         raise Unauthorized(f"invalid API key: {_shown(api_key)} {reason}")
-    route = get_request_route(request)
-    if not (RouteChecks.is_llm_api_route(route) or route in TENANT_ROUTES):
-        raise Forbidden(f"tenant keys may only call the model endpoints, not {route}")
-    await _check_request(request, max_request_bytes)
+    if not edge.tenant_may_call(request.method, route):
+        raise Forbidden(f"{request.method} {route} is not available to tenant keys; they may "
+                        "call the model endpoints only")
+    body = await _check_request(request, route, max_request_bytes)
+    check_caps(route, body, Limits.of(entry.identity.caps, default_caps), entry.identity.tenant)
     auth = entry.auth.model_copy(deep=False)  # LiteLLM sets per-request fields on it
     auth.metadata = dict(entry.auth.metadata)
     return auth
@@ -246,7 +322,8 @@ async def custom_auth(request: Request, api_key: str | None) -> UserAPIKeyAuth:
     try:
         gw = gateway()
         return await authenticate(gw.keys, gw.settings.master_key, request, api_key or "",
-                                  gw.settings.max_request_bytes)
+                                  gw.settings.max_request_bytes,
+                                  default_caps=gw.settings.default_caps, legacy=gw.legacy)
     except ProxyException:
         raise
     except Exception as exc:
@@ -255,4 +332,21 @@ async def custom_auth(request: Request, api_key: str | None) -> UserAPIKeyAuth:
                              type="internal_server_error", param=None, code=500) from exc
 
 
-install_body_guard()  # when LiteLLM loads this module (custom_auth), before any request
+def _master_key() -> str | None:
+    from proxy.gateway import gateway
+
+    return gateway().settings.master_key
+
+
+def _install() -> None:
+    """When LiteLLM loads this module (``custom_auth``), before any request."""
+    install_body_guard()
+    internals.install_client_error_policy()
+    internals.install_unprocessable_fix()
+    edge.install(internals.proxy_app(), _master_key, edge.Redactor(internals.router_api_bases),
+                 metrics.metrics_key)
+    anthropic_errors.install(internals.proxy_app())  # outermost: edge answers reshaped too
+    health.install(internals.proxy_app())
+
+
+_install()

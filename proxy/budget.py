@@ -28,7 +28,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from proxy.spend import SpendRow
 
-__all__ = ["BudgetExceeded", "BudgetTracker", "format_usd"]
+__all__ = ["BudgetExceeded", "BudgetTracker", "format_usd", "month_spend"]
 
 log = logging.getLogger("llm_pool.budget")
 
@@ -37,6 +37,11 @@ SELECT tenant_id, sum(cost_usd)::float8 FROM spend
  WHERE tenant_id IS NOT NULL
    AND created_at >= date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
  GROUP BY tenant_id"""
+
+TENANT_MONTH_TO_DATE = """
+SELECT COALESCE(sum(cost_usd), 0)::float8 FROM spend
+ WHERE tenant_id = %s
+   AND created_at >= date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"""
 
 BUDGET_HEADERS = {"x-should-retry": "false"}  # the openai client must not retry it
 
@@ -63,6 +68,13 @@ class BudgetExceeded(ProxyException):
         self.tenant = tenant
         self.budget = budget
         self.spent = spent
+
+
+async def month_spend(pool: AsyncConnectionPool, tenant_id: int) -> float:
+    """One tenant's month-to-date spend, from its spend rows."""
+    async with pool.connection() as conn:
+        row = await (await conn.execute(TENANT_MONTH_TO_DATE, (tenant_id,))).fetchone()
+    return float(row[0]) if row else 0.0
 
 
 PoolSource = Callable[[], Awaitable[AsyncConnectionPool]]

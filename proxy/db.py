@@ -11,8 +11,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import psycopg
+from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from proxy.errors import StoreUnavailable
@@ -23,6 +25,7 @@ __all__ = [
     "applied_versions",
     "connect",
     "discover_migrations",
+    "ensure_database",
     "migrate",
     "open_async_pool",
 ]
@@ -71,8 +74,23 @@ def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection[tuple[o
     try:
         return psycopg.connect(url, autocommit=autocommit, connect_timeout=CONNECT_TIMEOUT)
     except psycopg.OperationalError as exc:
-        raise StoreUnavailable(f"cannot connect to PostgreSQL at {_safe_url(url)}: "
-                               f"{str(exc).strip()}", exc) from exc
+        detail = " ".join(str(exc).split())  # libpq's message spans lines: keep one
+        raise StoreUnavailable(f"cannot connect to PostgreSQL at {_safe_url(url)}: {detail}",
+                               exc) from exc
+
+
+def ensure_database(url: str) -> bool:
+    """Create the database ``url`` names if it does not exist (connecting to the server's
+    ``postgres`` database); True when it was created now."""
+    parts = urlsplit(url)
+    name = unquote(parts.path.lstrip("/"))
+    if not name:
+        return False
+    with connect(urlunsplit(parts._replace(path="/postgres")), autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            return False
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return True
 
 
 def applied_versions(conn: psycopg.Connection[tuple[object, ...]]) -> set[str]:

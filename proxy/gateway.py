@@ -2,13 +2,18 @@
 
 ``litellm_settings.callbacks: ["proxy.gateway.callbacks"]`` loads :data:`callbacks`:
 
-- ``async_pre_call_hook``: rejects a tenant over its monthly budget (429
-  ``budget_exceeded``, see :mod:`proxy.budget`);
-- ``async_log_success_event`` / ``async_log_failure_event``: one spend row per
-  request, queued to the batched writer (see :mod:`proxy.spend`).
+- ``async_pre_call_hook``: admits a tenant's request against its rpm/tpm limits and
+  reserves its estimated cost against its monthly budget (429 ``rate_limit_error``
+  / ``budget_exceeded``, see :mod:`proxy.limits`);
+- ``async_log_success_event`` / ``async_log_failure_event``: settle the reservation
+  to the real cost and journal one spend row per request (Redis Stream drained into
+  PostgreSQL, :mod:`proxy.journal`; without Redis, the batched in-process writer,
+  :mod:`proxy.spend`);
+- ``async_post_call_response_headers_hook``: ``x-pool-limits: shared|local``.
 
-The state (settings, PostgreSQL pool, key cache, budget totals, spend writer) is
-created on first use, inside the proxy's event loop (:func:`gateway`).
+The state (settings, Redis, PostgreSQL pool, key cache, limits, spend journal and
+writer) is created when LiteLLM loads this module at start-up (the journal drainer
+starts then), or on first use (:func:`gateway`).
 
 Shutdown: uvicorn handles SIGTERM by draining, then re-raises the signal with the
 default handler, which kills the process before the event loop ends or ``atexit``
@@ -21,22 +26,32 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import threading
+from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
+import psycopg
 from fastapi import HTTPException
 from litellm.integrations.custom_logger import CustomLogger
 from litellm.proxy._types import UserAPIKeyAuth
 from psycopg_pool import AsyncConnectionPool
 
-from proxy.auth import KeyResolver
-from proxy.budget import BudgetTracker
+from proxy import metrics
+from proxy.auth import KeyResolver, LegacyKeys
+from proxy.budget import BudgetTracker, month_spend
 from proxy.db import open_async_pool
+from proxy.estimate import warm_up_tokenizer
+from proxy.journal import SpendJournal
+from proxy.keycache import RedisKeyCache
+from proxy.limits import Limits, LocalLimits, Outcome, Ticket
 from proxy.settings import GatewaySettings
-from proxy.spend import SpendWriter, row_from_payload
-from proxy.tenants import KeyIdentity, lookup_key
+from proxy.shared import SharedRedis, gateway_prefix, safe_url
+from proxy.spend import SpendRow, SpendWriter, insert_rows, row_from_payload, row_to_json
+from proxy.tenants import KeyIdentity, legacy_keys_active, lookup_key
+from proxy.tickets import TicketBook, ask_for
 
 __all__ = ["Gateway", "GatewayCallbacks", "callbacks", "gateway"]
 
@@ -48,15 +63,31 @@ class Gateway:
         self.settings = settings
         self._pool: AsyncConnectionPool | None = None
         self._pool_lock: asyncio.Lock | None = None
+        self.shared = (SharedRedis(settings.redis_url,
+                                   gateway_prefix(settings.namespace, settings.database_url),
+                                   settings.redis_timeout) if settings.redis_url else None)
         self.keys = KeyResolver(self._lookup, ttl=settings.auth_cache_ttl,
-                                max_stale=settings.auth_max_stale)
+                                max_stale=settings.auth_max_stale,
+                                shared=RedisKeyCache(self.shared, settings.auth_max_stale)
+                                if self.shared is not None else None)
+        self.legacy = LegacyKeys(self._legacy_active, ttl=settings.auth_cache_ttl)
         self.budget = BudgetTracker(self.pool, settings.budget_refresh_seconds,
                                     first_read_timeout=settings.db_timeout)
+        self.limits = Limits(self.shared, LocalLimits(settings.completion_estimate,
+                                                      settings.reservation_ttl),
+                             self.budget, self._month_spend,
+                             fail_closed=settings.limits_fail_closed,
+                             reservation_ttl=settings.reservation_ttl)
+        self.tickets = TicketBook(settings.reservation_ttl)
         self.writer = SpendWriter(
             database_url=settings.database_url, pool=self.pool,
             batch_size=settings.spend_batch_size, flush_interval=settings.spend_flush_interval,
             buffer_max=settings.spend_buffer_max, retry_max=settings.spend_retry_max,
             on_committed=self.budget.committed)
+        self.journal = SpendJournal(
+            url=settings.redis_url, stream=self.shared.key("spend"), write=self._write_rows,
+            batch_size=settings.spend_batch_size, claim_idle=settings.journal_claim_idle,
+            retry_max=settings.spend_retry_max) if settings.redis_url and self.shared else None
         _flush_on_signals(self.writer)
 
     async def pool(self) -> AsyncConnectionPool:
@@ -71,6 +102,35 @@ class Gateway:
 
     async def _lookup(self, key_hash: str) -> KeyIdentity | None:
         return await lookup_key(await self.pool(), key_hash)
+
+    async def _legacy_active(self) -> bool:
+        return await legacy_keys_active(await self.pool())
+
+    async def _month_spend(self, tenant_id: int) -> float | None:
+        try:
+            return await month_spend(await self.pool(), tenant_id)
+        except (psycopg.Error, OSError, TimeoutError):
+            return None
+
+    async def _write_rows(self, rows: Sequence[SpendRow]) -> None:
+        await insert_rows(await self.pool(), rows)
+
+    def start(self) -> None:
+        """Background work that must run without requests (inside the proxy's loop)."""
+        if self.journal is not None:
+            self.journal.start()
+        warm_up_tokenizer()  # its first use loads an encoding: not inside a request burst
+
+    def announce(self) -> None:
+        if self.shared is None:
+            log.warning("shared state: POOL_REDIS_URL is not set: rpm/tpm limits, budget "
+                        "reservations and the spend buffer are per process (pid %d)",
+                        os.getpid())
+        else:
+            log.warning("shared state: Redis %s, namespace %r (limits %s while it is down; "
+                        "pid %d)", safe_url(self.shared.url), self.settings.namespace,
+                        "refuse (503)" if self.settings.limits_fail_closed else "per process",
+                        os.getpid())
 
 
 def _flush_on_signals(writer: SpendWriter) -> None:
@@ -98,6 +158,7 @@ def gateway() -> Gateway:
     global _gateway
     if _gateway is None:
         _gateway = Gateway(GatewaySettings.from_env())
+        metrics.instrument(_gateway)
     return _gateway
 
 
@@ -105,11 +166,26 @@ class GatewayCallbacks(CustomLogger):
     async def async_pre_call_hook(self, user_api_key_dict: UserAPIKeyAuth, cache: Any,
                                   data: dict[str, Any], call_type: str) -> dict[str, Any]:
         meta = user_api_key_dict.metadata or {}
-        budget = meta.get("pool_budget_usd")
-        if meta.get("pool_principal") == "tenant" and budget:
-            await gateway().budget.check(str(meta.get("pool_tenant")),
-                                         int(meta["pool_tenant_id"]), float(budget))
+        if meta.get("pool_principal") == "tenant":
+            await self._admit(meta, data, call_type)
         return data
+
+    async def _admit(self, meta: dict[str, Any], data: dict[str, Any], call_type: str) -> None:
+        """Count the request against its tenant's rpm/tpm and reserve its estimated cost
+        (429 / 503 when refused, see :mod:`proxy.limits`)."""
+        gw = gateway()
+        ask = ask_for(meta, data, call_type)
+        gw.tickets.add(ask.request_id, await gw.limits.admit(ask))
+
+    async def async_post_call_response_headers_hook(
+            self, data: dict[str, Any], user_api_key_dict: UserAPIKeyAuth, response: object,
+            request_headers: dict[str, str] | None = None,
+            litellm_call_info: dict[str, object] | None = None) -> dict[str, str] | None:
+        """``x-pool-limits: shared`` (Redis) or ``local`` (per process: no Redis, or it
+        is down) on tenant answers: the flag that limits are degraded."""
+        if (user_api_key_dict.metadata or {}).get("pool_principal") != "tenant":
+            return None
+        return {"x-pool-limits": gateway().limits.mode}
 
     async def async_post_call_failure_hook(
             self, request_data: dict[str, Any], original_exception: Exception,
@@ -124,21 +200,61 @@ class GatewayCallbacks(CustomLogger):
 
     async def async_log_success_event(self, kwargs: dict[str, Any], response_obj: Any,
                                       start_time: Any, end_time: Any) -> None:
-        self._record(kwargs)
+        await self._record(kwargs)
 
     async def async_log_failure_event(self, kwargs: dict[str, Any], response_obj: Any,
                                       start_time: Any, end_time: Any) -> None:
-        self._record(kwargs)
+        await self._record(kwargs)
 
-    def _record(self, kwargs: dict[str, Any]) -> None:
+    async def _record(self, kwargs: dict[str, Any]) -> None:
         try:
             row = row_from_payload(kwargs.get("standard_logging_object"))
             if row is not None:
-                gw = gateway()
-                gw.budget.queued(row)  # counted even if the buffer must drop the row
-                gw.writer.add(row)
+                await self._settle(row)
         except Exception:  # a logging hook must never break a request
             log.exception("spend: could not record a request")
 
+    async def _settle(self, row: SpendRow) -> None:
+        """Settle the request's reservation to its real (or estimated) cost and journal
+        its spend row(s); without Redis the rows go to the in-process writer."""
+        gw = gateway()
+        settled = gw.tickets.settle(row)
+        row = settled.row
+        ok = row.status == "ok"
+        await self._journal(row, settled.release, Outcome(
+            tokens=row.prompt_tokens + row.completion_tokens,
+            completion=row.completion_tokens if ok else None, cost=row.cost_usd,
+            row=row_to_json(row) if gw.journal is not None else ""))
+        for attempt in settled.earlier:  # its cost is counted already
+            await self._journal(attempt, None, Outcome(
+                tokens=0, completion=None, cost=0.0,
+                row=row_to_json(attempt) if gw.journal is not None else ""), counted=True)
+
+    async def _journal(self, row: SpendRow, release: Ticket | None, outcome: Outcome,
+                       counted: bool = False) -> None:
+        gw = gateway()
+        if await gw.limits.settle(release, row.tenant_id, outcome):
+            assert gw.journal is not None
+            gw.journal.start()
+            return
+        if not counted:
+            gw.budget.queued(row)  # counted even if the buffer must drop the row
+        gw.writer.add(row)
+
 
 callbacks = GatewayCallbacks()
+
+
+def _start_in_running_loop() -> None:
+    """LiteLLM imports this module while it loads the YAML, inside its start-up
+    coroutine: say which state is shared, and start the journal drainer, there."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return  # imported outside the proxy (tests, CLI)
+    gw = gateway()
+    gw.announce()
+    loop.call_soon(gw.start)
+
+
+_start_in_running_loop()

@@ -20,6 +20,7 @@ GROUPINGS: dict[str, str] = {
     "model": "COALESCE(s.model_alias, '-')",
     "day": "to_char(s.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
     "key": "COALESCE(s.key_label, '-')",
+    "deployment": "COALESCE(s.deployment, '-')",
 }
 MASTER_KEY_TENANT = "(master key)"
 

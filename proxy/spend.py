@@ -12,6 +12,10 @@ cancelled writer task (loop shutdown) and an ``atexit`` hook write what is left.
 Rows are idempotent on ``request_id``: a row written twice (a retried batch whose
 commit was not acknowledged) lands once, and a success replaces an earlier error
 row of the same request (a fallback: the first deployment failed, the next answered).
+Clients may choose the request id (``x-litellm-call-id``), so a row only ever replaces
+an error row of the same tenant: a tenant cannot overwrite another tenant's rows (and
+cannot name a failed attempt's row, ``<id>/attempt-N``: :mod:`proxy.edge` refuses ids
+with a ``/``).
 """
 
 from __future__ import annotations
@@ -19,11 +23,12 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import json
 import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import astuple, dataclass, field
+from dataclasses import asdict, astuple, dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
@@ -31,7 +36,8 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-__all__ = ["SpendRow", "SpendWriter", "WriterStats", "dedupe", "row_from_payload"]
+__all__ = ["SpendRow", "SpendWriter", "WriterStats", "dedupe", "insert_rows", "row_from_json",
+           "row_from_payload", "row_to_json"]
 
 log = logging.getLogger("llm_pool.spend")
 
@@ -42,16 +48,17 @@ OVERFLOW_LOG_EVERY = 1000  # log the 1st dropped row, then every Nth
 INSERT = """
 INSERT INTO spend (request_id, tenant_id, key_label, call_type, model_alias, deployment,
                    provider_model, prompt_tokens, completion_tokens, cost_usd, latency_ms,
-                   status, error_class, tags, created_at)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                   status, error_class, tags, created_at, estimated)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (request_id) DO UPDATE SET
     tenant_id = EXCLUDED.tenant_id, key_label = EXCLUDED.key_label,
     call_type = EXCLUDED.call_type, model_alias = EXCLUDED.model_alias,
     deployment = EXCLUDED.deployment, provider_model = EXCLUDED.provider_model,
     prompt_tokens = EXCLUDED.prompt_tokens, completion_tokens = EXCLUDED.completion_tokens,
     cost_usd = EXCLUDED.cost_usd, latency_ms = EXCLUDED.latency_ms, status = EXCLUDED.status,
-    error_class = EXCLUDED.error_class, tags = EXCLUDED.tags, created_at = EXCLUDED.created_at
-WHERE spend.status = 'error'
+    error_class = EXCLUDED.error_class, tags = EXCLUDED.tags, created_at = EXCLUDED.created_at,
+    estimated = EXCLUDED.estimated
+WHERE spend.status = 'error' AND spend.tenant_id IS NOT DISTINCT FROM EXCLUDED.tenant_id
 """
 
 
@@ -72,6 +79,20 @@ class SpendRow:
     error_class: str | None
     tags: list[str] = field(default_factory=list, hash=False)
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    estimated: bool = False  # cost estimated (a timed-out or cut call), not reported
+
+
+def row_to_json(row: SpendRow) -> str:
+    """The row as one JSON object (the spend journal's entry, :mod:`proxy.journal`)."""
+    values = asdict(row)
+    values["created_at"] = row.created_at.isoformat()
+    return json.dumps(values, separators=(",", ":"))
+
+
+def row_from_json(raw: str | bytes) -> SpendRow:
+    values = json.loads(raw)
+    values["created_at"] = datetime.fromisoformat(values["created_at"])
+    return SpendRow(**values)
 
 
 # ----------------------------------------------------------------- payload -> row
@@ -136,6 +157,12 @@ def dedupe(rows: Iterable[SpendRow]) -> list[SpendRow]:
 
 
 # ----------------------------------------------------------------- the writer
+
+
+async def insert_rows(pool: AsyncConnectionPool, rows: Sequence[SpendRow]) -> None:
+    """One transaction; idempotent on ``request_id`` (see the module docstring)."""
+    async with pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+        await cur.executemany(INSERT, [astuple(r) for r in dedupe(rows)])
 
 
 @dataclass
@@ -215,9 +242,7 @@ class SpendWriter:
         while self._rows:
             batch = list(islice(self._rows, self._batch_size))
             try:
-                pool = await self._pool()
-                async with pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-                    await cur.executemany(INSERT, [astuple(r) for r in dedupe(batch)])
+                await insert_rows(await self._pool(), batch)
             except (psycopg.Error, OSError, TimeoutError) as exc:  # PoolTimeout is a psycopg.Error
                 self._note_failure(exc)
                 await asyncio.sleep(delay)

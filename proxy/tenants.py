@@ -10,19 +10,27 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import string
+import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import class_row
 from psycopg_pool import AsyncConnectionPool
 
 from proxy.errors import AmbiguousKey, InvalidInput, KeyNotFound, TenantExists, TenantNotFound
 
 __all__ = [
+    "KEY_FORMAT_CHECKSUM",
+    "KEY_FORMAT_LEGACY",
     "KEY_PREFIX",
+    "TENANT_SETTINGS",
     "ApiKey",
+    "Caps",
     "KeyIdentity",
     "Tenant",
     "TenantSummary",
@@ -31,15 +39,26 @@ __all__ = [
     "generate_key",
     "get_tenant",
     "hash_key",
+    "key_format",
+    "legacy_keys_active",
     "list_keys",
     "list_tenants",
     "lookup_key",
     "parse_budget",
     "revoke_key",
+    "update_tenant",
 ]
 
 KEY_PREFIX = "sk-pool-"
-KEY_RANDOM_BYTES = 32
+KEY_RANDOM_BYTES = 32  # legacy keys (before checksums): KEY_PREFIX + token_urlsafe(32)
+KEY_ALPHABET = string.digits + string.ascii_letters  # base62
+KEY_RANDOM_CHARS = 40  # ~238 bits
+KEY_CHECKSUM_CHARS = 6  # CRC32 of the random part, base62 (as GitHub's tokens carry)
+KEY_LENGTH = len(KEY_PREFIX) + KEY_RANDOM_CHARS + KEY_CHECKSUM_CHARS
+LEGACY_KEY = re.compile(r"^sk-pool-[A-Za-z0-9_-]{43}$")
+_BASE62 = re.compile(r"^[0-9A-Za-z]+$")
+KEY_FORMAT_CHECKSUM = 2
+KEY_FORMAT_LEGACY = 1
 SHOWN_PREFIX_LEN = len(KEY_PREFIX) + 8
 MIN_PREFIX_LEN = len(KEY_PREFIX) + 4
 TENANT_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
@@ -54,6 +73,18 @@ class Tenant:
     rpm_limit: int | None
     tpm_limit: int | None
     created_at: datetime
+    max_n: int | None = None
+    max_tokens: int | None = None
+    max_prompt_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class Caps:
+    """A tenant's consumption caps; None: the gateway's default (``POOL_DEFAULT_MAX_*``)."""
+
+    max_n: int | None = None
+    max_tokens: int | None = None
+    max_prompt_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -89,13 +120,41 @@ class KeyIdentity:
     rpm_limit: int | None
     tpm_limit: int | None
     revoked: bool
+    caps: Caps = Caps()
 
 
 # ----------------------------------------------------------------- keys
 
 
+def _base62(value: int, width: int) -> str:
+    digits = []
+    for _ in range(width):
+        value, digit = divmod(value, 62)
+        digits.append(KEY_ALPHABET[digit])
+    return "".join(reversed(digits))
+
+
+def _checksum(random_part: str) -> str:
+    return _base62(zlib.crc32(random_part.encode()), KEY_CHECKSUM_CHARS)
+
+
 def generate_key() -> str:
-    return KEY_PREFIX + secrets.token_urlsafe(KEY_RANDOM_BYTES)
+    """``sk-pool-`` + 40 random base62 characters + a 6-character CRC32 checksum."""
+    random_part = "".join(secrets.choice(KEY_ALPHABET) for _ in range(KEY_RANDOM_CHARS))
+    return KEY_PREFIX + random_part + _checksum(random_part)
+
+
+def key_format(key: str) -> int | None:
+    """:data:`KEY_FORMAT_CHECKSUM` for a well-formed key with a valid checksum,
+    :data:`KEY_FORMAT_LEGACY` for the shape of keys made before checksums, else None.
+    Costs a CRC32 of 40 bytes: bad keys are refused without touching PostgreSQL."""
+    if len(key) == KEY_LENGTH and key.startswith(KEY_PREFIX):
+        body = key[len(KEY_PREFIX):]
+        random_part, checksum = body[:KEY_RANDOM_CHARS], body[KEY_RANDOM_CHARS:]
+        if _BASE62.match(body) and _checksum(random_part) == checksum:
+            return KEY_FORMAT_CHECKSUM
+        return None
+    return KEY_FORMAT_LEGACY if LEGACY_KEY.match(key) else None
 
 
 def hash_key(key: str) -> str:
@@ -144,17 +203,22 @@ def _check_label(label: str) -> str:
 
 def create_tenant(conn: psycopg.Connection[tuple[object, ...]], name: str, *,
                   budget: Decimal | None = None, rpm: int | None = None,
-                  tpm: int | None = None) -> Tenant:
+                  tpm: int | None = None, caps: Caps = Caps()) -> Tenant:
     _check_name(name)
     _check_limit("rpm", rpm)
     _check_limit("tpm", tpm)
+    for cap, value in vars(caps).items():
+        _check_limit(cap, value)
     if budget is not None:
         parse_budget(budget)
     try:
         with conn.transaction(), conn.cursor(row_factory=class_row(Tenant)) as cur:
             cur.execute(
-                "INSERT INTO tenants (name, monthly_budget_usd, rpm_limit, tpm_limit) "
-                "VALUES (%s, %s, %s, %s) RETURNING *", (name, budget, rpm, tpm))
+                "INSERT INTO tenants (name, monthly_budget_usd, rpm_limit, tpm_limit, max_n, "
+                "max_tokens, max_prompt_tokens) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+                "RETURNING id, name, monthly_budget_usd, rpm_limit, tpm_limit, created_at, "
+                "max_n, max_tokens, max_prompt_tokens",
+                (name, budget, rpm, tpm, caps.max_n, caps.max_tokens, caps.max_prompt_tokens))
             row = cur.fetchone()
     except psycopg.errors.UniqueViolation:
         raise TenantExists(name) from None
@@ -162,9 +226,47 @@ def create_tenant(conn: psycopg.Connection[tuple[object, ...]], name: str, *,
     return row
 
 
+TENANT_SETTINGS = ("monthly_budget_usd", "rpm_limit", "tpm_limit")  # what `tenants set` changes
+TENANT_COLUMNS = ("id, name, monthly_budget_usd, rpm_limit, tpm_limit, created_at, max_n, "
+                  "max_tokens, max_prompt_tokens")  # those of Tenant
+
+
+def _checked(column: str, value: object) -> object:
+    if value is None:
+        return None
+    if column == "monthly_budget_usd":
+        return parse_budget(value if isinstance(value, str | float | Decimal) else str(value))
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidInput(column, f"expected an integer, got {value!r}")
+    return _check_limit(column.removesuffix("_limit"), value)
+
+
+def update_tenant(conn: psycopg.Connection[tuple[object, ...]], name: str,
+                  changes: Mapping[str, object]) -> Tenant:
+    """Change some of a tenant's :data:`TENANT_SETTINGS` (None: no budget / no limit).
+    Running proxies apply it within ``POOL_AUTH_CACHE_TTL``."""
+    unknown = sorted(set(changes) - set(TENANT_SETTINGS))
+    if unknown:
+        raise InvalidInput(unknown[0], "not a tenant setting")
+    if not changes:
+        raise InvalidInput("settings", "nothing to change")
+    values = {column: _checked(column, value) for column, value in changes.items()}
+    assignments = sql.SQL(", ").join(
+        sql.SQL("{} = %s").format(sql.Identifier(column)) for column in values)
+    query = sql.SQL("UPDATE tenants SET {} WHERE name = %s RETURNING " + TENANT_COLUMNS
+                    ).format(assignments)
+    with conn.transaction(), conn.cursor(row_factory=class_row(Tenant)) as cur:
+        row = cur.execute(query, (*values.values(), name)).fetchone()
+    if row is None:
+        raise TenantNotFound(name)
+    return row
+
+
 def get_tenant(conn: psycopg.Connection[tuple[object, ...]], name: str) -> Tenant:
     with conn.cursor(row_factory=class_row(Tenant)) as cur:
-        row = cur.execute("SELECT * FROM tenants WHERE name = %s", (name,)).fetchone()
+        row = cur.execute(
+            "SELECT id, name, monthly_budget_usd, rpm_limit, tpm_limit, created_at, max_n, "
+            "max_tokens, max_prompt_tokens FROM tenants WHERE name = %s", (name,)).fetchone()
     if row is None:
         raise TenantNotFound(name)
     return row
@@ -201,9 +303,9 @@ def create_key(conn: psycopg.Connection[tuple[object, ...]], tenant: str,
     try:
         with conn.transaction():
             inserted = conn.execute(
-                "INSERT INTO api_keys (tenant_id, key_hash, key_prefix, label) "
-                "VALUES (%s, %s, %s, %s) RETURNING id",
-                (owner.id, hash_key(key), prefix, label)).fetchone()
+                "INSERT INTO api_keys (tenant_id, key_hash, key_prefix, label, key_format) "
+                "VALUES (%s, %s, %s, %s, %s) RETURNING id",
+                (owner.id, hash_key(key), prefix, label, KEY_FORMAT_CHECKSUM)).fetchone()
     except psycopg.errors.UniqueViolation:
         raise InvalidInput("label", f"tenant {tenant!r} already has a key labelled "
                                     f"{label!r}") from None
@@ -264,9 +366,12 @@ def revoke_key(conn: psycopg.Connection[tuple[object, ...]], ref: str) -> ApiKey
 
 _LOOKUP = """
 SELECT k.id, k.label, t.id, t.name, t.monthly_budget_usd::float8, t.rpm_limit, t.tpm_limit,
-       k.revoked_at IS NOT NULL
+       k.revoked_at IS NOT NULL, t.max_n, t.max_tokens, t.max_prompt_tokens
   FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
  WHERE k.key_hash = %s"""
+
+_LEGACY_ACTIVE = """
+SELECT EXISTS (SELECT 1 FROM api_keys WHERE key_format = 1 AND revoked_at IS NULL)"""
 
 
 async def lookup_key(pool: AsyncConnectionPool, key_hash: str) -> KeyIdentity | None:
@@ -276,7 +381,16 @@ async def lookup_key(pool: AsyncConnectionPool, key_hash: str) -> KeyIdentity | 
         row = await cur.fetchone()
     if row is None:
         return None
-    key_id, label, tenant_id, tenant, budget, rpm, tpm, revoked = row
+    key_id, label, tenant_id, tenant, budget, rpm, tpm, revoked, max_n, max_tokens, \
+        max_prompt = row
     return KeyIdentity(key_id=key_id, label=label, tenant_id=tenant_id, tenant=tenant,
                        monthly_budget_usd=budget, rpm_limit=rpm, tpm_limit=tpm,
-                       revoked=bool(revoked))
+                       revoked=bool(revoked),
+                       caps=Caps(max_n=max_n, max_tokens=max_tokens, max_prompt_tokens=max_prompt))
+
+
+async def legacy_keys_active(pool: AsyncConnectionPool) -> bool:
+    """Whether any active key predates checksummed keys (see :func:`key_format`)."""
+    async with pool.connection() as conn:
+        row = await (await conn.execute(_LEGACY_ACTIVE)).fetchone()
+    return bool(row and row[0])

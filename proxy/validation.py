@@ -1,17 +1,26 @@
 """Request bodies checked at the edge, before anything reaches a provider.
 
 Called from ``custom_auth`` (:mod:`proxy.auth`) once the key is known, for the
-chat-completion and embedding routes:
+model routes (:data:`SCHEMAS`: chat completions, embeddings, the Responses API,
+Anthropic Messages and its token count; with and without ``/v1``):
 
 - a body over ``POOL_MAX_REQUEST_MB`` (default 4 MB) is refused with **413**;
-- the body must be a JSON object of the OpenAI shape: known fields only (an
-  unknown one, e.g. a client-supplied ``api_key`` or ``aws_secret_access_key``,
-  is refused), each of the right type (``messages`` a non-empty list of
-  ``{role, content}`` objects, ``max_tokens`` an integer ...): else **400** with
-  a message naming the field.
+- the body must be a JSON object; the fields the route documents must have the
+  right JSON type (``messages`` a non-empty list of ``{role, content}`` objects,
+  ``max_tokens`` an integer ...): else **400** with a message naming the field;
+- credentials, upstream routing and price fields (``api_key``, ``api_base``,
+  ``aws_*`` ...) and the router's and logger's controls (``num_retries``,
+  ``fallbacks``, ``mock_*``, ``no-log`` ...; see :mod:`proxy.credentials`) are refused
+  with **400** naming the field, at the top level and inside ``metadata``/``extra_body``;
+- every other field passes through to LiteLLM and the provider, unknown ones
+  included: provider parameters (``top_k``, ``thinking``, ``reasoning_effort``,
+  ``chat_template_kwargs``, ``tags`` ...) are the provider's business;
+- the Responses API is stateless here (no response is kept): ``store: true``,
+  ``previous_response_id``, ``conversation`` and ``background: true`` are refused
+  with **400** saying to send the whole conversation in ``input``.
 
-Without this, LiteLLM forwarded wrong types and unknown fields to the provider
-(200 or a 500 from deep inside the call) and read bodies of any size.
+Without this, LiteLLM forwarded wrong types to the provider (200 or a 500 from
+deep inside the call) and read bodies of any size.
 
 A body that is valid JSON but not an object (``[...]``, ``"x"``) crashed LiteLLM
 in its own pre-auth checks, before ``custom_auth`` runs (a bare 500); the narrow
@@ -29,12 +38,21 @@ from typing import Any, Literal
 from litellm.proxy._types import ProxyErrorTypes, ProxyException
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
 
-__all__ = ["BadRequest", "TooLarge", "check_body", "install_body_guard", "validated_route"]
+from proxy.credentials import find_refused
+
+__all__ = ["SCHEMAS", "BadRequest", "TooLarge", "check_body", "install_body_guard",
+           "validated_route"]
 
 log = logging.getLogger("llm_pool.validation")
 
 Number = StrictInt | float
 Stop = str | list[str] | None
+Object = dict[str, Any]
+Objects = list[dict[str, Any]]
+REFUSED = "not allowed in the request body (credentials, upstream routing, prices, " \
+          "retries, fallbacks, caching and logging are set by the gateway)"
+STATELESS = "is not supported: this gateway keeps no responses; send the whole conversation " \
+            "in `input` (and `store: false` or no `store`)"
 
 
 class BadRequest(ProxyException):
@@ -51,28 +69,42 @@ class TooLarge(ProxyException):
 
 
 class _Open(BaseModel):
+    """Known fields typed, any other field let through."""
+
     model_config = ConfigDict(extra="allow")
+
+
+class _Common(_Open):
+    """Fields every model route shares (LiteLLM's ``metadata`` and ``tags`` included)."""
+
+    model: str = Field(min_length=1)
+    user: str | None = None
+    metadata: Object | None = None
+    tags: list[str] | None = None
+
+
+class _Sampling(_Common):
+    temperature: Number | None = None
+    top_p: Number | None = None
+    top_k: StrictInt | None = None
+    stream: StrictBool | None = None
+    stream_options: Object | None = None
+    tools: Objects | None = None
+    service_tier: str | None = None
 
 
 class Message(_Open):
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
-    content: str | list[dict[str, Any]] | None = None
+    content: str | Objects | None = None
 
 
-class ChatRequest(BaseModel):
-    """The OpenAI chat-completion body (``extra`` forbidden)."""
+class ChatRequest(_Sampling):
+    """The OpenAI chat-completion body, with LiteLLM's and common provider extras."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    model: str = Field(min_length=1)
     messages: list[Message] = Field(min_length=1)
     max_tokens: StrictInt | None = Field(default=None, ge=1)
     max_completion_tokens: StrictInt | None = Field(default=None, ge=1)
-    temperature: Number | None = None
-    top_p: Number | None = None
     n: StrictInt | None = Field(default=None, ge=1)
-    stream: StrictBool | None = None
-    stream_options: dict[str, Any] | None = None
     stop: Stop = None
     presence_penalty: Number | None = None
     frequency_penalty: Number | None = None
@@ -80,40 +112,90 @@ class ChatRequest(BaseModel):
     logprobs: StrictBool | None = None
     top_logprobs: StrictInt | None = None
     seed: StrictInt | None = None
-    user: str | None = None
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: str | dict[str, Any] | None = None
+    tool_choice: str | Object | None = None
     parallel_tool_calls: StrictBool | None = None
-    functions: list[dict[str, Any]] | None = None
-    function_call: str | dict[str, Any] | None = None
-    response_format: dict[str, Any] | None = None
-    metadata: dict[str, Any] | None = None  # tags travel here (see sdk.client)
+    functions: Objects | None = None
+    function_call: str | Object | None = None
+    response_format: Object | None = None
     store: StrictBool | None = None
-    service_tier: str | None = None
     reasoning_effort: str | None = None
+    thinking: Object | None = None
+    chat_template_kwargs: Object | None = None
     modalities: list[str] | None = None
-    audio: dict[str, Any] | None = None
-    prediction: dict[str, Any] | None = None
-    web_search_options: dict[str, Any] | None = None
+    audio: Object | None = None
+    prediction: Object | None = None
+    web_search_options: Object | None = None
     verbosity: str | None = None
     prompt_cache_key: str | None = None
     safety_identifier: str | None = None
 
 
-class EmbeddingRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    model: str = Field(min_length=1)
+class EmbeddingRequest(_Common):
     input: str | list[str] | list[StrictInt] | list[list[StrictInt]]
     encoding_format: Literal["float", "base64"] | None = None
     dimensions: StrictInt | None = Field(default=None, ge=1)
-    user: str | None = None
-    metadata: dict[str, Any] | None = None
+
+
+class ResponsesRequest(_Sampling):
+    """The OpenAI Responses body (``POST /v1/responses``)."""
+
+    input: str | Objects
+    instructions: str | None = None
+    max_output_tokens: StrictInt | None = Field(default=None, ge=1)
+    max_tool_calls: StrictInt | None = Field(default=None, ge=1)
+    top_logprobs: StrictInt | None = None
+    tool_choice: str | Object | None = None
+    parallel_tool_calls: StrictBool | None = None
+    text: Object | None = None
+    reasoning: Object | None = None
+    include: list[str] | None = None
+    truncation: str | None = None
+    prompt: Object | None = None
+    prompt_cache_key: str | None = None
+    safety_identifier: str | None = None
+    store: StrictBool | None = None
+    background: StrictBool | None = None
+    previous_response_id: str | None = None
+    conversation: str | Object | None = None
+
+
+class AnthropicMessage(_Open):
+    role: Literal["user", "assistant"]
+    content: str | Objects
+
+
+class CountTokensRequest(_Common):
+    """The Anthropic ``/v1/messages/count_tokens`` body."""
+
+    messages: list[AnthropicMessage] = Field(min_length=1)
+    system: str | Objects | None = None
+    tools: Objects | None = None
+    tool_choice: Object | None = None
+    thinking: Object | None = None
+
+
+class MessagesRequest(CountTokensRequest):
+    """The Anthropic Messages body (``POST /v1/messages``)."""
+
+    max_tokens: StrictInt = Field(ge=1)
+    stop_sequences: list[str] | None = None
+    stream: StrictBool | None = None
+    temperature: Number | None = None
+    top_p: Number | None = None
+    top_k: StrictInt | None = None
+    service_tier: str | None = None
+    mcp_servers: Objects | None = None
+    context_management: Object | None = None
+
+
+def _routes(path: str, schema: type[BaseModel]) -> dict[str, type[BaseModel]]:
+    return {f"{prefix}{path}": schema for prefix in ("", "/v1", "/openai/v1")}
 
 
 SCHEMAS: dict[str, type[BaseModel]] = {
-    "/chat/completions": ChatRequest, "/v1/chat/completions": ChatRequest,
-    "/embeddings": EmbeddingRequest, "/v1/embeddings": EmbeddingRequest,
+    **_routes("/chat/completions", ChatRequest), **_routes("/embeddings", EmbeddingRequest),
+    **_routes("/responses", ResponsesRequest), **_routes("/messages", MessagesRequest),
+    **_routes("/messages/count_tokens", CountTokensRequest),
 }
 
 
@@ -125,10 +207,23 @@ def _describe(error: ValidationError) -> str:
     parts = []
     for item in error.errors()[:3]:
         where = ".".join(str(p) for p in item["loc"]) or "body"
-        what = "unknown field" if item["type"] == "extra_forbidden" else item["msg"]
-        parts.append(f"{where}: {what}")
+        parts.append(f"{where}: {item['msg']}")
     more = error.error_count() - len(parts)
     return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+def _stateful_field(parsed: BaseModel) -> str | None:
+    """The Responses field asking for state this gateway does not keep, if any."""
+    if not isinstance(parsed, ResponsesRequest):
+        return None
+    if parsed.store:
+        return "store: true"
+    if parsed.background:
+        return "background: true"
+    for name in ("previous_response_id", "conversation"):
+        if getattr(parsed, name) is not None:
+            return name
+    return None
 
 
 def check_body(route: str, body: Any, size: int | None, max_bytes: int) -> None:
@@ -140,12 +235,19 @@ def check_body(route: str, body: Any, size: int | None, max_bytes: int) -> None:
         raise TooLarge(size, max_bytes)
     if not isinstance(body, Mapping):
         raise BadRequest("the request body must be a JSON object")
+    refused = find_refused(body)
+    if refused is not None:
+        raise BadRequest(f"invalid request: {refused}: {REFUSED}", param=refused)
     try:
-        schema.model_validate(body)
+        parsed = schema.model_validate(body)
     except ValidationError as exc:
         first = exc.errors()[0]["loc"]
         raise BadRequest(f"invalid request: {_describe(exc)}",
                          param=str(first[0]) if first else None) from None
+    stateful = _stateful_field(parsed)
+    if stateful is not None:
+        raise BadRequest(f"invalid request: {stateful} {STATELESS}",
+                         param=stateful.split(":")[0])
 
 
 # ----------------------------------------------------------------- non-object bodies

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Set up (first run only takes a minute or two) and run the offline demo.
+# Set up (the first run takes a minute or two, with progress shown) and run the offline demo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh >/dev/null
+echo "llm-pool demo: setting up first (virtualenv, PostgreSQL, Redis), then the demo itself"
+bash scripts/setup.sh
 exec .venv/bin/pool demo "$@"

@@ -11,6 +11,13 @@
         result = other_agent.resume(PendingConfirmation.from_json(saved), approved=True)
     print(result.text)
 
+    # or one decision per pending call (``pending.calls`` lists them all):
+    result = agent.resume(pending, decisions={
+        first.id: Approve(),                                  # run as asked
+        second.id: Approve(arguments={"order_id": 42, "amount": 10.0}),  # run, edited
+        third.id: Decline("not this one"),                    # never run; the model is told
+    })
+
 Each iteration is one LLM call followed by the tool calls it asked for; parallel
 calls run concurrently (a thread pool in :meth:`Agent.run`, ``asyncio.gather``
 in :meth:`Agent.arun`). The run ends when the model answers without tool calls
@@ -18,8 +25,12 @@ in :meth:`Agent.arun`). The run ends when the model answers without tool calls
 it calls a tool marked ``requires_confirmation`` (``needs_confirmation``): the
 other calls of that turn are run, and :class:`PendingConfirmation` holds
 everything needed to go on, as self-contained JSON. :meth:`Agent.resume` runs
-(``approved=True``) or declines the pending calls, telling the model, and
-continues with a fresh iteration budget.
+(``approved=True``) or declines all the pending calls, or takes one
+:class:`Approve` / :class:`Decline` per call (``decisions=``), telling the model,
+and continues with a fresh iteration budget. Arguments edited by the human
+(``Approve(arguments=...)``) are validated against the tool's schema before
+anything runs (:class:`~sdk.errors.InvalidDecisionError`); every pending call
+needs exactly one decision (:class:`~sdk.errors.ConfirmationError` otherwise).
 
 For callers that audit or persist (the Dramatiq worker):
 
@@ -31,7 +42,11 @@ For callers that audit or persist (the Dramatiq worker):
   id; a hit is used instead of running the tool again;
 * :func:`~sdk.tools.current_tool_call` inside a tool gives its call id, run id
   and an ``idempotency_key`` for the tool's own side effects;
-* ``on_event``: called synchronously, in order, with :class:`LLMCallFinished`,
+* every LLM request carries its own id (``x-litellm-call-id``, the proxy's call
+  id and spend row key): :class:`LLMCallStarted` names it before the request is
+  sent, so a caller can journal a call that a crash interrupts;
+* ``on_event``: called synchronously, in order, with :class:`LLMCallStarted`,
+  :class:`LLMCallFinished`,
   :class:`ToolCalled` (after each batch of calls), :class:`ConfirmationRequired`
   and, when ``stream=True``, :class:`TextDelta`. An exception it raises stops the run.
 """
@@ -40,6 +55,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import json
 import time
 import uuid
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
@@ -49,7 +65,7 @@ from typing import Any
 import pydantic
 
 from sdk.client import AsyncGateway, Gateway, Messages, as_messages
-from sdk.errors import ConfirmationError, ConfirmationExpiredError
+from sdk.errors import ConfirmationError, ConfirmationExpiredError, InvalidDecisionError
 from sdk.prompts import build_system_prompt
 from sdk.results import Completion, ToolCall, Usage, stable_call_id
 from sdk.toolbox import (
@@ -69,9 +85,13 @@ __all__ = [
     "PENDING_FORMAT_VERSION",
     "Agent",
     "AgentEvent",
+    "Approve",
     "ConfirmationRequired",
+    "Decision",
+    "Decline",
     "EventHandler",
     "LLMCallFinished",
+    "LLMCallStarted",
     "Outcome",
     "PendingConfirmation",
     "RunResult",
@@ -80,8 +100,28 @@ __all__ = [
 ]
 
 DEFAULT_MAX_ITERATIONS = 5  # LLM calls per run (and per resume)
+CALL_ID_HEADER = "x-litellm-call-id"  # the proxy takes the client's call id
 DEFAULT_AGENT_VERSION = "1"
 PENDING_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Approve:
+    """Run a pending call; with ``arguments``, run it with these instead (validated
+    against the tool's schema before anything runs)."""
+
+    arguments: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Decline:
+    """Do not run a pending call; ``reason`` is passed to the model."""
+
+    reason: str | None = None
+
+
+Decision = Approve | Decline
+"""A human's answer for one pending tool call."""
 
 
 class Outcome(enum.StrEnum):
@@ -153,6 +193,15 @@ class RunResult:
 
 
 @dataclass(frozen=True)
+class LLMCallStarted:
+    """An LLM request is about to be sent; ``request_id`` is its call id at the proxy."""
+
+    run_id: str
+    iteration: int
+    request_id: str
+
+
+@dataclass(frozen=True)
 class LLMCallFinished:
     run_id: str
     iteration: int
@@ -177,7 +226,8 @@ class TextDelta:
     text: str
 
 
-AgentEvent = LLMCallFinished | ToolCalled | ConfirmationRequired | TextDelta
+AgentEvent = (LLMCallStarted | LLMCallFinished | ToolCalled | ConfirmationRequired
+              | TextDelta)
 EventHandler = Callable[[AgentEvent], None]
 
 
@@ -189,6 +239,7 @@ class _AskModel:
     messages: list[dict[str, Any]]
     run_id: str
     user: str | None
+    request_id: str
 
 
 @dataclass(frozen=True)
@@ -265,16 +316,63 @@ class Agent:
         """The async twin of :meth:`run` (needs an :class:`AsyncGateway`)."""
         return await self._adrive(self._loop(self._new_run(messages, run_id, user)))
 
-    def resume(self, pending: PendingConfirmation, *, approved: bool,
-               note: str | None = None) -> RunResult:
-        """Run (``approved=True``) or decline the pending calls, then continue.
-        ``note`` is passed to the model with the calls' results."""
-        return self._drive(self._resume_loop(pending, approved, note))
+    def resume(self, pending: PendingConfirmation, *, approved: bool | None = None,
+               note: str | None = None,
+               decisions: Mapping[str, Decision] | None = None) -> RunResult:
+        """Go on after a human answered: ``approved=True``/``False`` for all the
+        pending calls, or ``decisions={call_id: Approve() | Approve(arguments=...) |
+        Decline(reason)}`` with one decision per pending call. ``note`` is passed
+        to the model with the calls' results. Raises :class:`ConfirmationError`
+        (nothing runs) when a decision names a call that is not pending, a call
+        has no decision, or edited arguments are invalid."""
+        return self._drive(self._resume_loop(pending, self.plan(pending, approved, decisions),
+                                             note))
 
-    async def aresume(self, pending: PendingConfirmation, *, approved: bool,
-                      note: str | None = None) -> RunResult:
+    async def aresume(self, pending: PendingConfirmation, *, approved: bool | None = None,
+                      note: str | None = None,
+                      decisions: Mapping[str, Decision] | None = None) -> RunResult:
         """The async twin of :meth:`resume`."""
-        return await self._adrive(self._resume_loop(pending, approved, note))
+        return await self._adrive(self._resume_loop(
+            pending, self.plan(pending, approved, decisions), note))
+
+    def plan(self, pending: PendingConfirmation, approved: bool | None = None,
+             decisions: Mapping[str, Decision] | None = None
+             ) -> list[tuple[ToolCall, Decision]]:
+        """Check the decisions against ``pending`` (see :meth:`resume`): each pending
+        call, with edited arguments applied, and its decision. Runs nothing."""
+        self._check(pending)
+        if (approved is None) == (decisions is None):
+            raise ConfirmationError("pass either approved= or decisions=")
+        if decisions is None:
+            every: Decision = Approve() if approved else Decline()
+            return [(call, every) for call in pending.calls]
+        ids = {call.id for call in pending.calls}
+        unknown = sorted(set(decisions) - ids)
+        if unknown:
+            raise ConfirmationError(f"not pending: {', '.join(unknown)} "
+                                    f"(pending: {', '.join(sorted(ids))})")
+        missing = [call.id for call in pending.calls if call.id not in decisions]
+        if missing:
+            raise ConfirmationError(f"no decision for pending call(s): {', '.join(missing)}")
+        return [(self._edited(call, decisions[call.id]), decisions[call.id])
+                for call in pending.calls]
+
+    def _edited(self, call: ToolCall, decision: Decision) -> ToolCall:
+        if not isinstance(decision, Approve) or decision.arguments is None:
+            return call
+        found = self.registry.get(call.name)
+        if found is None:
+            raise InvalidDecisionError(f"there is no tool named {call.name!r}",
+                                       call_id=call.id)
+        try:
+            found.validate(decision.arguments)
+        except pydantic.ValidationError as exc:
+            raise InvalidDecisionError(
+                f"invalid arguments for {call.name} ({call.id}): {_errors(exc)}",
+                call_id=call.id) from exc
+        arguments = dict(decision.arguments)
+        return dataclasses.replace(call, arguments=arguments,
+                                   raw_arguments=json.dumps(arguments))
 
     # -- the loop
 
@@ -285,7 +383,9 @@ class Agent:
     def _loop(self, run: _Run) -> _Loop:
         text = ""
         for _ in range(self.max_iterations):
-            completion = yield _AskModel(list(run.messages), run.run_id, run.user)
+            request_id = uuid.uuid4().hex
+            self._emit(LLMCallStarted(run.run_id, run.iterations + 1, request_id))
+            completion = yield _AskModel(list(run.messages), run.run_id, run.user, request_id)
             completion = self._observe(run, completion)
             text = completion.text
             if not completion.tool_calls:
@@ -297,15 +397,20 @@ class Agent:
                 return self._pause(run, gated, text)
         return run.result(Outcome.MAX_ITERATIONS, text)
 
-    def _resume_loop(self, pending: PendingConfirmation, approved: bool,
-                     note: str | None) -> _Loop:
-        self._check(pending)
+    def _resume_loop(self, pending: PendingConfirmation,
+                     plan: list[tuple[ToolCall, Decision]], note: str | None) -> _Loop:
         run = _Run(pending.run_id, list(pending.messages), pending.iterations, pending.user)
-        if approved:
-            records: list[ToolCallRecord] = yield _RunTools(pending.calls, True, run.run_id)
-            records = [_with_note(r, note) for r in records]
-        else:
-            records = [declined_record(call, note) for call in pending.calls]
+        approved = tuple(call for call, decision in plan if isinstance(decision, Approve))
+        ran: list[ToolCallRecord] = (yield _RunTools(approved, True, run.run_id)) \
+            if approved else []
+        by_id = {record.call_id: record for record in ran}
+        records = []
+        for original, (call, decision) in zip(pending.calls, plan, strict=True):
+            if isinstance(decision, Decline):
+                records.append(declined_record(call, decision.reason or note))
+                continue
+            edited = call.arguments if call is not original else None
+            records.append(_with_note(by_id[call.id], note, edited))
         self._record(run, records)
         return (yield from self._loop(run))
 
@@ -369,8 +474,9 @@ class Agent:
     # -- drivers (the I/O)
 
     def _request(self, ask: _AskModel) -> dict[str, Any]:
+        headers = {**self.params.get("extra_headers", {}), CALL_ID_HEADER: ask.request_id}
         return {"alias": self.alias, "messages": ask.messages, "tools": self.registry.schemas(),
-                "tags": self.tags, "user": ask.user, **self.params}
+                "tags": self.tags, "user": ask.user, **self.params, "extra_headers": headers}
 
     def _sync_gateway(self) -> Gateway:
         if self.gateway is None:
@@ -436,7 +542,17 @@ class Agent:
             return result
 
 
-def _with_note(record: ToolCallRecord, note: str | None) -> ToolCallRecord:
-    if not note:
-        return record
-    return dataclasses.replace(record, result=f"{record.result}\n(Note from the user: {note})")
+def _with_note(record: ToolCallRecord, note: str | None,
+               edited: Mapping[str, Any] | None = None) -> ToolCallRecord:
+    """The result the model reads: edited arguments and the user's note appended."""
+    text = record.result
+    if edited is not None:
+        text += f"\n(Run with arguments edited by the user: {json.dumps(dict(edited))})"
+    if note:
+        text += f"\n(Note from the user: {note})"
+    return dataclasses.replace(record, result=text) if text != record.result else record
+
+
+def _errors(exc: pydantic.ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(arguments)'}: {e['msg']}"
+                     for e in exc.errors(include_url=False))

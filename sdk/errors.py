@@ -12,7 +12,8 @@
     │   └── StructuredOutputError     no valid structured reply after the corrections
     ├── ToolDefinitionError           ``@tool`` cannot describe a function (``tool_name``)
     └── ConfirmationError             a pending confirmation cannot be resumed
-        └── ConfirmationExpiredError  ... because it has expired
+        ├── ConfirmationExpiredError  ... because it has expired
+        └── InvalidDecisionError      ... edited arguments fail the tool's schema (``call_id``)
 
 A tool that fails *while the agent runs* never raises: its error goes back to the
 model as the tool's result (see :mod:`sdk.tools`).
@@ -27,6 +28,7 @@ __all__ = [
     "ConfirmationError",
     "ConfirmationExpiredError",
     "GatewayError",
+    "InvalidDecisionError",
     "InvalidRequestError",
     "ProviderUnavailableError",
     "RateLimitedError",
@@ -117,3 +119,11 @@ class ConfirmationError(SDKError):
 
 class ConfirmationExpiredError(ConfirmationError):
     """The pending confirmation is past its ``expires_at``."""
+
+
+class InvalidDecisionError(ConfirmationError):
+    """Arguments a human edited for a pending call fail the tool's schema; nothing ran."""
+
+    def __init__(self, message: str, *, call_id: str) -> None:
+        super().__init__(message)
+        self.call_id = call_id

@@ -33,7 +33,7 @@ def test_proxy_with_missing_config_fails_clearly(tmp_path: Path) -> None:
     done = subprocess.run([*POOL, "proxy", "--config", str(tmp_path / "nope.yaml")],
                           capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 2
-    assert "config file not found" in done.stdout
+    assert "config file not found" in done.stderr
 
 
 def test_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -50,4 +50,4 @@ def test_proxy_refuses_a_broken_config_before_starting(tmp_path: Path) -> None:
     done = subprocess.run([*POOL, "proxy", "--config", str(bad)], capture_output=True,
                           text=True, cwd=tmp_path)
     assert done.returncode == 2
-    assert "alias 'ghost' is not a model_name" in done.stdout
+    assert "alias 'ghost' is not a model_name" in done.stderr

@@ -42,8 +42,8 @@ def test_compose_requires_master_key(repo_root: Path, tmp_path: Path) -> None:
 def test_compose_services_and_healthchecks(repo_root: Path) -> None:
     compose = yaml.safe_load((repo_root / "compose.yaml").read_text())
     services = compose["services"]
-    assert {"postgres", "redis", "proxy", "worker", "ollama"} <= set(services)
+    assert {"postgres", "redis", "proxy", "worker", "dashboard", "ollama"} <= set(services)
     assert services["ollama"]["profiles"] == ["ollama"]
-    for name in ("postgres", "redis", "proxy"):
+    for name in ("postgres", "redis", "proxy", "dashboard"):
         assert "healthcheck" in services[name], name
     assert "DATABASE_URL" not in services["proxy"]["environment"]  # never: it starts Prisma

@@ -45,3 +45,18 @@ def refund(order_id: int, amount: float) -> str:
     """Refund an order (needs a human yes)."""
     _record("refund", f"{order_id}:{amount}")
     return f"refunded {amount} on order {order_id}"
+
+
+@tool(requires_confirmation=True)
+def send_slowly(to: str, seconds: float = 0.0) -> str:
+    """Send a message (needs a human yes): the effect is recorded once per call
+    (keyed by the idempotency key, as a real side effect must be), then it takes
+    ``seconds`` to finish."""
+    key = current_tool_call().idempotency_key
+    with psycopg.connect(os.environ["POOL_DATABASE_URL"], autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS test_outbox (key text PRIMARY KEY,"
+                     " recipient text)")
+        conn.execute("INSERT INTO test_outbox VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                     (key, to))
+    time.sleep(seconds)
+    return f"sent to {to}"

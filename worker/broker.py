@@ -7,7 +7,18 @@
 - **TimeLimit**: one message's run is stopped after ``time_limit_ms``.
 - **AgeLimit**, **ShutdownNotifications**, **Callbacks**, **Pipelines**: Dramatiq's defaults.
 - **Results** in Redis: each actor's return value (the :class:`~worker.models.Reply`).
-- Dead workers' messages are requeued after ``heartbeat_ms`` (at-least-once).
+- **AsyncIO**: the actors are coroutines on one event loop per worker process
+  (``--threads`` bounds how many messages a process holds at once; the threads
+  only wait). **CurrentMessage**: an answer's default decision id is its message id.
+- **Redelivery**: a dead worker's unacked messages are requeued by Dramatiq's
+  queue maintenance once its heartbeat is ``heartbeat_ms`` old. Stock Dramatiq runs
+  maintenance only at random (``maintenance_chance``, 1 command in 1000), which
+  took 12-28 minutes on an idle queue; :class:`Maintenance` runs it (and sends
+  this process's heartbeat, even when all its threads are busy) every
+  ``MAINTENANCE_INTERVAL_MS``, so messages are back within ``heartbeat_ms`` plus
+  about a second.
+- **Rate limits**: :class:`~worker.service.RetryLater` becomes ``dramatiq.Retry``
+  with the gateway's ``Retry-After`` as the delay (up to ``RATE_LIMIT_RETRIES`` times).
 - **Redis restarts**: every client (broker, results, the worker's store; see
   :func:`redis_client`) retries a command through a connection failure for up to
   ``REDIS_OUTAGE_SECONDS``. Without it, a message being worked on when Redis went
@@ -17,14 +28,21 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import dramatiq
 import redis
+from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import (
     AgeLimit,
+    AsyncIO,
     Callbacks,
+    CurrentMessage,
     Middleware,
     Pipelines,
     Retries,
@@ -38,17 +56,24 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from worker.agents import AgentConfigError
+from worker.service import GatewayRefusedError
 from worker.settings import WorkerSettings
 
 __all__ = [
-    "MAX_BACKOFF_MS", "MIN_BACKOFF_MS", "REDIS_OUTAGE_SECONDS", "RESULT_TTL_MS", "build_broker",
-    "middleware", "redis_client", "should_retry",
+    "MAINTENANCE_INTERVAL_MS", "MAX_BACKOFF_MS", "MIN_BACKOFF_MS", "RATE_LIMIT_RETRIES",
+    "REDIS_OUTAGE_SECONDS", "RESULT_TTL_MS", "Maintenance", "PoolRedisBroker", "ToolThreads",
+    "build_broker",
+    "middleware", "persistence_warning", "redis_client", "should_retry",
 ]
+
+log = logging.getLogger(__name__)
 
 MIN_BACKOFF_MS = 1_000
 MAX_BACKOFF_MS = 60_000
 RESULT_TTL_MS = 24 * 3600 * 1000
-PERMANENT_ERRORS = (ValidationError, AgentConfigError)
+PERMANENT_ERRORS = (ValidationError, AgentConfigError, GatewayRefusedError)
+RATE_LIMIT_RETRIES = 10  # redeliveries of a rate-limited message (each after Retry-After)
+MAINTENANCE_INTERVAL_MS = 1_000  # queue maintenance and heartbeat, per worker process
 REDIS_OUTAGE_SECONDS = 30.0  # how long a Redis command waits for Redis to come back
 REDIS_RETRY_PAUSE = 0.5  # longest pause between two tries (first: 50 ms, doubling)
 
@@ -61,27 +86,107 @@ def redis_client(url: str, **options: Any) -> redis.Redis:
     return redis.Redis.from_url(url, retry=retry, **options)
 
 
+def persistence_warning(client: redis.Redis) -> str | None:
+    """A warning when Redis keeps nothing on disk (no AOF, no RDB snapshots): a
+    restart then loses every queued message and pending confirmation. ``None`` when
+    it persists, or when it does not let us ask (``CONFIG`` disabled)."""
+    try:
+        aof: Any = client.config_get("appendonly")
+        rdb: Any = client.config_get("save")
+    except redis.RedisError:
+        return None
+    if aof.get("appendonly") == "yes" or (rdb.get("save") or "").strip():
+        return None
+    return ("warning: Redis keeps nothing on disk (appendonly no, no RDB save points): a Redis "
+            "restart loses every queued message and pending confirmation. See README.md, "
+            "'Production Redis settings'.")
+
+
 def should_retry(max_retries: int) -> Callable[[int, BaseException], bool]:
     def retry_when(retries: int, exc: BaseException) -> bool:
+        if isinstance(exc, dramatiq.Retry):
+            return retries < RATE_LIMIT_RETRIES
         return retries < max_retries and not isinstance(exc, PERMANENT_ERRORS)
     return retry_when
 
 
+class PoolRedisBroker(RedisBroker):
+    """Dramatiq's Redis broker, with queue maintenance on demand (:meth:`maintain`)."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)  # type: ignore[no-untyped-call]
+        self._forced = threading.local()
+
+    def _should_do_maintenance(self, command: str) -> int:
+        if getattr(self._forced, "on", False):
+            return 1
+        return int(super()._should_do_maintenance(command))
+
+    def maintain(self) -> None:
+        """Requeue dead workers' unacked messages now (every declared queue, delay
+        queues too) and refresh this process's heartbeat."""
+        self._forced.on = True
+        try:
+            for queue in sorted(self.get_declared_queues() | self.get_declared_delay_queues()):
+                self.do_qsize(queue)
+        finally:
+            self._forced.on = False
+
+
+class ToolThreads(Middleware):
+    """Bounds the event loop's default executor, where sync tools run
+    (``asyncio.to_thread``), to ``threads`` threads."""
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+
+    def after_worker_boot(self, broker: Any, worker: Any) -> None:
+        loop_thread = get_event_loop_thread()
+        if loop_thread is not None:
+            executor = ThreadPoolExecutor(self.threads, thread_name_prefix="pool-tool")
+            loop_thread.loop.call_soon_threadsafe(loop_thread.loop.set_default_executor,
+                                                  executor)
+
+
+class Maintenance(Middleware):
+    """Runs :meth:`PoolRedisBroker.maintain` every ``interval_ms`` in a worker process."""
+
+    def __init__(self, interval_ms: int = MAINTENANCE_INTERVAL_MS) -> None:
+        self.interval = interval_ms / 1000
+        self.stopped = threading.Event()
+
+    def after_worker_boot(self, broker: Any, worker: Any) -> None:
+        if isinstance(broker, PoolRedisBroker):
+            threading.Thread(target=self._loop, args=(broker,), name="pool-maintenance",
+                             daemon=True).start()
+
+    def before_worker_shutdown(self, broker: Any, worker: Any) -> None:
+        self.stopped.set()
+
+    def _loop(self, broker: PoolRedisBroker) -> None:
+        while not self.stopped.wait(self.interval):
+            try:
+                broker.maintain()
+            except redis.RedisError as exc:  # Redis away: the next round tries again
+                log.warning("queue maintenance failed: %s", exc)
+
+
 def middleware(settings: WorkerSettings) -> list[Middleware]:
-    """Dramatiq's default middleware, with our retry policy and time limit."""
+    """Dramatiq's default middleware, with our retry policy and time limit, AsyncIO
+    and CurrentMessage."""
     return [
         AgeLimit(), TimeLimit(time_limit=settings.time_limit_ms), ShutdownNotifications(),
         Callbacks(), Pipelines(),
         Retries(max_retries=settings.max_retries, min_backoff=MIN_BACKOFF_MS,
                 max_backoff=MAX_BACKOFF_MS, retry_when=should_retry(settings.max_retries)),
+        AsyncIO(), CurrentMessage(), ToolThreads(settings.tool_threads),
     ]
 
 
-def build_broker(settings: WorkerSettings) -> RedisBroker:
-    broker = RedisBroker(  # type: ignore[no-untyped-call]
+def build_broker(settings: WorkerSettings) -> PoolRedisBroker:
+    broker = PoolRedisBroker(
         client=redis_client(settings.redis_url), namespace=f"{settings.namespace}:dramatiq",
-        middleware=middleware(settings), heartbeat_timeout=settings.heartbeat_ms,
-        maintenance_chance=settings.maintenance_chance)
+        middleware=[*middleware(settings), Maintenance()], heartbeat_timeout=settings.heartbeat_ms)
     # redis-py 8 defaults to a 5 s socket timeout, shorter than a blocking get_result
     client = redis_client(settings.redis_url, socket_timeout=None)
     backend = RedisBackend(client=client, namespace=f"{settings.namespace}:results")

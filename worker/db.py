@@ -111,15 +111,23 @@ class WorkerDB:
 
     # ------------------------------------------------------------ LLM journal
 
-    def journal_get(self, message_id: str, request_hash: str) -> dict[str, Any] | None:
-        row = self._one("SELECT response FROM llm_journal WHERE message_id = %(m)s"
-                        " AND request_hash = %(h)s", {"m": message_id, "h": request_hash})
-        return dict(row["response"]) if row else None
-
-    def journal_put(self, message_id: str, request_hash: str, response: dict[str, Any]) -> None:
+    def journal_started(self, message_id: str, call_id: str, phase: str) -> None:
+        """Note an LLM request about to be sent (see :mod:`worker.turn`)."""
         self._run("INSERT INTO llm_journal (message_id, request_hash, response)"
-                  " VALUES (%(m)s, %(h)s, %(r)s) ON CONFLICT DO NOTHING",
-                  {"m": message_id, "h": request_hash, "r": Jsonb(response)})
+                  " VALUES (%(m)s, %(c)s, %(r)s) ON CONFLICT DO NOTHING",
+                  {"m": message_id, "c": call_id, "r": Jsonb({"phase": phase})})
+
+    def audit_interrupted(self, row: dict[str, Any]) -> None:
+        """An ``error`` audit row for each journaled call of the message that has none:
+        its worker died while the call was in flight."""
+        self._run(
+            "INSERT INTO audit_llm_calls (tenant, conversation_id, agent_id, message_id,"
+            " call_key, alias, request_id, outcome, error)"
+            " SELECT %(tenant)s, %(conversation_id)s, %(agent_id)s, j.message_id,"
+            " j.message_id || ':llm:' || j.request_hash, %(alias)s, j.request_hash, 'error',"
+            " 'interrupted: the worker stopped during this call; the message was redelivered'"
+            " FROM llm_journal j WHERE j.message_id = %(message_id)s"
+            " ON CONFLICT (call_key) DO NOTHING", row)
 
     # ------------------------------------------------------------ audit
 
@@ -151,7 +159,7 @@ class WorkerDB:
             " CASE WHEN %(decided_by)s::text IS NULL AND %(confirmation)s::text IN"
             "      ('not_required', 'pending') THEN NULL ELSE now() END)"
             " ON CONFLICT (conversation_id, tool_call_id) DO UPDATE SET"
-            " outcome = EXCLUDED.outcome, result = EXCLUDED.result,"
+            " outcome = EXCLUDED.outcome, result = EXCLUDED.result, arguments = EXCLUDED.arguments,"
             " confirmation = CASE WHEN EXCLUDED.confirmation = 'not_required'"
             "   THEN audit_tool_calls.confirmation ELSE EXCLUDED.confirmation END,"
             " decided_by = COALESCE(EXCLUDED.decided_by, audit_tool_calls.decided_by),"

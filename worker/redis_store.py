@@ -6,21 +6,29 @@ Keys (all under the configured namespace):
   a websocket gateway reads it with ``XREAD`` from its last id, so nothing is lost.
 - ``{ns}:sent:{message}:{slot}:``: marks a message's event slot as appended, so a
   redelivered message re-emits nothing (set and ``XADD`` happen in one Lua script).
-- ``{ns}:pending:{conversation}``: the pending confirmation (JSON), with a TTL.
+- ``{ns}:pending:{conversation}``: the pending confirmation (JSON) and the decisions
+  taken so far. Undecided, it lives ``confirm_ttl`` plus a grace period (the
+  scheduled ``expire`` message ends it at ``confirm_ttl``); once every call is
+  decided it is kept (``DECIDED_TTL``) until the resumed run has finished, so a
+  redelivered run finishes what was approved whatever the confirmation TTL.
+  Every change is a WATCH/MULTI transaction (:meth:`RedisStore.change_pending`).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import redis
 
 from worker.models import Event
 
-__all__ = ["EVENT_DEDUPE_TTL", "RedisStore"]
+__all__ = ["DECIDED_TTL", "EVENT_DEDUPE_TTL", "PendingChange", "RedisStore"]
 
 EVENT_DEDUPE_TTL = 7 * 24 * 3600  # seconds a sent-marker lives (longer than any redelivery)
+DECIDED_TTL = EVENT_DEDUPE_TTL  # a decided confirmation waits this long for its run
 STREAM_MAXLEN = 10_000  # approximate cap per conversation stream
 
 # KEYS[1] = sent marker, KEYS[2] = stream; ARGV[1] = ttl, ARGV[2] = maxlen, ARGV[3..] = fields
@@ -32,6 +40,20 @@ if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
 end
 return false
 """
+
+
+@dataclass(frozen=True)
+class PendingChange:
+    """What :meth:`RedisStore.change_pending` writes: ``record`` (``None``: delete the
+    key) with ``ttl`` seconds (``None``: keep the key's TTL); ``write=False`` leaves
+    the key alone."""
+
+    record: dict[str, Any] | None = None
+    ttl: int | None = None
+    write: bool = True
+
+
+UNCHANGED = PendingChange(write=False)
 
 
 class RedisStore:
@@ -74,8 +96,35 @@ class RedisStore:
     def pending_key(self, conversation_id: str) -> str:
         return f"{self.namespace}:pending:{conversation_id}"
 
-    def put_pending(self, conversation_id: str, payload: str, ttl: int) -> None:
-        self.client.set(self.pending_key(conversation_id), payload, ex=ttl)
+    def put_pending(self, conversation_id: str, payload: str, ttl: int) -> bool:
+        """Store a new pending confirmation; an existing one (the same message run
+        again after a crash, decisions maybe taken) is kept: False then."""
+        return bool(self.client.set(self.pending_key(conversation_id), payload, ex=ttl, nx=True))
+
+    def change_pending(self, conversation_id: str,
+                       change: Callable[[dict[str, Any] | None], tuple[Any, PendingChange]]
+                       ) -> Any:
+        """Read the pending record, let ``change`` decide, write atomically (retried
+        when another worker changed the key meanwhile); returns ``change``'s answer."""
+        key = self.pending_key(conversation_id)
+        answer: list[Any] = []
+
+        def transaction(pipe: Any) -> None:
+            raw = pipe.get(key)
+            answer[:] = change(json.loads(raw) if raw is not None else None)
+            update: PendingChange = answer[1]
+            pipe.multi()
+            if not update.write:
+                return
+            if update.record is None:
+                pipe.delete(key)
+            elif update.ttl is None:
+                pipe.set(key, json.dumps(update.record), keepttl=True)
+            else:
+                pipe.set(key, json.dumps(update.record), ex=update.ttl)
+
+        self.client.transaction(transaction, key)
+        return answer[0]
 
     def get_pending(self, conversation_id: str) -> str | None:
         value: Any = self.client.get(self.pending_key(conversation_id))

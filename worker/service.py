@@ -1,4 +1,7 @@
-"""What the actors do, without Dramatiq: run one message, or resume one confirmation.
+"""What the actors do, without Dramatiq: run a message, take a decision, expire a
+confirmation. Coroutines: the agent runs with :class:`~sdk.AsyncGateway` and
+:meth:`~sdk.Agent.arun` on the worker's event loop (sync tools run on the loop's
+bounded thread pool); PostgreSQL and Redis writes are short and made inline.
 
 At-least-once safety (a message may be redelivered after a crash, at any point):
 
@@ -8,167 +11,100 @@ At-least-once safety (a message may be redelivered after a crash, at any point):
   (the tool does not run again); each tool also gets that key as an idempotency
   key (``sdk.current_tool_call()``) for its own side effect;
 - memory rows, audit rows and the message outcome are written with ``ON CONFLICT``;
-- every event is appended to the conversation stream once (see ``redis_store``);
-- a message whose outcome is final is answered from PostgreSQL without running.
+- every event is appended to the conversation stream once (see :class:`~worker.turn.Emitter`);
+- a message whose outcome is final is answered from PostgreSQL without running;
+- decisions are stored before anything runs (:mod:`worker.decisions`): a decided
+  confirmation is finished by a redelivered answer whatever the TTL, and reports
+  what really happened.
 
-A provider outage (every deployment and fallback failed) is not retried: the user
-gets a polite reply, the failed call is audited, the outcome is ``failed``.
+What a gateway failure becomes (the truth, not one polite reply for all):
+
+- **budget exceeded**: a reply saying the tenant's budget is reached, a
+  ``budget_exceeded`` event, status ``budget_exceeded``; never retried;
+- **rate limited** (still, after the SDK's own retries): :class:`RetryLater`, the
+  actor retries the message after the gateway's ``Retry-After``;
+- **auth or configuration** (401/403, unknown alias, a 4xx): :class:`GatewayRefusedError`,
+  an ``error`` event and a log line naming the cause; the message is dead-lettered;
+- **provider outage** (5xx, unreachable): a polite reply, status ``failed``, not retried.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
+
+import pydantic
 
 from sdk import (
     Agent,
-    AgentEvent,
-    ConfirmationRequired,
-    Gateway,
+    AsyncGateway,
+    BudgetExceededError,
     GatewayError,
-    LLMCallFinished,
     Outcome,
     PendingConfirmation,
     ProviderUnavailableError,
+    RateLimitedError,
     RunResult,
-    TextDelta,
     Tool,
-    ToolCall,
-    ToolCalled,
 )
 from worker.agents import AgentSpec
 from worker.db import WorkerDB
-from worker.models import ConfirmMessage, Event, EventType, InboundMessage, Reply
-from worker.redis_store import RedisStore
+from worker.decisions import ArgumentCheck, Verdict, decide, sdk_decisions, undecided
+from worker.models import (
+    ConfirmMessage,
+    ExpireMessage,
+    InboundMessage,
+    PendingCall,
+    Reply,
+    ReplyStatus,
+)
+from worker.redis_store import UNCHANGED, PendingChange, RedisStore
 from worker.settings import WorkerSettings
+from worker.turn import Emitter, Turn
 
 __all__ = [
+    "BUDGET_REPLY",
     "EXPIRED_REPLY",
     "NOTHING_PENDING_REPLY",
     "OUTAGE_REPLY",
     "ConversationService",
+    "GatewayRefusedError",
+    "RetryLater",
     "UnknownAgentError",
 ]
 
+log = logging.getLogger(__name__)
+
 OUTAGE_REPLY = ("Sorry, I can't reach the language model right now. Your message was "
                 "received; please try again in a few minutes.")
+BUDGET_REPLY = ("Sorry, your organisation's budget for the assistant is used up, so I can't "
+                "answer this. Please ask your administrator to raise it.")
 EXPIRED_REPLY = ("This request expired before it was confirmed, so nothing was done. "
                  "Please ask again if you still want it.")
 NOTHING_PENDING_REPLY = "There is nothing waiting for your confirmation in this conversation."
-ERROR_PREFIX = "Error:"
-FINAL_STATUSES = ("completed", "declined", "expired", "failed", "max_iterations")
+EXPIRY_GRACE = 300  # seconds an undecided record outlives its expiry (the expire message ends it)
+DEFAULT_RETRY_AFTER = 5.0  # seconds, when a rate-limited gateway said nothing
 
 
 class UnknownAgentError(LookupError):
     """A message names an agent id the agents file does not define."""
 
 
-@dataclass
-class _Emitter:
-    """Appends a message's events in order, each exactly once across redeliveries."""
-
-    store: RedisStore
-    conversation_id: str
-    message_id: str
-    phase: str
-    stream: str | None = None
-    seq: int = 0
-
-    def __call__(self, kind: EventType, data: dict[str, Any] | None = None) -> None:
-        """Append the next event; a ``reply`` has one fixed slot per phase, so a
-        re-sent reply (after a crash between storing and sending it) is deduplicated."""
-        self.seq += 1
-        event = Event(type=kind, conversation_id=self.conversation_id,
-                      message_id=self.message_id, data=data or {})
-        marker = f"{self.phase}:{'reply' if kind == 'reply' else self.seq}"
-        self.store.append_event(event, marker)
-        if self.stream and kind == "reply":
-            self.store.append_event(event, marker, stream=self.stream)
+class GatewayRefusedError(Exception):
+    """The gateway refused the worker's request for a reason retrying cannot fix (a
+    wrong key, an unknown alias, an invalid request): an operator must act."""
 
 
-@dataclass
-class _Turn:
-    """One run or resume of a message: its context, and the sink for agent events."""
+class RetryLater(Exception):
+    """Run the message again after ``delay_ms`` (the gateway rate-limited it)."""
 
-    db: WorkerDB
-    emit: _Emitter
-    tenant: str
-    conversation_id: str
-    agent_id: str
-    message_id: str
-    alias: str
-    decisions: dict[str, tuple[str, str | None]] = field(default_factory=dict)
-    calls: dict[str, ToolCall] = field(default_factory=dict)
-    llm_seq: int = 0
-
-    # -- the ToolResultCache protocol, backed by audit_tool_calls
-    def get(self, call_id: str) -> str | None:
-        row = self.db.tool_result(self.conversation_id, call_id)
-        return str(row["result"]) if row else None
-
-    def put(self, call_id: str, result: str) -> None:
-        call = self.calls.get(call_id)
-        outcome = "error" if result.startswith(ERROR_PREFIX) else "ok"
-        self._tool_row(call_id, call.name if call else "?",
-                       dict(call.arguments) if call else {}, outcome, result)
-
-    def _tool_row(self, call_id: str, name: str, arguments: dict[str, Any], outcome: str,
-                  result: str | None, confirmation: str | None = None) -> None:
-        decided, who = self.decisions.get(call_id, ("not_required", None))
-        self.db.audit_tool_call({
-            "tenant": self.tenant, "conversation_id": self.conversation_id,
-            "agent_id": self.agent_id, "message_id": self.message_id, "tool_call_id": call_id,
-            "tool_name": name, "arguments": arguments, "outcome": outcome, "result": result,
-            "confirmation": confirmation or decided, "decided_by": who})
-
-    # -- agent events
-    def on_event(self, event: AgentEvent) -> None:
-        if isinstance(event, LLMCallFinished):
-            self._llm_call(event)
-        elif isinstance(event, ToolCalled):
-            record = event.record
-            if record.approved is False:
-                self._tool_row(record.call_id, record.name, dict(record.arguments),
-                               "declined", record.result)
-            self.emit("tool_called", {"tool": record.name, "call_id": record.call_id,
-                                      "ok": record.ok, "approved": record.approved,
-                                      "cached": record.cached})
-        elif isinstance(event, ConfirmationRequired):
-            for call in event.pending.calls:
-                self._tool_row(call.id, call.name, dict(call.arguments), "pending", None,
-                               "pending")
-        elif isinstance(event, TextDelta):
-            self.emit("text_delta", {"text": event.text})
-
-    def _llm_call(self, event: LLMCallFinished) -> None:
-        completion = event.completion
-        self.calls.update((c.id, c) for c in completion.tool_calls)
-        self.llm_seq += 1
-        self.db.audit_llm_call({
-            "tenant": self.tenant, "conversation_id": self.conversation_id,
-            "agent_id": self.agent_id, "message_id": self.message_id,
-            "call_key": f"{self.message_id}:{self.emit.phase}:{self.llm_seq}",
-            "alias": completion.alias, "deployment": completion.deployment,
-            "request_id": completion.request_id,
-            "prompt_tokens": completion.usage.prompt_tokens,
-            "completion_tokens": completion.usage.completion_tokens,
-            "cost_usd": completion.cost, "latency_ms": completion.latency_ms,
-            "outcome": "ok", "error": None})
-        self.emit("llm_call", {"alias": completion.alias, "deployment": completion.deployment,
-                               "tokens": completion.usage.total_tokens,
-                               "cost": completion.cost, "latency_ms": completion.latency_ms})
-
-    def failed_llm_call(self, exc: Exception) -> None:
-        self.llm_seq += 1
-        self.db.audit_llm_call({
-            "tenant": self.tenant, "conversation_id": self.conversation_id,
-            "agent_id": self.agent_id, "message_id": self.message_id,
-            "call_key": f"{self.message_id}:{self.emit.phase}:{self.llm_seq}:error",
-            "alias": self.alias, "deployment": None, "request_id": None, "prompt_tokens": 0,
-            "completion_tokens": 0, "cost_usd": None, "latency_ms": None, "outcome": "error",
-            "error": f"{type(exc).__name__}: {exc}"[:2000]})
+    def __init__(self, message: str, delay_ms: int) -> None:
+        super().__init__(message)
+        self.delay_ms = delay_ms
 
 
 class ConversationService:
@@ -176,18 +112,18 @@ class ConversationService:
 
     def __init__(self, settings: WorkerSettings, db: WorkerDB, store: RedisStore,
                  agents: dict[str, tuple[AgentSpec, list[Tool]]],
-                 gateway_for: Callable[[str], Gateway]) -> None:
+                 gateway_for: Callable[[str], AsyncGateway]) -> None:
         self.settings, self.db, self.store = settings, db, store
         self.agents, self.gateway_for = agents, gateway_for
 
     # ------------------------------------------------------------ handle_message
 
-    def handle(self, message: InboundMessage) -> Reply:
-        emit = _Emitter(self.store, message.conversation_id, message.message_id, "run",
-                        message.reply_channel)
+    async def handle(self, message: InboundMessage) -> Reply:
+        emit = Emitter(self.store, message.conversation_id, message.message_id, "run",
+                       message.reply_channel)
         done = self.db.get_outcome(message.message_id)
         if done is not None:
-            return self._resend(done, emit)
+            return self._still_pending(self._resend(done, emit))
         emit("received", {"agent_id": message.agent_id})
         if message.agent_id not in self.agents:
             return self._finish(message, emit, "failed",
@@ -195,111 +131,254 @@ class ConversationService:
         spec, _ = self.agents[message.agent_id]
         memory = self.db.load_memory(message.conversation_id)
         turn = self._turn(message, emit, spec.alias)
+        turn.audit_interrupted()
         agent = self._agent(message.agent_id, turn)
         request = [*memory, {"role": "user", "content": message.text}]
-        try:
-            result = agent.run(request, run_id=message.message_id, user=message.tenant)
-        except (ProviderUnavailableError, GatewayError) as exc:
-            return self._outage(message, emit, turn, exc, [request[-1]])
+        ran = await self._guarded(
+            agent.arun(request, run_id=message.message_id, user=message.tenant),
+            message, emit, turn)
+        if isinstance(ran, Reply):
+            return ran
         # the turn starts after the system prompt and the memory
-        return self._after_run(message, emit, result, history_len=1 + len(memory))
+        return self._after_run(message, emit, ran, history_len=1 + len(memory))
 
-    def _after_run(self, message: InboundMessage, emit: _Emitter, result: RunResult,
+    def _still_pending(self, reply: Reply) -> Reply:
+        """A re-sent ``needs_confirmation`` reply with its undecided calls and expiry
+        (so the actor schedules the expiry a crash may have kept it from scheduling)."""
+        raw = self.store.get_pending(reply.conversation_id)
+        record = json.loads(raw) if raw is not None else None
+        if reply.status != "needs_confirmation" or record is None \
+                or record["message"]["message_id"] != reply.message_id:
+            return reply
+        return reply.model_copy(update={"pending_calls": undecided(record),
+                                        "expires_at": record["expires_at"]})
+
+    def _after_run(self, message: InboundMessage, emit: Emitter, result: RunResult,
                    history_len: int) -> Reply:
         new = list(result.messages[history_len:])  # the user message and what followed
         if result.outcome is Outcome.NEEDS_CONFIRMATION and result.pending is not None:
             return self._pause(message, emit, result.pending, history_len, result.text)
-        status = "completed" if result.outcome is Outcome.COMPLETED else "max_iterations"
+        status: ReplyStatus = ("completed" if result.outcome is Outcome.COMPLETED
+                               else "max_iterations")
         text = result.text or "I could not finish that within my step limit."
         self.db.save_turn(message.conversation_id, message.tenant, message.message_id, new,
                           self.settings.memory_max_messages)
         return self._finish(message, emit, status, text)
 
-    def _pause(self, message: InboundMessage, emit: _Emitter, pending: PendingConfirmation,
+    def _pause(self, message: InboundMessage, emit: Emitter, pending: PendingConfirmation,
                history_len: int, text: str) -> Reply:
-        call = pending.calls[0]
-        question = (f"{text}\n\n" if text else "") + (
-            f"I need your confirmation to run {call.name} with "
-            f"{json.dumps(dict(call.arguments))}. Reply yes or no.")
-        saved = {"message": message.model_dump(), "history_len": history_len,
-                 "question": question, "pending": pending.to_json()}
-        self.store.put_pending(message.conversation_id, json.dumps(saved),
-                               self.settings.confirm_ttl)
+        calls = [PendingCall(id=c.id, name=c.name, arguments=dict(c.arguments))
+                 for c in pending.calls]
+        question = (f"{text}\n\n" if text else "") + _question(calls)
+        expires_at = time.time() + self.settings.confirm_ttl
+        record = {"message": message.model_dump(), "history_len": history_len,
+                  "question": question, "pending": pending.to_json(), "expires_at": expires_at,
+                  "calls": [c.model_dump() for c in calls], "decisions": {},
+                  "resumed_by": None}
+        kept = self.store.change_pending(message.conversation_id, lambda old: _replace(old, record))
+        calls = undecided(kept)
         self.db.set_outcome(message_id=message.message_id,
                             conversation_id=message.conversation_id, tenant=message.tenant,
                             agent_id=message.agent_id, status="needs_confirmation",
-                            reply=question, pending_tool=call.name,
+                            reply=kept["question"], pending_tool=calls[0].name if calls else None,
                             pending_ttl=self.settings.confirm_ttl)
-        emit("confirmation_required", {"tool": call.name, "arguments": dict(call.arguments),
-                                       "expires_in": self.settings.confirm_ttl})
+        emit("confirmation_required", {
+            "calls": [c.model_dump() for c in calls], "tool": calls[0].name if calls else None,
+            "expires_in": self.settings.confirm_ttl, "expires_at": kept["expires_at"]})
         reply = Reply(conversation_id=message.conversation_id, message_id=message.message_id,
-                      status="needs_confirmation", text=question, pending_tool=call.name)
+                      status="needs_confirmation", text=kept["question"],
+                      pending_tool=calls[0].name if calls else None, pending_calls=calls,
+                      expires_at=kept["expires_at"])
         emit("reply", reply.model_dump())
         return reply
 
     # ------------------------------------------------------------ confirm
 
-    def confirm(self, answer: ConfirmMessage) -> Reply:
-        raw = self.store.get_pending(answer.conversation_id)
-        if raw is None:
-            return self._no_pending(answer)
-        saved = json.loads(raw)
-        message = InboundMessage.model_validate(saved["message"])
-        pending = PendingConfirmation.from_json(saved["pending"])
-        emit = _Emitter(self.store, message.conversation_id, message.message_id,
-                        "confirm", message.reply_channel)
-        decision = "approved" if answer.approved else "declined"
-        emit("confirmation_resolved", {"decision": decision, "note": answer.note})
+    async def confirm(self, answer: ConfirmMessage, decision_id: str) -> Reply:
+        verdict: Verdict = self.store.change_pending(
+            answer.conversation_id,
+            lambda record: decide(record, answer, decision_id, time.time(),
+                                  self._checker(record)))
+        if verdict.kind == "missing":
+            return self._no_pending(answer, decision_id)
+        message = InboundMessage.model_validate(verdict.record["message"]) \
+            if verdict.record else None
+        if verdict.kind == "expired" and message is not None:
+            return self._expire(message, verdict.record)
+        emit = Emitter(self.store, answer.conversation_id,
+                       message.message_id if message else "-", f"confirm:{decision_id}",
+                       message.reply_channel if message else None)
+        if verdict.kind == "refused" or message is None:
+            return self._refuse(answer, emit, verdict.text)
+        emit("confirmation_resolved", _resolved(verdict.record, decision_id, answer.note))
+        if verdict.kind == "partial":
+            calls = undecided(verdict.record)
+            reply = Reply(conversation_id=message.conversation_id,
+                          message_id=message.message_id, status="needs_confirmation",
+                          text=_question(calls), pending_tool=calls[0].name,
+                          pending_calls=calls, expires_at=verdict.record["expires_at"])
+            emit("reply", reply.model_dump())
+            return reply
+        return await self._resume(message, emit, verdict.record, answer.note)
+
+    async def _resume(self, message: InboundMessage, emit: Emitter, record: dict[str, Any],
+                      note: str | None) -> Reply:
+        pending = PendingConfirmation.from_json(record["pending"])
         spec, _ = self.agents[message.agent_id]
         turn = self._turn(message, emit, spec.alias)
-        turn.decisions = {c.id: (decision, answer.decided_by or "user") for c in pending.calls}
-        turn.calls = {c.id: c for c in pending.calls}
+        turn.audit_interrupted()
+        turn.decisions = {cid: ("approved" if d["approve"] else "declined", d["by"])
+                          for cid, d in record["decisions"].items()}
         agent = self._agent(message.agent_id, turn)
-        history_len = int(saved["history_len"])
-        try:
-            result = agent.resume(pending, approved=answer.approved, note=answer.note)
-        except (ProviderUnavailableError, GatewayError) as exc:
-            user = {"role": "user", "content": message.text}
-            reply = self._outage(message, emit, turn, exc, [user])
-            self.store.delete_pending(message.conversation_id)
-            return reply
-        reply = self._after_run(message, emit, result, history_len)
-        if reply.status == "completed" and not answer.approved:
+        decisions = sdk_decisions(record)
+        turn.calls = {call.id: call for call, _ in agent.plan(pending, decisions=decisions)}
+        ran = await self._guarded(agent.aresume(pending, decisions=decisions, note=note),
+                                  message, emit, turn)
+        if isinstance(ran, Reply):
+            self._drop_resumed(message.conversation_id, record["resumed_by"])
+            return ran
+        reply = self._after_run(message, emit, ran, int(record["history_len"]))
+        if reply.status == "completed" and not any(d["approve"]
+                                                   for d in record["decisions"].values()):
             reply = reply.model_copy(update={"status": "declined"})
             self.db.set_outcome(message_id=message.message_id,
                                 conversation_id=message.conversation_id, tenant=message.tenant,
                                 agent_id=message.agent_id, status="declined", reply=reply.text)
-        self.store.delete_pending(message.conversation_id)
+        if reply.status != "needs_confirmation":
+            self._drop_resumed(message.conversation_id, record["resumed_by"])
         return reply
 
-    def _no_pending(self, answer: ConfirmMessage) -> Reply:
+    def _drop_resumed(self, conversation_id: str, owner: str) -> None:
+        """Delete the decided record once its run has finished (not a newer pause)."""
+        def change(record: dict[str, Any] | None) -> tuple[None, PendingChange]:
+            mine = record is not None and record.get("resumed_by") == owner
+            return None, PendingChange(None) if mine else UNCHANGED
+        self.store.change_pending(conversation_id, change)
+
+    def _checker(self, record: dict[str, Any] | None) -> ArgumentCheck:
+        """Validates edited arguments against the tools of the record's agent."""
+        agent_id = (record or {}).get("message", {}).get("agent_id")
+        tools = {t.name: t for t in self.agents.get(agent_id, (None, []))[1]}
+
+        def check(tool_name: str, arguments: dict[str, Any]) -> str | None:
+            if tool_name not in tools:
+                return f"there is no tool named {tool_name!r}"
+            try:
+                tools[tool_name].validate(arguments)
+            except pydantic.ValidationError as exc:
+                return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                                 for e in exc.errors(include_url=False))
+            return None
+        return check
+
+    def _refuse(self, answer: ConfirmMessage, emit: Emitter, why: str) -> Reply:
+        reply = Reply(conversation_id=answer.conversation_id, message_id=emit.message_id,
+                      status="refused", text=f"Decision refused, nothing was changed: {why}")
+        emit("reply", reply.model_dump())
+        return reply
+
+    def _no_pending(self, answer: ConfirmMessage, decision_id: str) -> Reply:
         latest = self.db.latest_awaiting(answer.conversation_id)
         if latest is None:
             return Reply(conversation_id=answer.conversation_id, message_id="-",
                          status="nothing_pending", text=NOTHING_PENDING_REPLY)
         message_id = str(latest["message_id"])
-        if latest["status"] != "needs_confirmation":  # resolved already: a repeated confirm
-            phase = "expire" if latest["status"] == "expired" else "confirm"
-            return self._resend(latest, _Emitter(self.store, answer.conversation_id,
-                                                 message_id, phase))
-        emit = _Emitter(self.store, answer.conversation_id, message_id, "expire")
-        emit("expired", {"tool": latest["pending_tool"]})
-        self.db.expire_tool_calls(answer.conversation_id, message_id)
-        self.db.set_outcome(message_id=message_id, conversation_id=answer.conversation_id,
-                            tenant=str(latest["tenant"]), agent_id=str(latest["agent_id"]),
+        if latest["status"] == "needs_confirmation":  # its record is gone: past its time
+            return self._expire_row(latest)
+        if answer.decisions is not None:
+            emit = Emitter(self.store, answer.conversation_id, message_id,
+                           f"confirm:{decision_id}")
+            return self._refuse(answer, emit, f"this confirmation is {latest['status']} already")
+        phase = "expire" if latest["status"] == "expired" else "confirm"
+        return self._resend(latest, Emitter(self.store, answer.conversation_id, message_id,
+                                            phase))
+
+    # ------------------------------------------------------------ expiry
+
+    async def expire(self, due: ExpireMessage) -> Reply | None:
+        """The scheduled end of an undecided confirmation (a no-op once decided)."""
+        def change(record: dict[str, Any] | None) -> tuple[str, PendingChange]:
+            if record is None or record["message"]["message_id"] != due.message_id:
+                return "elsewhere", UNCHANGED  # gone, or replaced by a newer message's
+            if record.get("resumed_by"):
+                return "decided", UNCHANGED
+            if time.time() < float(record["expires_at"]) - 0.5:
+                return "early", UNCHANGED
+            return "expire", PendingChange(None)
+
+        found = self.store.change_pending(due.conversation_id, change)
+        row = self.db.get_outcome(due.message_id)
+        if found in ("expire", "elsewhere") and row is not None \
+                and row["status"] == "needs_confirmation":
+            return self._expire_row(row)
+        return None
+
+    def _expire(self, message: InboundMessage, record: dict[str, Any]) -> Reply:
+        calls = record["calls"]
+        return self._expire_row({"message_id": message.message_id,
+                                 "conversation_id": message.conversation_id,
+                                 "tenant": message.tenant, "agent_id": message.agent_id,
+                                 "pending_tool": calls[0]["name"] if calls else None})
+
+    def _expire_row(self, row: dict[str, Any]) -> Reply:
+        conv, message_id = str(row["conversation_id"]), str(row["message_id"])
+        emit = Emitter(self.store, conv, message_id, "expire")
+        emit("expired", {"tool": row["pending_tool"]})
+        self.db.expire_tool_calls(conv, message_id)
+        self.db.set_outcome(message_id=message_id, conversation_id=conv,
+                            tenant=str(row["tenant"]), agent_id=str(row["agent_id"]),
                             status="expired", reply=EXPIRED_REPLY)
-        reply = Reply(conversation_id=answer.conversation_id, message_id=message_id,
-                      status="expired", text=EXPIRED_REPLY, pending_tool=latest["pending_tool"])
+        reply = Reply(conversation_id=conv, message_id=message_id, status="expired",
+                      text=EXPIRED_REPLY, pending_tool=row["pending_tool"])
         emit("reply", reply.model_dump())
         return reply
 
+    # ------------------------------------------------------------ gateway failures
+
+    async def _guarded(self, run: Awaitable[RunResult], message: InboundMessage, emit: Emitter,
+                       turn: Turn) -> RunResult | Reply:
+        """The run's result, or the reply its failure deserves (see the module docstring)."""
+        try:
+            return await run
+        except BudgetExceededError as exc:
+            turn.failed_llm_call(exc)
+            emit("budget_exceeded", {"tenant": message.tenant, "detail": str(exc)[:500]})
+            return self._failed(message, emit, "budget_exceeded", BUDGET_REPLY)
+        except RateLimitedError as exc:
+            turn.failed_llm_call(exc)
+            wait = exc.retry_after if exc.retry_after is not None else DEFAULT_RETRY_AFTER
+            emit.once("rate_limited", {"retry_after": wait}, f"rate_limited:{uuid.uuid4().hex}")
+            raise RetryLater(f"rate limited: {exc}", int(wait * 1000)) from exc
+        except ProviderUnavailableError as exc:
+            turn.failed_llm_call(exc)
+            emit("error", {"error": type(exc).__name__, "detail": str(exc)[:500]})
+            return self._failed(message, emit, "failed", OUTAGE_REPLY)
+        except GatewayError as exc:
+            turn.failed_llm_call(exc)
+            cause = (f"the gateway refused the worker's request ({type(exc).__name__}, "
+                     f"HTTP {exc.status}): {exc}")
+            emit("error", {"error": type(exc).__name__, "status": exc.status, "fatal": True,
+                           "detail": str(exc)[:500]})
+            log.error("message %s of conversation %s failed: %s. Check POOL_API_KEY, "
+                      "POOL_TENANT_KEYS_FILE and the agents file's aliases.",
+                      message.message_id, message.conversation_id, cause)
+            raise GatewayRefusedError(cause) from exc
+
+    def _failed(self, message: InboundMessage, emit: Emitter, status: ReplyStatus,
+                text: str) -> Reply:
+        user = {"role": "user", "content": message.text}
+        self.db.save_turn(message.conversation_id, message.tenant, message.message_id,
+                          [user, {"role": "assistant", "content": text}],
+                          self.settings.memory_max_messages)
+        return self._finish(message, emit, status, text)
+
     # ------------------------------------------------------------ shared
 
-    def _turn(self, message: InboundMessage, emit: _Emitter, alias: str) -> _Turn:
-        return _Turn(self.db, emit, message.tenant, message.conversation_id, message.agent_id,
-                     message.message_id, alias)
+    def _turn(self, message: InboundMessage, emit: Emitter, alias: str) -> Turn:
+        return Turn(self.db, emit, message.tenant, message.conversation_id, message.agent_id,
+                    message.message_id, alias)
 
-    def _agent(self, agent_id: str, turn: _Turn) -> Agent:
+    def _agent(self, agent_id: str, turn: Turn) -> Agent:
         spec, tools = self.agents[agent_id]
         return Agent(name=spec.name, alias=spec.alias, instructions=spec.instructions,
                      role=spec.role, persona=spec.persona, version=spec.version,
@@ -308,27 +387,18 @@ class ConversationService:
                      on_event=turn.on_event, tool_result_cache=turn,
                      tags=[f"conversation:{turn.conversation_id}", f"agent:{agent_id}"])
 
-    def _outage(self, message: InboundMessage, emit: _Emitter, turn: _Turn, exc: Exception,
-                turn_messages: list[dict[str, Any]]) -> Reply:
-        turn.failed_llm_call(exc)
-        emit("error", {"error": type(exc).__name__, "detail": str(exc)[:500]})
-        self.db.save_turn(message.conversation_id, message.tenant, message.message_id,
-                          [*turn_messages, {"role": "assistant", "content": OUTAGE_REPLY}],
-                          self.settings.memory_max_messages)
-        return self._finish(message, emit, "failed", OUTAGE_REPLY)
-
-    def _finish(self, message: InboundMessage, emit: _Emitter, status: str, text: str) -> Reply:
+    def _finish(self, message: InboundMessage, emit: Emitter, status: ReplyStatus,
+                text: str) -> Reply:
         self.db.set_outcome(message_id=message.message_id,
                             conversation_id=message.conversation_id, tenant=message.tenant,
                             agent_id=message.agent_id, status=status, reply=text)
         reply = Reply(conversation_id=message.conversation_id, message_id=message.message_id,
-                      status=status,  # type: ignore[arg-type]
-                      text=text)
+                      status=status, text=text)
         emit("reply", reply.model_dump())
         return reply
 
     @staticmethod
-    def _resend(row: dict[str, Any], emit: _Emitter) -> Reply:
+    def _resend(row: dict[str, Any], emit: Emitter) -> Reply:
         """The stored outcome of a message handled before; its reply event is sent
         again only if a crash kept it from being sent (the slot is deduplicated)."""
         reply = Reply(conversation_id=str(row["conversation_id"]),
@@ -337,3 +407,33 @@ class ConversationService:
         emit("reply", reply.model_dump())
         return reply
 
+
+def _question(calls: list[PendingCall]) -> str:
+    if len(calls) == 1:
+        call = calls[0]
+        return (f"I need your confirmation to run {call.name} with "
+                f"{json.dumps(call.arguments)}. Reply yes or no.")
+    lines = [f"- {c.id}: {c.name} {json.dumps(c.arguments)}" for c in calls]
+    return ("I need your confirmation for each of these actions (approve or decline each "
+            "by its id, or answer yes or no for all):\n" + "\n".join(lines))
+
+
+def _replace(old: dict[str, Any] | None, new: dict[str, Any]
+             ) -> tuple[dict[str, Any], PendingChange]:
+    """Store ``new`` unless the same message's record is there already (a re-run
+    after a crash: decisions may have been taken on it)."""
+    if old is not None and old["message"]["message_id"] == new["message"]["message_id"] \
+            and old.get("resumed_by") is None:
+        return old, UNCHANGED
+    return new, PendingChange(new, int(new["expires_at"] - time.time()) + EXPIRY_GRACE)
+
+
+def _resolved(record: dict[str, Any], decision_id: str, note: str | None) -> dict[str, Any]:
+    names = {c["id"]: c["name"] for c in record["calls"]}
+    mine = [{"call_id": cid, "tool": names[cid],
+             "decision": "approved" if d["approve"] else "declined",
+             "arguments": d["arguments"], "note": d["note"], "by": d["by"]}
+            for cid, d in record["decisions"].items() if d["decision_id"] == decision_id]
+    decision = {d["decision"] for d in mine}
+    return {"decisions": mine, "note": note,
+            "decision": decision.pop() if len(decision) == 1 else "mixed"}

@@ -1,4 +1,13 @@
-"""Worker settings, read from the environment once, at the edge."""
+"""Worker settings, read from the environment once, at the edge.
+
+``POOL_DATABASE_URL``, ``POOL_REDIS_URL``, ``POOL_PROXY_URL``, ``POOL_API_KEY`` (else
+``LITELLM_MASTER_KEY``), ``POOL_AGENTS_FILE``, ``POOL_TENANT_KEYS_FILE``,
+``POOL_NAMESPACE``, ``POOL_CONFIRM_TTL`` (seconds an undecided confirmation waits),
+``POOL_MEMORY_MAX_MESSAGES``, ``POOL_WORKER_HEARTBEAT_MS`` (a worker silent this long
+is dead: its messages are requeued), ``POOL_WORKER_TIME_LIMIT_MS``,
+``POOL_WORKER_MAX_RETRIES``, ``POOL_WORKER_TOOL_THREADS`` (threads running sync tools,
+per worker process).
+"""
 
 from __future__ import annotations
 
@@ -21,6 +30,7 @@ DEFAULT_NAMESPACE = "llm-pool"  # prefix of every Redis key the worker writes
 DEFAULT_HEARTBEAT_MS = 60_000  # a worker silent this long is dead: its messages are requeued
 DEFAULT_TIME_LIMIT_MS = 10 * 60_000  # one message's run
 DEFAULT_MAX_RETRIES = 3  # redeliveries after an unexpected error (not provider outages)
+DEFAULT_TOOL_THREADS = 16  # sync tools run on at most this many threads per process
 
 
 @dataclass(frozen=True)
@@ -35,9 +45,9 @@ class WorkerSettings:
     confirm_ttl: int = DEFAULT_CONFIRM_TTL
     memory_max_messages: int = DEFAULT_MEMORY_MAX_MESSAGES
     heartbeat_ms: int = DEFAULT_HEARTBEAT_MS
-    maintenance_chance: int = 1000  # per million broker commands
     time_limit_ms: int = DEFAULT_TIME_LIMIT_MS
     max_retries: int = DEFAULT_MAX_RETRIES
+    tool_threads: int = DEFAULT_TOOL_THREADS
 
     @classmethod
     def from_env(cls) -> WorkerSettings:
@@ -56,7 +66,7 @@ class WorkerSettings:
             memory_max_messages=int(env.get("POOL_MEMORY_MAX_MESSAGES",
                                             DEFAULT_MEMORY_MAX_MESSAGES)),
             heartbeat_ms=int(env.get("POOL_WORKER_HEARTBEAT_MS", DEFAULT_HEARTBEAT_MS)),
-            maintenance_chance=int(env.get("POOL_WORKER_MAINTENANCE_CHANCE", 1000)),
             time_limit_ms=int(env.get("POOL_WORKER_TIME_LIMIT_MS", DEFAULT_TIME_LIMIT_MS)),
             max_retries=int(env.get("POOL_WORKER_MAX_RETRIES", DEFAULT_MAX_RETRIES)),
+            tool_threads=int(env.get("POOL_WORKER_TOOL_THREADS", DEFAULT_TOOL_THREADS)),
         )

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from sdk import Gateway
+from sdk import AsyncGateway
 from worker.agents import AgentConfigError
 
 __all__ = ["gateways_by_tenant", "load_tenant_keys"]
@@ -36,12 +36,13 @@ def load_tenant_keys(path: Path | None) -> dict[str, str]:
 
 
 def gateways_by_tenant(proxy_url: str, default_key: str | None,
-                       keys: dict[str, str]) -> Callable[[str], Gateway]:
-    """``tenant -> Gateway``: one client per key, built once."""
-    default = Gateway(base_url=proxy_url, api_key=default_key)
-    own = {tenant: Gateway(base_url=proxy_url, api_key=key) for tenant, key in keys.items()}
+                       keys: dict[str, str]) -> Callable[[str], AsyncGateway]:
+    """``tenant -> AsyncGateway``: one client per key, built once (used on the
+    worker's event loop only)."""
+    default = AsyncGateway(base_url=proxy_url, api_key=default_key)
+    own = {tenant: AsyncGateway(base_url=proxy_url, api_key=key) for tenant, key in keys.items()}
 
-    def gateway_for(tenant: str) -> Gateway:
+    def gateway_for(tenant: str) -> AsyncGateway:
         return own.get(tenant, default)
 
     return gateway_for

@@ -14,37 +14,105 @@ from typing import Any
 __all__ = ["register"]
 
 DEFAULT_WAIT = 60.0  # seconds `send`/`confirm` watch the stream for the reply
+DEFAULT_THREADS = 64  # per worker process
 
 
 def register(subparsers: Any) -> None:
     work = subparsers.add_parser("worker", help="run Dramatiq workers (dramatiq worker.actors)")
-    work.add_argument("--processes", type=int, default=1)
-    work.add_argument("--threads", type=int, default=4)
+    work.add_argument("--processes", type=int, default=1,
+                      help="worker processes (default: %(default)s)")
+    work.add_argument("--threads", type=int, default=DEFAULT_THREADS,
+                      help="messages in flight per process (async actors: the threads only "
+                           "wait; the agents share one event loop)")
+    work.add_argument("--metrics-port", type=int, default=None,
+                      help="serve Prometheus metrics (Dramatiq's and ours) on this port")
+    work.add_argument("--metrics-host", default="0.0.0.0",
+                      help="address of the metrics server (default: %(default)s)")
     work.set_defaults(handler=run_worker)
 
     send = subparsers.add_parser("send", help="queue a user message for an agent")
-    send.add_argument("text")
-    send.add_argument("--tenant", required=True)
-    send.add_argument("--conversation", required=True)
+    send.add_argument("text", help="the user's message")
+    send.add_argument("--tenant", required=True, help="the tenant the message belongs to")
+    send.add_argument("--conversation", required=True, help="conversation id")
     send.add_argument("--agent", default="helpdesk", help="agent id from the agents file")
     send.add_argument("--message-id", default=None, help="default: a new uuid")
     _wait_args(send)
-    send.set_defaults(handler=run_send)
+    send.set_defaults(handler=_one_line(run_send))
 
-    confirm = subparsers.add_parser("confirm", help="answer a pending confirmation")
-    confirm.add_argument("conversation")
-    answer = confirm.add_mutually_exclusive_group(required=True)
-    answer.add_argument("--yes", dest="approved", action="store_true")
-    answer.add_argument("--no", dest="approved", action="store_false")
-    confirm.add_argument("--note", default=None)
+    confirm = subparsers.add_parser(
+        "confirm", help="answer a pending confirmation",
+        description="Answer every pending call (--yes/--no) or each by its id (the ids are in "
+                    "the confirmation_required event): --approve ID [--args JSON] ... "
+                    "--decline ID [--note TEXT] ...")
+    confirm.add_argument("conversation", help="conversation id")
+    confirm.add_argument("--yes", dest="approved", action="store_const", const=True,
+                         default=None, help="approve every pending call")
+    confirm.add_argument("--no", dest="approved", action="store_const", const=False,
+                         help="decline every pending call")
+    confirm.add_argument("--approve", metavar="CALL_ID", action=_Step,
+                         help="approve one call (repeatable)")
+    confirm.add_argument("--args", metavar="JSON", action=_Step,
+                         help="run the call approved just before with these arguments")
+    confirm.add_argument("--decline", metavar="CALL_ID", action=_Step,
+                         help="decline one call (repeatable)")
+    confirm.add_argument("--note", action=_Step, default=None,
+                         help="after --decline: told to the model for that call; "
+                              "otherwise: for the whole answer")
     confirm.add_argument("--by", default=None, help="who decided (audit log)")
     _wait_args(confirm)
-    confirm.set_defaults(handler=run_confirm)
+    confirm.set_defaults(handler=_one_line(run_confirm))
 
     events = subparsers.add_parser("events", help="print a conversation's event stream")
-    events.add_argument("conversation")
-    events.add_argument("--follow", action="store_true")
-    events.set_defaults(handler=run_events)
+    events.add_argument("conversation", help="conversation id")
+    events.add_argument("--follow", action="store_true",
+                        help="keep waiting for new events (Ctrl-C to stop)")
+    events.set_defaults(handler=_one_line(run_events))
+
+
+def _one_line(handler: Any) -> Any:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            code: int = handler(args)
+        except Unreachable as exc:
+            print(f"pool: {exc}", file=sys.stderr)
+            return 1
+        return code
+
+    return run
+
+
+class _Step(argparse.Action):
+    """Keeps --approve/--args/--decline/--note in the order given (``args.steps``)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        steps = list(getattr(namespace, "steps", None) or [])
+        steps.append((self.dest, values))
+        namespace.steps = steps
+
+
+def _decisions(steps: list[tuple[str, str]]) -> tuple[dict[str, dict[str, Any]], str | None]:
+    """(per-call decisions, the answer's note) from the ordered steps; ValueError when
+    --args does not follow an --approve, or is not a JSON object."""
+    decisions: dict[str, dict[str, Any]] = {}
+    last: tuple[str, str] | None = None
+    note = None
+    for kind, value in steps:
+        if kind in ("approve", "decline"):
+            decisions[value] = {"approve": kind == "approve"}
+            last = (kind, value)
+        elif kind == "args":
+            if last is None or last[0] != "approve":
+                raise ValueError("--args must follow an --approve CALL_ID")
+            parsed = json.loads(value)
+            if not isinstance(parsed, dict):
+                raise ValueError("--args must be a JSON object")
+            decisions[last[1]]["arguments"] = parsed
+        elif last is not None and last[0] == "decline":
+            decisions[last[1]]["note"] = value
+        else:
+            note = value
+    return decisions, note
 
 
 def _wait_args(parser: argparse.ArgumentParser) -> None:
@@ -53,14 +121,44 @@ def _wait_args(parser: argparse.ArgumentParser) -> None:
 
 
 def run_worker(args: argparse.Namespace) -> int:
-    from llm_pool.runtime import proxy_env
+    from llm_pool.runtime import proxy_env, worker_metrics_env
+    from worker.broker import persistence_warning, redis_client
+    from worker.settings import WorkerSettings
 
-    argv = [os.path.join(os.path.dirname(sys.executable), "dramatiq"), "worker.actors",
+    warning = persistence_warning(redis_client(WorkerSettings.from_env().redis_url))
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
+    env = proxy_env()
+    module = "worker.actors"
+    if args.metrics_port is not None:
+        module = "worker.metrics"
+        env.update(worker_metrics_env(args.metrics_host, args.metrics_port))
+    argv = [os.path.join(os.path.dirname(sys.executable), "dramatiq"), module,
             "--processes", str(args.processes), "--threads", str(args.threads)]
-    os.execve(argv[0], argv, proxy_env())
+    os.execve(argv[0], argv, env)
+
+
+class Unreachable(Exception):
+    """Redis cannot be reached: one line on stderr, exit 1 (see :func:`_reachable`)."""
+
+
+REACH_TIMEOUT = 3.0  # seconds; the store's own client rides out outages for 30 s
+
+
+def _reachable(url: str) -> None:
+    import redis
+
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=REACH_TIMEOUT,
+                             socket_timeout=REACH_TIMEOUT).ping()
+    except redis.RedisError as exc:
+        raise Unreachable(f"cannot reach Redis at {url}: {exc}") from None
 
 
 def _actors_and_store() -> tuple[Any, Any]:
+    from worker.settings import WorkerSettings
+
+    _reachable(WorkerSettings.from_env().redis_url)
     from worker.actors import actors, settings
     from worker.broker import redis_client
     from worker.redis_store import RedisStore
@@ -89,7 +187,7 @@ def _watch(store: Any, conversation: str, after: str, message_id: str | None,
             after = entry_id
             _print_event(event)
             if event["type"] == "reply" and message_id in (None, event["message_id"]):
-                return 0
+                return 1 if event["data"].get("status") == "refused" else 0
     print(f"no reply within {wait:.0f} s (is `pool worker` running?)", file=sys.stderr)
     return 1
 
@@ -106,6 +204,15 @@ def run_send(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         print(f"pool send: invalid message: {exc}", file=sys.stderr)
         return 2
+    from worker.agents import load_agents
+    from worker.settings import WorkerSettings
+
+    agents_file = WorkerSettings.from_env().agents_file
+    known = load_agents(agents_file)
+    if message.agent_id not in known:
+        print(f"pool send: unknown agent {message.agent_id!r} (agents in {agents_file}: "
+              f"{', '.join(sorted(known))})", file=sys.stderr)
+        return 2
     actors, store = _actors_and_store()
     after = _last_id(store, message.conversation_id)
     actors.handle_message.send(message.model_dump())
@@ -116,14 +223,31 @@ def run_send(args: argparse.Namespace) -> int:
 
 
 def run_confirm(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
     from worker.models import ConfirmMessage
 
-    answer = ConfirmMessage(conversation_id=args.conversation, approved=args.approved,
-                            note=args.note, decided_by=args.by or os.environ.get("USER"))
+    try:
+        decisions, note = _decisions(getattr(args, "steps", None) or [])
+        answer = ConfirmMessage.model_validate({
+            "conversation_id": args.conversation, "approved": args.approved,
+            "decisions": decisions or None, "note": note,
+            "decided_by": args.by or os.environ.get("USER"), "decision_id": uuid.uuid4().hex})
+    except (ValueError, ValidationError) as exc:  # JSONDecodeError is a ValueError
+        print(f"pool confirm: invalid answer: {exc}", file=sys.stderr)
+        return 2
     actors, store = _actors_and_store()
+    if store.get_pending(answer.conversation_id) is None:
+        print(f"pool confirm: nothing is waiting for a confirmation in conversation "
+              f"{answer.conversation_id} (answered already, expired, or never asked)",
+              file=sys.stderr)
+        return 1
     after = _last_id(store, answer.conversation_id)
     actors.confirm.send(answer.model_dump())
-    print(f"sent {'yes' if answer.approved else 'no'} for {answer.conversation_id}", flush=True)
+    what = (("yes" if answer.approved else "no") if answer.decisions is None
+            else ", ".join(f"{'approve' if d.approve else 'decline'} {cid}"
+                           for cid, d in answer.decisions.items()))
+    print(f"sent {what} for {answer.conversation_id}", flush=True)
     return _watch(store, answer.conversation_id, after, None, args.wait) if args.wait else 0
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
+from llm_pool.commands import tenant_settings
 from llm_pool.settings import Settings
 
 __all__ = ["register"]
@@ -38,24 +39,48 @@ def _register_tenants(subparsers: Any) -> None:
     tenants = subparsers.add_parser("tenants", help="tenants: budgets and rate limits")
     sub = tenants.add_subparsers(dest="tenants_command", metavar="COMMAND", required=True)
     add = sub.add_parser("add", help="create a tenant")
-    add.add_argument("name")
+    add.add_argument("name", help="tenant name (letters, digits, - and _)")
     add.add_argument("--budget", default=None, help="monthly budget in USD (default: none)")
     add.add_argument("--rpm", type=int, default=None, help="requests per minute (all its keys)")
     add.add_argument("--tpm", type=int, default=None, help="tokens per minute (all its keys)")
+    add_cap_options(add)
     add.set_defaults(handler=_guarded(run_tenants_add))
     sub.add_parser("list", help="tenants with limits, keys and month-to-date spend"
                    ).set_defaults(handler=_guarded(run_tenants_list))
+    tenant_settings.register(sub, _guarded)
+
+
+CAP_OPTIONS = (
+    ("max_n", "largest n (choices) per request (default: POOL_DEFAULT_MAX_N, 4)"),
+    ("max_tokens", "largest max_tokens / max_completion_tokens / max_output_tokens "
+                   "(default: POOL_DEFAULT_MAX_TOKENS, 16384)"),
+    ("max_prompt_tokens", "largest estimated prompt per request, in tokens "
+                          "(default: POOL_DEFAULT_MAX_PROMPT_TOKENS, 131072)"),
+)
+
+
+def add_cap_options(parser: argparse.ArgumentParser) -> None:
+    """``--max-n``, ``--max-tokens``, ``--max-prompt-tokens``: the tenant's own caps."""
+    for name, text in CAP_OPTIONS:
+        parser.add_argument("--" + name.replace("_", "-"), dest=name, type=int, default=None,
+                            help=text)
+
+
+def _caps(args: argparse.Namespace) -> Any:
+    from proxy.tenants import Caps
+
+    return Caps(**{name: getattr(args, name) for name, _ in CAP_OPTIONS})
 
 
 def _register_keys(subparsers: Any) -> None:
     keys = subparsers.add_parser("keys", help="tenant API keys")
     sub = keys.add_subparsers(dest="keys_command", metavar="COMMAND", required=True)
     create = sub.add_parser("create", help="create a key (printed once, only its hash is kept)")
-    create.add_argument("tenant")
+    create.add_argument("tenant", help="the tenant the key belongs to")
     create.add_argument("--label", default=None, help="a name for the key (default: its prefix)")
     create.set_defaults(handler=_guarded(run_keys_create))
     listing = sub.add_parser("list", help="keys (prefix, label, state)")
-    listing.add_argument("tenant", nargs="?", default=None)
+    listing.add_argument("tenant", nargs="?", default=None, help="only this tenant's keys")
     listing.set_defaults(handler=_guarded(run_keys_list))
     revoke = sub.add_parser("revoke", help="revoke a key; effective within POOL_AUTH_CACHE_TTL")
     revoke.add_argument("key", metavar="KEY_OR_PREFIX_OR_LABEL",
@@ -65,7 +90,7 @@ def _register_keys(subparsers: Any) -> None:
 
 def _register_spend(subparsers: Any) -> None:
     spend = subparsers.add_parser("spend", help="requests, errors, tokens and cost")
-    spend.add_argument("--tenant", default=None)
+    spend.add_argument("--tenant", default=None, help="only this tenant (default: all)")
     spend.add_argument("--since", default=None, metavar="YYYY-MM-DD",
                        help="from this day, UTC (default: first day of this month)")
     spend.add_argument("--by", choices=("model", "day", "key"), default=None,
@@ -127,8 +152,10 @@ def _budget(value: Decimal | None) -> str:
 
 
 def run_migrate(args: argparse.Namespace) -> int:
-    from proxy.db import migrate
+    from proxy.db import ensure_database, migrate
 
+    if ensure_database(_database_url()):
+        print(f"created database {_database_url().rsplit('/', 1)[-1].split('?')[0]}")
     applied = migrate(_database_url())
     for migration in applied:
         print(f"applied {migration.version}_{migration.name}")
@@ -143,9 +170,12 @@ def run_tenants_add(args: argparse.Namespace) -> int:
 
     budget = parse_budget(args.budget)
     with connect(_database_url(), autocommit=True) as conn:
-        tenant = create_tenant(conn, args.name, budget=budget, rpm=args.rpm, tpm=args.tpm)
+        tenant = create_tenant(conn, args.name, budget=budget, rpm=args.rpm, tpm=args.tpm,
+                               caps=_caps(args))
+    caps = ", ".join(f"{name} {_opt(getattr(tenant, name))}" for name, _ in CAP_OPTIONS)
     print(f"tenant {tenant.name} created (budget {_budget(tenant.monthly_budget_usd)} USD/month, "
-          f"rpm {_opt(tenant.rpm_limit)}, tpm {_opt(tenant.tpm_limit)})")
+          f"rpm {_opt(tenant.rpm_limit)}, tpm {_opt(tenant.tpm_limit)}, {caps}; '-' is the "
+          "default)")
     return 0
 
 

@@ -4,25 +4,34 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
-from llm_pool.runtime import proxy_args, proxy_env
+from llm_pool.configcheck import MISSING_ENV, Problem
+from llm_pool.runtime import metrics_env, proxy_args, proxy_env
 from llm_pool.settings import default_config_path
 
 __all__ = ["register"]
 
 DEFAULT_PROXY_PORT = 4000
 DEFAULT_PROVIDER_PORT = 4010
+DEFAULT_DASHBOARD_PORT = 4100
 
 
 def register(subparsers: Any) -> None:
     proxy = subparsers.add_parser("proxy", help="run the stock LiteLLM proxy on our YAML config")
     proxy.add_argument("--config", type=Path, default=None,
                        help="proxy YAML (default: $POOL_CONFIG or config/config.yaml)")
-    proxy.add_argument("--host", default="0.0.0.0")
-    proxy.add_argument("--port", type=int, default=DEFAULT_PROXY_PORT)
-    proxy.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    proxy.add_argument("--host", default="0.0.0.0",
+                       help="address to listen on (default: %(default)s)")
+    proxy.add_argument("--port", type=int, default=DEFAULT_PROXY_PORT,
+                       help="port to listen on (default: %(default)s)")
+    proxy.add_argument("--workers", type=int, default=None,
+                       help="uvicorn worker processes (default: the number of CPU cores)")
+    proxy.add_argument("--allow-missing-env", action="store_true",
+                       help="start even though os.environ/ variables of the config are unset "
+                            "(requests to the aliases using them will fail)")
     proxy.add_argument("--no-check", action="store_true", help="skip `pool check-config`")
     proxy.set_defaults(handler=run_proxy)
 
@@ -30,49 +39,92 @@ def register(subparsers: Any) -> None:
         "check-config", help="validate a proxy YAML (syntax, aliases, fallbacks, env, plug-ins)")
     check.add_argument("--config", type=Path, default=None,
                        help="proxy YAML (default: $POOL_CONFIG or config/config.yaml)")
-    check.add_argument("--strict", action="store_true",
-                       help="a missing os.environ/ variable is an error, not a warning")
+    check.add_argument("--allow-missing-env", action="store_true",
+                       help="an unset os.environ/ variable is a warning, not an error "
+                            "(never for general_settings.master_key)")
     check.set_defaults(handler=run_check_config)
 
     provider = subparsers.add_parser(
         "provider", help="run the scripted OpenAI-compatible provider (offline demo, tests)")
-    provider.add_argument("--host", default="127.0.0.1")
-    provider.add_argument("--port", type=int, default=DEFAULT_PROVIDER_PORT)
+    provider.add_argument("--host", default="127.0.0.1",
+                          help="address to listen on (default: %(default)s)")
+    provider.add_argument("--port", type=int, default=DEFAULT_PROVIDER_PORT,
+                          help="port to listen on (default: %(default)s)")
     provider.set_defaults(handler=run_provider)
+
+    dashboard = subparsers.add_parser(
+        "dashboard", help="read-only spend dashboard in the browser (master key required)")
+    dashboard.add_argument("--host", default="127.0.0.1",
+                           help="address to listen on (default: %(default)s)")
+    dashboard.add_argument("--port", type=int, default=DEFAULT_DASHBOARD_PORT,
+                           help="port to listen on (default: %(default)s)")
+    dashboard.set_defaults(handler=run_dashboard)
 
     demo = subparsers.add_parser(
         "demo", help="offline demo: scripted provider + proxy + a few calls, no keys needed")
     demo.set_defaults(handler=run_demo)
 
 
-def _report(config: Path, strict: bool) -> int:
-    """Print the config's problems; 1 if any is an error, else 0."""
+def _report(config: Path, allow_missing_env: bool, out: TextIO = sys.stdout) -> list[Problem]:
+    """Print the config's problems and return them."""
     from llm_pool.configcheck import check_config
 
-    problems = check_config(config, os.environ, strict=strict)
+    problems = check_config(config, os.environ, allow_missing_env=allow_missing_env)
     for problem in problems:
-        print(problem.render(str(config)))
-    return 1 if any(p.severity == "error" for p in problems) else 0
+        print(problem.render(str(config)), file=out)
+    return problems
+
+
+def _errors(problems: list[Problem]) -> bool:
+    return any(p.severity == "error" for p in problems)
 
 
 def run_check_config(args: argparse.Namespace) -> int:
     config = (args.config or default_config_path()).resolve()
-    code = _report(config, args.strict)
-    if code == 0:
-        print(f"{config}: ok")
-    return code
+    if _errors(_report(config, args.allow_missing_env)):
+        return 1
+    print(f"{config}: ok")
+    return 0
+
+
+LOUD = "!" * 78
+
+
+def _warn_missing_env() -> None:
+    print(f"{LOUD}\npool proxy: --allow-missing-env: starting although environment variables "
+          "above are unset;\nevery request to the aliases using them will fail.\n" + LOUD,
+          file=sys.stderr, flush=True)
 
 
 def run_proxy(args: argparse.Namespace) -> int:
     config = (args.config or default_config_path()).resolve()
     if not config.is_file():
-        print(f"pool proxy: config file not found: {config}")
+        print(f"pool proxy: config file not found: {config}", file=sys.stderr)
         return 2
-    if not args.no_check and _report(config, strict=False):
-        print("pool proxy: fix the config above (or pass --no-check)")
-        return 2
-    argv = proxy_args(config, args.host, args.port, args.workers)
-    os.execve(argv[0], argv, proxy_env())
+    if not args.no_check:
+        problems = _report(config, args.allow_missing_env, sys.stderr)
+        if _errors(problems):
+            print("pool proxy: refusing to start: fix the config above (or pass "
+                  "--allow-missing-env to start with unset variables)", file=sys.stderr)
+            return 2
+        if any(p.code == MISSING_ENV for p in problems):
+            _warn_missing_env()
+    workers = args.workers or default_workers()
+    env = proxy_env()
+    if workers > 1 and not env.get("POOL_REDIS_URL"):
+        print(f"pool proxy: {workers} workers without POOL_REDIS_URL: tenant limits and "
+              "budgets hold per worker process only", file=sys.stderr)
+    env.update(metrics_env(env, args.port))
+    argv = proxy_args(config, args.host, args.port, workers)
+    os.execve(argv[0], argv, env)
+
+
+def default_workers() -> int:
+    """The CPU cores this process may use (LiteLLM's ``--num_workers``)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def run_provider(args: argparse.Namespace) -> int:
@@ -80,6 +132,28 @@ def run_provider(args: argparse.Namespace) -> int:
 
     print(f"scripted provider on http://{args.host}:{args.port}/v1 (Ctrl-C to stop)", flush=True)
     serve(args.host, args.port)
+    return 0
+
+
+def run_dashboard(args: argparse.Namespace) -> int:
+    from llm_pool.dashboard import serve
+    from llm_pool.settings import Settings
+    from proxy.db import connect
+    from proxy.errors import StoreUnavailable
+
+    settings = Settings.from_env()
+    if not settings.master_key:
+        print("pool dashboard: set LITELLM_MASTER_KEY (the dashboard asks for it)",
+              file=sys.stderr)
+        return 2
+    try:
+        connect(settings.database_url).close()
+    except StoreUnavailable as exc:
+        print(f"pool dashboard: {exc}", file=sys.stderr)
+        return 1
+    print(f"spend dashboard on http://{args.host}:{args.port}/ (JSON: /api/figures; "
+          "Ctrl-C to stop)", flush=True)
+    serve(args.host, args.port, settings.master_key, settings.database_url)
     return 0
 
 

@@ -88,12 +88,13 @@ WRONG_TYPES: dict[str, dict[str, Any]] = {
     "model-missing": {"messages": HI},
     "model-a-number": {"model": 7, "messages": HI},
     "unknown-alias": {"model": "gpt-4-turbo", "messages": HI},
-    "unknown-field": {"model": "backup", "messages": HI, "frobnicate": {"x": 1}},
+    "credential-in-metadata": {"model": "backup", "messages": HI,
+                               "metadata": {"aws_secret_access_key": "x"}},
 }
 
 
 @pytest.mark.parametrize("name", WRONG_TYPES)
-def test_wrong_types_and_unknown_fields(name: str, http: httpx.Client) -> None:
+def test_wrong_types_and_credential_fields(name: str, http: httpx.Client) -> None:
     _clear_4xx(_chat(http, **WRONG_TYPES[name]))
 
 

@@ -113,10 +113,14 @@ def test_fallback_group_answers_when_primary_fails(
         assert (outcome.deployment, outcome.text) == ("backup-1", ANSWER)
         assert outcome.finish_reason == "stop"
     assert _tried(scripted) == {"primary-1": REQUESTS, "backup-1": REQUESTS}
-    rows = _tenant_rows(pg_url, tenant, REQUESTS)
-    assert [(r["status"], r["deployment"], r["model_alias"]) for r in rows] == \
-        [("ok", "backup-1", "backup")] * REQUESTS
-    assert all(r["cost_usd"] > 0 for r in rows)
+    rows = _tenant_rows(pg_url, tenant, 2 * REQUESTS)
+    answers = [r for r in rows if r["status"] == "ok"]
+    assert [(r["deployment"], r["model_alias"]) for r in answers] == \
+        [("backup-1", "backup")] * REQUESTS
+    assert all(r["cost_usd"] > 0 for r in answers)
+    # the failed attempt reached the provider: it keeps its own row
+    attempts = sorted(r["request_id"] for r in rows if r["status"] == "error")
+    assert attempts == sorted(f"{r['request_id']}/attempt-1" for r in answers)
 
 
 @pytest.mark.parametrize("name", FAULTS)

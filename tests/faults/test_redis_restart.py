@@ -110,7 +110,7 @@ def cluster(private_redis: RedisServer, fault_proxy: ProxyProcess, pg_url: str, 
         "POOL_NAMESPACE": namespace, "POOL_PROXY_URL": fault_proxy.url,
         "POOL_API_KEY": MASTER_KEY,
         "POOL_AGENTS_FILE": str(REPO_ROOT / "tests" / "worker_agents.yaml"),
-        "POOL_WORKER_HEARTBEAT_MS": "2000", "POOL_WORKER_MAINTENANCE_CHANCE": "1000000",
+        "POOL_WORKER_HEARTBEAT_MS": "2000",
     }
     settings = WorkerSettings(redis_url=private_redis.url, namespace=namespace,
                               database_url=pg_url)

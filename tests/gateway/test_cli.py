@@ -37,11 +37,24 @@ def test_migrate_is_idempotent(pool: Pool) -> None:
     assert pool("db", "migrate") == (0, "database is up to date\n", "")
 
 
+def test_tenant_caps(pool: Pool, pg_url: str) -> None:
+    name = unique("caps")
+    code, out, _ = pool("tenants", "add", name, "--max-n", "8", "--max-tokens", "1000",
+                        "--max-prompt-tokens", "5000")
+    assert code == 0 and "max_n 8, max_tokens 1000, max_prompt_tokens 5000" in out
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT max_n, max_tokens, max_prompt_tokens FROM tenants "
+                            "WHERE name = %s", (name,)).fetchone() == (8, 1000, 5000)
+    code, _, err = pool("tenants", "add", unique("caps"), "--max-n", "0")
+    assert code == 2 and "max_n" in err
+
+
 def test_tenants_and_keys(pool: Pool, pg_url: str) -> None:
     name = unique("cli")
     code, out, _ = pool("tenants", "add", name, "--budget", "50", "--rpm", "600", "--tpm", "9000")
     assert (code, out) == (0, f"tenant {name} created (budget 50.00 USD/month, rpm 600, "
-                              "tpm 9000)\n")
+                              "tpm 9000, max_n -, max_tokens -, max_prompt_tokens -; '-' is "
+                              "the default)\n")
     assert pool("tenants", "add", name)[0:3:2] == (1, f"pool: tenant '{name}' already exists\n")
     assert pool("tenants", "add", "Bad Name")[0] == 2
     code, key, err = pool("keys", "create", name, "--label", "svc")

@@ -115,7 +115,7 @@ def test_lookups_are_cached_for_the_ttl_then_refreshed(clock: list[float]) -> No
     async def scenario() -> None:
         first = await keys.resolve(h)
         assert first.auth is not None and first.auth.team_id == "acme"
-        assert first.auth.team_rpm_limit == 600 and first.auth.api_key == h
+        assert first.auth.metadata["pool_rpm"] == 600 and first.auth.api_key == h
         clock[0] += 4.9
         await keys.resolve(h)
         assert store.calls == 1

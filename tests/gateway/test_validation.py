@@ -1,5 +1,7 @@
-"""Unit tests of the request-body checks (proxy.validation); the same cases go through
-the real proxy in tests/faults/test_hostile_input.py."""
+"""Unit tests of the request-body checks (proxy.validation, proxy.credentials): the
+tested lists of what passes and what is refused on the four model routes. The same
+cases go through the real proxy in tests/clients/test_body_checks.py and
+tests/faults/test_hostile_input.py."""
 
 from __future__ import annotations
 
@@ -10,36 +12,150 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy.validation import BadRequest, TooLarge, _guarded, check_body
+from proxy.credentials import find_refused, refused_field
+from proxy.validation import SCHEMAS, BadRequest, TooLarge, _guarded, check_body
 
 CHAT = "/v1/chat/completions"
+EMBEDDINGS = "/v1/embeddings"
+RESPONSES = "/v1/responses"
+MESSAGES = "/v1/messages"
 LIMIT = 1000
-OK: dict[str, Any] = {"model": "fast", "messages": [{"role": "user", "content": "hi"}]}
+HI = [{"role": "user", "content": "hi"}]
+OK: dict[str, dict[str, Any]] = {
+    CHAT: {"model": "fast", "messages": HI},
+    EMBEDDINGS: {"model": "embedder", "input": ["a", "b"]},
+    RESPONSES: {"model": "fast", "input": "hi"},
+    MESSAGES: {"model": "fast", "max_tokens": 16, "messages": HI},
+}
+ROUTES = list(OK)
+
+# documented OpenAI / Anthropic parameters, LiteLLM's and providers' own (vLLM,
+# Ollama, Anthropic through chat), and unknown extras: all pass
+PASSING: dict[str, dict[str, Any]] = {
+    CHAT: {"stream": True, "stream_options": {"include_usage": True}, "temperature": 0,
+           "max_tokens": 5, "max_completion_tokens": 5, "n": 1, "stop": ["x"], "seed": 1,
+           "tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "auto",
+           "parallel_tool_calls": False, "response_format": {"type": "json_object"},
+           "logprobs": True, "top_logprobs": 2, "logit_bias": {"1": -1}, "user": "u",
+           "metadata": {"tags": ["a"], "trace": "t"}, "tags": ["team-a"], "top_k": 40,
+           "reasoning_effort": "low", "thinking": {"type": "enabled", "budget_tokens": 1024},
+           "chat_template_kwargs": {"enable_thinking": False}, "min_p": 0.1,
+           "repetition_penalty": 1.1, "guided_json": {"type": "object"}, "keep_alive": "5m",
+           "options": {"num_ctx": 4096}, "store": False, "service_tier": "auto",
+           "prompt_cache_key": "k", "safety_identifier": "s", "verbosity": "low",
+           "extra_body": {"top_k": 5}, "x_anything": 1},
+    EMBEDDINGS: {"encoding_format": "base64", "dimensions": 8, "user": "u",
+                 "metadata": {"tags": ["a"]}, "tags": ["a"], "input_type": "query",
+                 "truncate_prompt_tokens": 10},
+    RESPONSES: {"instructions": "be brief", "max_output_tokens": 20, "temperature": 0.2,
+                "top_p": 1, "stream": True, "tools": [{"type": "function", "name": "f"}],
+                "tool_choice": "auto", "parallel_tool_calls": True,
+                "text": {"format": {"type": "text"}}, "reasoning": {"effort": "low"},
+                "metadata": {"k": "v"}, "include": ["reasoning.encrypted_content"],
+                "truncation": "auto", "store": False, "user": "u", "prompt_cache_key": "k",
+                "top_k": 3, "tags": ["a"], "chat_template_kwargs": {}, "x_anything": [1]},
+    MESSAGES: {"system": [{"type": "text", "text": "be brief"}], "stop_sequences": ["x"],
+               "stream": True, "temperature": 0.5, "top_p": 0.9, "top_k": 10,
+               "tools": [{"name": "f", "input_schema": {"type": "object"}}],
+               "tool_choice": {"type": "auto"}, "metadata": {"user_id": "u"},
+               "thinking": {"type": "enabled", "budget_tokens": 1024},
+               "service_tier": "auto", "tags": ["a"], "x_anything": {"y": 1}},
+}
+
+# credentials, upstream routing, prices, router controls, logging switches: refused on
+# every route, naming the field
+REFUSED = ["api_key", "api_base", "base_url", "api_version", "organization",
+           "custom_llm_provider", "user_config", "model_list", "extra_headers", "headers",
+           "litellm_credential_name", "aws_access_key_id", "aws_secret_access_key",
+           "aws_session_token", "aws_region_name", "aws_profile_name", "aws_role_name",
+           "vertex_project", "vertex_location", "vertex_credentials", "azure_ad_token",
+           "azure_api_key", "client_secret", "anthropic_api_key", "openai_api_key",
+           "langfuse_secret_key", "langfuse_host", "input_cost_per_token",
+           "output_cost_per_token", "cache_read_input_token_cost", "watsonx_token",
+           "s3_endpoint_url", "sagemaker_base_url", "slack_webhook_url",
+           "turn_off_message_logging", "ANTHROPIC-API-KEY",
+           # router controls and logging switches: the operator's
+           "num_retries", "max_retries", "timeout", "stream_timeout", "fallbacks",
+           "context_window_fallbacks", "cooldown_time", "caching", "cache", "mock_response",
+           "mock_testing_fallbacks", "mock_timeout", "litellm_metadata", "litellm_call_id",
+           "user_api_key_dict", "specific_deployment", "no-log", "no_log"]
+
+WRONG_TYPES: dict[str, list[tuple[dict[str, Any], str]]] = {
+    CHAT: [({"max_tokens": "x"}, "max_tokens"), ({"messages": "hi"}, "messages"),
+           ({"messages": [{"content": "hi"}]}, "messages.0.role"), ({"model": 7}, "model"),
+           ({"temperature": [1]}, "temperature"), ({"top_k": "many"}, "top_k"),
+           ({"metadata": "x"}, "metadata"), ({"tags": "a"}, "tags"),
+           ({"thinking": True}, "thinking"), ({"chat_template_kwargs": []}, "chat_template")],
+    EMBEDDINGS: [({"input": 3}, "input"), ({"dimensions": "8"}, "dimensions")],
+    RESPONSES: [({"input": 3}, "input"), ({"max_output_tokens": "x"}, "max_output_tokens"),
+                ({"tools": {}}, "tools"), ({"stream": "yes"}, "stream"),
+                ({"reasoning": "high"}, "reasoning")],
+    MESSAGES: [({"max_tokens": "x"}, "max_tokens"), ({"messages": [{"role": "system",
+                                                                    "content": "x"}]},
+                                                      "messages.0.role"),
+               ({"system": 3}, "system"), ({"top_k": 1.5}, "top_k"),
+               ({"stop_sequences": "x"}, "stop_sequences")],
+}
 
 
-def test_valid_bodies_pass() -> None:
-    check_body(CHAT, OK, 100, LIMIT)
-    check_body(CHAT, {**OK, "stream": True, "stream_options": {"include_usage": True},
-                      "temperature": 0, "max_tokens": 5, "tools": [{"type": "function"}],
-                      "metadata": {"tags": ["a"]}, "response_format": {"type": "json_object"}},
-               100, LIMIT)
-    check_body("/v1/embeddings", {"model": "embedder", "input": ["a", "b"],
-                                  "encoding_format": "base64"}, 10, LIMIT)
-    check_body("/v1/models", ["anything"], 10**9, LIMIT)  # other routes are not checked
+@pytest.mark.parametrize("route", ROUTES)
+def test_documented_provider_and_unknown_parameters_pass(route: str) -> None:
+    check_body(route, OK[route], 100, LIMIT)
+    check_body(route, {**OK[route], **PASSING[route]}, 100, LIMIT)
+    for name, value in PASSING[route].items():
+        check_body(route, {**OK[route], name: value}, 100, LIMIT)
 
 
-@pytest.mark.parametrize(("body", "named"), [
-    ({**OK, "max_tokens": "x"}, "max_tokens"),
-    ({**OK, "messages": "hi"}, "messages"),
-    ({**OK, "api_key": "sk-x"}, "api_key: unknown field"),
-    ({**OK, "messages": [{"content": "hi"}]}, "messages.0.role"),
-    ({"messages": OK["messages"]}, "model"),
-    ([OK], "JSON object"),
+@pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.parametrize("field", REFUSED)
+def test_credential_like_fields_are_400_naming_them(route: str, field: str) -> None:
+    for body, named in [({**OK[route], field: "x"}, field),
+                        ({**OK[route], "metadata": {field: "x"}}, f"metadata.{field}"),
+                        ({**OK[route], "extra_body": {field: "x"}}, f"extra_body.{field}"),
+                        ({**OK[route], "extra_body": {"metadata": {field: "x"}}},
+                         f"extra_body.metadata.{field}")]:
+        with pytest.raises(BadRequest) as caught:
+            check_body(route, body, 100, LIMIT)
+        assert caught.value.code == "400" and caught.value.param == named
+        assert f"{named}: not allowed" in caught.value.message
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_wrong_types_of_known_fields_are_400_naming_them(route: str) -> None:
+    for patch, named in WRONG_TYPES[route]:
+        with pytest.raises(BadRequest) as caught:
+            check_body(route, {**OK[route], **patch}, 100, LIMIT)
+        assert caught.value.code == "400" and named in caught.value.message, patch
+
+
+@pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.parametrize("body", [[1], "x", 3, None])
+def test_non_object_bodies_are_400(route: str, body: Any) -> None:
+    with pytest.raises(BadRequest, match="JSON object"):
+        check_body(route, body, 10, LIMIT)
+
+
+@pytest.mark.parametrize("route", ["/v1/messages", "/messages", "/responses", "/embeddings",
+                                   "/openai/v1/chat/completions", "/v1/messages/count_tokens"])
+def test_every_form_of_the_model_routes_is_checked(route: str) -> None:
+    assert route in SCHEMAS
+    with pytest.raises(BadRequest):
+        check_body(route, {"model": "fast", "api_key": "x"}, 10, LIMIT)
+
+
+@pytest.mark.parametrize(("patch", "named"), [
+    ({"store": True}, "store"), ({"previous_response_id": "resp_1"}, "previous_response_id"),
+    ({"conversation": {"id": "c"}}, "conversation"), ({"background": True}, "background"),
 ])
-def test_bad_bodies_are_400_naming_the_field(body: Any, named: str) -> None:
+def test_stateful_responses_features_are_400(patch: dict[str, Any], named: str) -> None:
     with pytest.raises(BadRequest) as caught:
-        check_body(CHAT, body, 100, LIMIT)
-    assert caught.value.code == "400" and named in caught.value.message
+        check_body(RESPONSES, {**OK[RESPONSES], **patch}, 100, LIMIT)
+    assert caught.value.param == named and "keeps no responses" in caught.value.message
+    check_body(CHAT, {**OK[CHAT], "store": True}, 100, LIMIT)  # chat's store is OpenAI's
+
+
+def test_other_routes_are_not_checked() -> None:
+    check_body("/v1/models", ["anything"], 10**9, LIMIT)
 
 
 def test_too_large_is_413() -> None:
@@ -48,12 +164,20 @@ def test_too_large_is_413() -> None:
     assert caught.value.code == "413" and "POOL_MAX_REQUEST_MB" in caught.value.message
 
 
+@pytest.mark.parametrize("name", ["max_tokens", "top_k", "prompt_cache_key", "stop_token_ids",
+                                  "skip_special_tokens", "idempotency_key", "tokenizer",
+                                  "reasoning_effort", "chat_template_kwargs", "metadata"])
+def test_token_and_key_lookalikes_are_not_credentials(name: str) -> None:
+    assert not refused_field(name)
+    assert find_refused({name: 1, "metadata": {name: 1}}) is None
+
+
 def test_guard_turns_non_object_bodies_into_a_parse_failure() -> None:
     async def reader(body: Any) -> tuple[Any, Exception | None]:
         return body, None
 
     guarded = _guarded(reader)
-    assert asyncio.run(guarded(OK)) == (OK, None)
+    assert asyncio.run(guarded(OK[CHAT])) == (OK[CHAT], None)
     body, failure = asyncio.run(guarded([1, 2]))
     assert body == {} and isinstance(failure, BadRequest)
 
@@ -66,13 +190,21 @@ json_values = st.recursive(
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.dictionaries(st.sampled_from(["model", "messages", "max_tokens", "stream", "x"]),
-                       json_values))
-def test_any_json_body_is_accepted_or_a_clean_400(body: dict[str, Any]) -> None:
+@given(st.sampled_from(ROUTES),
+       st.dictionaries(st.sampled_from(["model", "messages", "input", "max_tokens", "stream",
+                                        "api_key", "x"]), json_values))
+def test_any_json_body_is_accepted_or_a_clean_400(route: str, body: dict[str, Any]) -> None:
     try:
-        check_body(CHAT, body, 10, LIMIT)
+        check_body(route, body, 10, LIMIT)
     except BadRequest as exc:
         assert exc.message.startswith("invalid request: ")
     else:
-        assert isinstance(body["model"], str) and isinstance(body["messages"], list)
-        assert "x" not in body
+        assert isinstance(body["model"], str) and "api_key" not in body
+
+
+def test_litellms_own_list_of_refused_fields_is_found_and_applied() -> None:
+    from proxy.internals import litellm_banned_body_params
+
+    banned = litellm_banned_body_params()
+    assert {"api_base", "user_config", "langfuse_host", "input_cost_per_token"} <= set(banned)
+    assert all(refused_field(name) for name in banned)

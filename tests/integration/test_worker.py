@@ -2,59 +2,27 @@
 
 from __future__ import annotations
 
-import json
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from llm_pool.provider import ScriptedProvider
-from llm_pool.runtime import ProxyProcess
-from llm_pool.settings import REPO_ROOT
-from tests.conftest import MASTER_KEY
-from tests.integration.worker_harness import WorkerCluster, result, rows
-from worker.settings import WorkerSettings
+from tests.integration.worker_harness import (
+    HEARTBEAT_MS,
+    WorkerCluster,
+    _call,
+    _conversation,
+    _effects,
+    _script,
+    result,
+    rows,
+)
 
 pytestmark = pytest.mark.integration
 
-
-def _script(*steps: dict[str, Any]) -> str:
-    return "[[script:" + json.dumps({"steps": list(steps)}) + "]]"
-
-
-def _call(name: str, **arguments: Any) -> dict[str, Any]:
-    return {"tool_calls": [{"name": name, "arguments": arguments}]}
-
-
-@pytest.fixture
-def cluster(offline_proxy: ProxyProcess, pg_url: str, redis_url: str, redis_prefix: str,
-            tmp_path: Path, scripted: ScriptedProvider) -> Iterator[WorkerCluster]:
-    env = {
-        "POOL_DATABASE_URL": pg_url, "POOL_REDIS_URL": redis_url,
-        "POOL_NAMESPACE": redis_prefix, "POOL_PROXY_URL": offline_proxy.url,
-        "POOL_API_KEY": MASTER_KEY,
-        "POOL_AGENTS_FILE": str(REPO_ROOT / "tests" / "worker_agents.yaml"),
-        "POOL_WORKER_HEARTBEAT_MS": "2000", "POOL_WORKER_MAINTENANCE_CHANCE": "1000000",
-    }
-    settings = WorkerSettings(redis_url=redis_url, namespace=redis_prefix, database_url=pg_url)
-    running = WorkerCluster(env, tmp_path, settings)
-    yield running
-    running.stop_all()
-
-
-def _conversation() -> str:
-    return f"conv-{uuid.uuid4().hex[:8]}"
-
-
-def _effects(pg_url: str, label: str) -> int:
-    found = rows(pg_url, "SELECT to_regclass('test_effects') IS NOT NULL")
-    if not found[0][0]:
-        return 0
-    return int(rows(pg_url, "SELECT count(*) FROM test_effects WHERE label = %s", label)[0][0])
-
+IN_FLIGHT = 5  # messages a worker holds when it is killed
 
 def test_multi_step_tool_loop(cluster: WorkerCluster, pg_url: str) -> None:
     cluster.start()
@@ -158,29 +126,54 @@ def test_confirmation_expired(cluster: WorkerCluster, pg_url: str) -> None:
     assert [e["type"] for e in cluster.events(conv)][-2:] == ["expired", "reply"]
 
 
-def test_sigkill_mid_run_redelivers_and_runs_tool_once(
+def test_sigkill_with_messages_in_flight_redelivers_each_once(
         cluster: WorkerCluster, pg_url: str, scripted: ScriptedProvider) -> None:
     victim = cluster.start()
-    conv = _conversation()
-    text = "do it " + _script(_call("record_effect", label=f"kill-{conv}"),
-                              {"text": "all done", "delay": 3})
-    message = cluster.send(text, conv)
-    deadline = time.monotonic() + 30
-    while _effects(pg_url, f"kill-{conv}") == 0:  # the tool ran; the next LLM call hangs
+    convs = [_conversation() for _ in range(IN_FLIGHT)]
+    messages = [cluster.send("do it " + _script(_call("record_effect", label=f"kill-{conv}"),
+                                                {"text": "all done", "delay": 3}), conv)
+                for conv in convs]
+    deadline = time.monotonic() + 60
+    # every tool ran (async actors: all at once); every next LLM call hangs
+    while any(_effects(pg_url, f"kill-{conv}") == 0 for conv in convs):
         assert time.monotonic() < deadline, victim.text()[-2000:]
         time.sleep(0.1)
     time.sleep(0.3)
     victim.kill()
+    killed = time.monotonic()
     cluster.start()
-    reply = result(message, timeout_ms=90_000)
-    assert reply == {"conversation_id": conv, "message_id": reply["message_id"],
-                     "status": "completed", "text": "all done", "pending_tool": None}
-    assert _effects(pg_url, f"kill-{conv}") == 1
-    memory = rows(pg_url, "SELECT role FROM conversation_messages WHERE conversation_id = %s"
-                  " ORDER BY id", conv)
-    assert [r[0] for r in memory] == ["user", "assistant", "tool", "assistant"]
-    replies = [e for e in cluster.events(conv) if e["type"] == "reply"]
-    assert len(replies) == 1
+    for conv, message in zip(convs, messages, strict=True):
+        reply = result(message, timeout_ms=HEARTBEAT_MS + 30_000)
+        assert reply == {"conversation_id": conv, "message_id": reply["message_id"],
+                         "status": "completed", "text": "all done", "pending_tool": None,
+                         "pending_calls": None, "expires_at": None}
+    # redelivered in time: the heartbeat, 10 s, and the 3 s the re-run's provider call takes
+    assert time.monotonic() - killed < HEARTBEAT_MS / 1000 + 10 + 3
+    for conv in convs:
+        assert _effects(pg_url, f"kill-{conv}") == 1
+        memory = rows(pg_url, "SELECT role FROM conversation_messages"
+                      " WHERE conversation_id = %s ORDER BY id", conv)
+        assert [r[0] for r in memory] == ["user", "assistant", "tool", "assistant"]
+        replies = [e for e in cluster.events(conv) if e["type"] == "reply"]
+        assert len(replies) == 1
+        # every LLM call that reached the proxy is audited, the interrupted one included
+        audited = rows(pg_url, "SELECT request_id, outcome,"
+                       " coalesce(error, '') LIKE 'interrupted%%'"
+                       " FROM audit_llm_calls WHERE conversation_id = %s", conv)
+        assert sorted((o, i) for _, o, i in audited) == [
+            ("error", True), ("ok", False), ("ok", False), ("ok", False)]
+        assert _spend_ids(pg_url, conv, len(audited)) == sorted(r[0] for r in audited)
+
+
+def _spend_ids(pg_url: str, conv: str, expected: int) -> list[str]:
+    """The request ids of the spend rows tagged with the conversation (written in batches)."""
+    deadline = time.monotonic() + 20
+    while True:
+        found = sorted(r[0] for r in rows(pg_url, "SELECT request_id FROM spend"
+                                          " WHERE %s = ANY(tags)", f"conversation:{conv}"))
+        if len(found) >= expected or time.monotonic() > deadline:
+            return found
+        time.sleep(0.3)
 
 
 def test_provider_outage_polite_reply_no_retry_storm(

@@ -2,27 +2,32 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 import redis
 from dramatiq.results import Results
 
-from llm_pool.runtime import proxy_env
+from llm_pool.provider import ScriptedProvider
+from llm_pool.runtime import ProxyProcess, proxy_env
 from llm_pool.settings import REPO_ROOT
+from tests.conftest import MASTER_KEY
 from worker.actors import Actors, declare
 from worker.broker import build_broker
 from worker.models import ConfirmMessage, InboundMessage
 from worker.redis_store import RedisStore
-from worker.settings import WorkerSettings
+from worker.settings import DEFAULT_HEARTBEAT_MS, WorkerSettings
 
 READY_LINE = "is ready for action"
 START_TIMEOUT = 60.0
@@ -44,7 +49,9 @@ class WorkerProcess:
 
     def stop(self) -> None:
         if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
+            # to Dramatiq's main process only, which stops its worker processes: a second
+            # SIGTERM sent straight to a worker process makes it hang in a hard exit
+            self.proc.terminate()
             try:
                 self.proc.wait(20)
             except subprocess.TimeoutExpired:
@@ -70,7 +77,7 @@ class WorkerCluster:
     def start(self, **extra_env: str) -> WorkerProcess:
         log = self.tmp / f"worker-{len(self.workers)}.log"
         args = [str(Path(sys.executable).with_name("dramatiq")), "worker.actors",
-                "--processes", "1", "--threads", "2"]
+                "--processes", "1", "--threads", "8"]
         with log.open("wb") as out:
             proc = subprocess.Popen(args, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT,
                                     env=proxy_env({**self.env, **extra_env}),
@@ -95,10 +102,22 @@ class WorkerCluster:
                                  text=text, message_id=message_id or uuid.uuid4().hex)
         return self._tag(self.actors.handle_message.send(message.model_dump()))
 
-    def confirm(self, conversation: str, approved: bool, note: str | None = None) -> Any:
-        answer = ConfirmMessage(conversation_id=conversation, approved=approved, note=note,
-                                decided_by="tester")
+    def confirm(self, conversation: str, approved: bool | None = None, note: str | None = None,
+                decisions: dict[str, Any] | None = None) -> Any:
+        answer = ConfirmMessage.model_validate({
+            "conversation_id": conversation, "approved": approved, "note": note,
+            "decisions": decisions, "decided_by": "tester"})
         return self._tag(self.actors.confirm.send(answer.model_dump()))
+
+    def wait_event(self, conversation: str, kind: str, timeout: float = 60.0
+                   ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = [e for e in self.events(conversation) if e["type"] == kind]
+            if found:
+                return found[0]
+            time.sleep(0.1)
+        raise AssertionError(f"no {kind} event in {conversation}: {self.events(conversation)}")
 
     def _tag(self, message: Any) -> Any:
         message.options["pool_backend"] = self.backend
@@ -122,3 +141,52 @@ def result(message: Any, timeout_ms: int = RESULT_TIMEOUT_MS) -> dict[str, Any]:
 def rows(pg_url: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
     with psycopg.connect(pg_url) as conn:
         return conn.execute(sql, params).fetchall()
+
+
+EFFECTS_TABLE = ("CREATE TABLE IF NOT EXISTS test_effects (id serial PRIMARY KEY, kind text,"
+                 " label text, call_id text, at timestamptz DEFAULT now())")
+HEARTBEAT_MS = DEFAULT_HEARTBEAT_MS  # the workers run with the default settings
+SHORT_HEARTBEAT_MS = 5_000  # POOL_WORKER_HEARTBEAT_MS for tests that only need a redelivery
+
+
+def _script(*steps: dict[str, Any]) -> str:
+    return "[[script:" + json.dumps({"steps": list(steps)}) + "]]"
+
+
+def _call(name: str, **arguments: Any) -> dict[str, Any]:
+    return {"tool_calls": [{"name": name, "arguments": arguments}]}
+
+
+def worker_env(proxy_url: str, pg_url: str, redis_url: str, redis_prefix: str
+               ) -> dict[str, str]:
+    return {
+        "POOL_DATABASE_URL": pg_url, "POOL_REDIS_URL": redis_url,
+        "POOL_NAMESPACE": redis_prefix, "POOL_PROXY_URL": proxy_url,
+        "POOL_API_KEY": MASTER_KEY,
+        "POOL_AGENTS_FILE": str(REPO_ROOT / "tests" / "worker_agents.yaml"),
+    }
+
+
+@pytest.fixture
+def cluster(offline_proxy: ProxyProcess, pg_url: str, redis_url: str, redis_prefix: str,
+            tmp_path: Path, scripted: ScriptedProvider) -> Iterator[WorkerCluster]:
+    env = worker_env(offline_proxy.url, pg_url, redis_url, redis_prefix)
+    with psycopg.connect(pg_url, autocommit=True) as conn:  # not by concurrent tools
+        conn.execute(EFFECTS_TABLE)
+    settings = WorkerSettings(redis_url=redis_url, namespace=redis_prefix, database_url=pg_url)
+    running = WorkerCluster(env, tmp_path, settings)
+    yield running
+    running.stop_all()
+
+
+def _conversation() -> str:
+    return f"conv-{uuid.uuid4().hex[:8]}"
+
+
+def _effects(pg_url: str, label: str) -> int:
+    found = rows(pg_url, "SELECT to_regclass('test_effects') IS NOT NULL")
+    if not found[0][0]:
+        return 0
+    return int(rows(pg_url, "SELECT count(*) FROM test_effects WHERE label = %s", label)[0][0])
+
+

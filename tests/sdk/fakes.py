@@ -67,9 +67,11 @@ class FakeProxy:
     def __init__(self, *answers: Answer) -> None:
         self.answers = list(answers)
         self.requests: list[dict[str, Any]] = []
+        self.headers: list[httpx.Headers] = []
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(json.loads(request.content or b"{}"))
+        self.headers.append(request.headers)
         answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
         return answer(request) if callable(answer) else answer
 

@@ -13,11 +13,15 @@ from sdk import (
     AI_TRANSPARENCY_CLAUSE,
     Agent,
     AgentEvent,
+    Approve,
     ConfirmationError,
     ConfirmationExpiredError,
     ConfirmationRequired,
+    Decline,
     InMemoryToolResultCache,
+    InvalidDecisionError,
     LLMCallFinished,
+    LLMCallStarted,
     Outcome,
     PendingConfirmation,
     TextDelta,
@@ -131,9 +135,14 @@ def test_events_are_emitted_in_order() -> None:
     proxy = FakeProxy(chat(None, [("lookup_order", {"order_id": 1}, "a"),
                                   ("refund_order", {"order_id": 1, "amount": 5}, "b")]))
     result = agent_for(proxy, on_event=events.append).run("refund 1", run_id="r")
-    assert [type(e) for e in events] == [LLMCallFinished, ToolCalled, ConfirmationRequired]
+    assert [type(e) for e in events] == [LLMCallStarted, LLMCallFinished, ToolCalled,
+                                         ConfirmationRequired]
     assert all(e.run_id == "r" for e in events)
-    assert isinstance(events[2], ConfirmationRequired) and events[2].pending == result.pending
+    assert isinstance(events[3], ConfirmationRequired) and events[3].pending == result.pending
+    started = events[0]
+    assert isinstance(started, LLMCallStarted) and started.iteration == 1
+    # the request carries the id, for the proxy's call id and spend row
+    assert proxy.headers[0]["x-litellm-call-id"] == started.request_id
 
 
 def test_streaming_agent_emits_text_deltas() -> None:
@@ -275,3 +284,62 @@ def test_tools_see_their_call_and_a_stable_idempotency_key() -> None:
     assert first[0].idempotency_key != first[1].idempotency_key
     with pytest.raises(LookupError):
         current_tool_call()
+
+
+# ----------------------------------------------------------------- per-call decisions
+
+
+def _two_gated() -> tuple[PendingConfirmation, str, str]:
+    proxy = FakeProxy(chat(None, [("refund_order", {"order_id": 1, "amount": 10}, "a"),
+                                  ("refund_order", {"order_id": 2, "amount": 20}, "b")]))
+    pending = agent_for(proxy).run("refund 1 and 2", run_id="run-2").pending
+    assert pending is not None and len(pending.calls) == 2
+    return pending, pending.calls[0].id, pending.calls[1].id
+
+
+def test_per_call_decisions_run_only_the_approved_call_with_edited_arguments() -> None:
+    pending, first, second = _two_gated()
+    proxy = FakeProxy(chat("One refund done."))
+    result = agent_for(proxy).resume(pending, decisions={
+        first: Approve(arguments={"order_id": 1, "amount": 5}), second: Decline("wrong order")})
+    assert ran == ["refund 1 5.0"]
+    assert result.outcome is Outcome.COMPLETED
+    done, declined = result.tool_calls
+    assert (done.approved, dict(done.arguments)) == (True, {"order_id": 1, "amount": 5})
+    assert (declined.approved, declined.ok) == (False, False)
+    told = _tool_messages(proxy.messages(0))
+    assert told[0].startswith("refunded 5.00 on order 1") and '"amount": 5' in told[0]
+    assert "declined" in told[1] and "wrong order" in told[1]
+
+
+async def _aresume(pending: PendingConfirmation, **kwargs: Any) -> Any:
+    proxy = FakeProxy(chat("ok"))
+    agent = Agent(name="support", alias="fast", tools=[lookup_order, refund_order],
+                  gateway=proxy.async_gateway())
+    return await agent.aresume(pending, **kwargs)
+
+
+def test_aresume_takes_decisions_too() -> None:
+    pending, first, second = _two_gated()
+    asyncio.run(_aresume(pending, decisions={first: Decline(), second: Approve()}))
+    assert ran == ["refund 2 20.0"]
+
+
+@pytest.mark.parametrize("decisions, error, match", [
+    ({"call_nope": Approve()}, ConfirmationError, "not pending: call_nope"),
+    ("first-only", ConfirmationError, "no decision for pending call"),
+    ("bad-args", InvalidDecisionError, "amount"),
+])
+def test_bad_decisions_are_refused_before_anything_runs(decisions: Any, error: type[Exception],
+                                                        match: str) -> None:
+    pending, first, second = _two_gated()
+    if decisions == "first-only":
+        decisions = {first: Approve()}
+    elif decisions == "bad-args":
+        decisions = {first: Approve(arguments={"order_id": 1}), second: Approve()}
+    proxy = FakeProxy(chat("never"))
+    with pytest.raises(error, match=match):
+        agent_for(proxy).resume(pending, decisions=decisions)
+    assert ran == [] and proxy.requests == []
+    with pytest.raises(ConfirmationError, match="either"):
+        agent_for(proxy).resume(pending)

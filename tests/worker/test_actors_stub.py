@@ -18,7 +18,7 @@ from dramatiq.results import Results
 from dramatiq.results.backends import StubBackend
 from pydantic import ValidationError
 
-from sdk import Gateway, tool
+from sdk import AsyncGateway, tool
 from tests.sdk.fakes import BASE_URL, FAST_RETRY, chat, error
 from worker.actors import Actors, declare
 from worker.agents import AgentConfigError, AgentSpec
@@ -69,9 +69,10 @@ def stub(proxy: FakeProxy, db: WorkerDB, redis_url: str,
     broker = StubBroker(middleware=middleware(settings))
     broker.add_middleware(Results(backend=StubBackend()))
     dramatiq.set_broker(broker)  # Message.get_result finds the results backend here
-    client = openai.OpenAI(base_url=BASE_URL, api_key="k",
-                           http_client=httpx.Client(transport=httpx.MockTransport(proxy)))
-    gateway = Gateway(client=client, retry=FAST_RETRY)
+    client = openai.AsyncOpenAI(base_url=BASE_URL, api_key="k",
+                                http_client=httpx.AsyncClient(
+                                    transport=httpx.MockTransport(proxy)))
+    gateway = AsyncGateway(client=client, retry=FAST_RETRY)
     spec = AgentSpec(name="Stubby", alias="fast", tools=["x.add"])
     service = ConversationService(settings, db, RedisStore(redis.Redis.from_url(redis_url),
                                                            redis_prefix),

@@ -1,0 +1,114 @@
+"""Per-tenant consumption caps, checked in ``custom_auth`` before anything reaches a provider.
+
+| cap | default (``POOL_DEFAULT_...``) | what it bounds |
+|---|---|---|
+| ``max_n`` | 4 (``MAX_N``) | ``n``: choices per request |
+| ``max_tokens`` | 16,384 (``MAX_TOKENS``) | ``max_tokens`` and its aliases |
+| ``max_prompt_tokens`` | 131,072 (``MAX_PROMPT_TOKENS``) | the prompt, estimated before the call |
+
+A tenant's own value (``pool tenants add/set --max-n/--max-tokens/--max-prompt-tokens``)
+replaces the default. Over a cap the request gets **400** naming the cap and the
+tenant's value, and nothing is sent. An absent ``max_tokens`` is left to the
+provider's default (setting it would break models whose output limit is lower).
+
+The prompt estimate (:func:`estimate_prompt_tokens`) walks the prompt fields of the
+body (messages, system, instructions, input, tools): a text costs one token per 4
+ASCII characters plus one per other character (CJK text is ~1 token a character),
+an inline image (``data:image/...``) a flat :data:`IMAGE_TOKENS`. It needs no
+tokenizer and errs high for ordinary text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from litellm.proxy._types import ProxyErrorTypes, ProxyException
+
+from proxy.tenants import Caps
+
+__all__ = ["CapExceeded", "Limits", "check_caps", "estimate_prompt_tokens"]
+
+IMAGE_TOKENS = 1_000
+MESSAGE_OVERHEAD = 4  # tokens per object: a message, a content part, a tool (separators)
+
+# prompt-bearing fields per route family; output caps per route family
+PROMPT_FIELDS = ("messages", "system", "instructions", "input", "tools", "functions")
+OUTPUT_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
+CAPPED_ROUTES = frozenset({
+    "/v1/chat/completions", "/chat/completions", "/v1/embeddings", "/embeddings",
+    "/v1/responses", "/responses", "/v1/messages", "/v1/messages/count_tokens",
+})
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The caps in force for one tenant: its own, else the gateway's defaults."""
+
+    max_n: int
+    max_tokens: int
+    max_prompt_tokens: int
+
+    @classmethod
+    def of(cls, own: Caps, defaults: Caps) -> Limits:
+        def pick(name: str) -> int:
+            value = getattr(own, name)
+            value = getattr(defaults, name) if value is None else value
+            return int(value)
+        return cls(max_n=pick("max_n"), max_tokens=pick("max_tokens"),
+                   max_prompt_tokens=pick("max_prompt_tokens"))
+
+
+class CapExceeded(ProxyException):
+    def __init__(self, param: str, value: int, cap: str, limit: int, tenant: str) -> None:
+        super().__init__(
+            message=(f"{param}={value:,} is over tenant {tenant}'s cap {cap}={limit:,}; "
+                     "nothing was sent to the model"),
+            type=ProxyErrorTypes.bad_request_error.value, param=param, code=400)
+        self.cap = cap
+        self.limit = limit
+
+
+def _text_tokens(text: str) -> int:
+    if text.startswith("data:image/"):
+        return IMAGE_TOKENS
+    ascii_chars = len(text.encode("ascii", "ignore"))
+    return -(-ascii_chars // 4) + (len(text) - ascii_chars)
+
+
+def _walk(value: Any) -> int:
+    if isinstance(value, str):
+        return _text_tokens(value)
+    if isinstance(value, Mapping):
+        return MESSAGE_OVERHEAD + sum(_walk(v) for v in value.values())
+    if isinstance(value, list):
+        return sum(_walk(v) for v in value)
+    return 1 if isinstance(value, int | float) else 0  # a token id of an embedding input
+
+
+def estimate_prompt_tokens(body: Mapping[str, Any]) -> int:
+    """An estimate of the prompt tokens of a chat, embedding, Responses or Messages body."""
+    return sum(_walk(body.get(name)) for name in PROMPT_FIELDS)
+
+
+def _int_field(body: Mapping[str, Any], name: str) -> int | None:
+    value = body.get(name)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def check_caps(route: str, body: Any, limits: Limits, tenant: str) -> None:
+    """Raise :class:`CapExceeded` when ``body`` (already schema-checked) is over a cap."""
+    if route not in CAPPED_ROUTES or not isinstance(body, Mapping):
+        return
+    n = _int_field(body, "n")
+    if n is not None and n > limits.max_n:
+        raise CapExceeded("n", n, "max_n", limits.max_n, tenant)
+    for name in OUTPUT_FIELDS:
+        asked = _int_field(body, name)
+        if asked is not None and asked > limits.max_tokens:
+            raise CapExceeded(name, asked, "max_tokens", limits.max_tokens, tenant)
+    prompt = estimate_prompt_tokens(body)
+    if prompt > limits.max_prompt_tokens:
+        raise CapExceeded("prompt (estimated tokens)", prompt, "max_prompt_tokens",
+                          limits.max_prompt_tokens, tenant)

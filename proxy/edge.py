@@ -1,0 +1,302 @@
+"""The gateway's edge: what reaches LiteLLM, and what leaves it, for anyone but the operator.
+
+:class:`EdgeGuard` is an ASGI layer in front of the whole proxy app (LiteLLM's own
+middlewares and routes included), put there when LiteLLM loads :mod:`proxy.auth`.
+
+**Routes, deny by default.** A request that does not carry the master key reaches
+LiteLLM only on an explicit allowlist (:data:`TENANT_ROUTES`: chat completions,
+embeddings, the Responses and Messages APIs, the model list) or liveness
+(:data:`PUBLIC_ROUTES`); a request carrying exactly ``POOL_METRICS_KEY`` reaches
+``GET /metrics`` (:data:`METRICS_ROUTES`) and nothing else. Everything else
+(pass-through routes, files, batches, vector stores, fine-tuning, assistants, admin,
+info, docs, ``openapi.json``, UI, routes a LiteLLM upgrade adds) is answered here:
+401 without a key, 403 with one.
+``custom_auth`` then authenticates the key on the allowed routes.
+
+**Nothing about upstreams leaves.** Responses to non-master requests keep only
+the headers in :data:`TENANT_HEADERS` (no ``x-litellm-model-api-base``, no
+``llm_provider-*``, no cost breakdown or version); error bodies, and error events
+in streams, have upstream URLs and host:port pairs replaced by ``[upstream]``.
+Which deployment answered stays visible as ``x-litellm-model-id``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+import secrets
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import Any
+
+__all__ = [
+    "METRICS_ROUTES",
+    "PUBLIC_ROUTES",
+    "TENANT_HEADERS",
+    "TENANT_ROUTES",
+    "EdgeGuard",
+    "Redactor",
+    "request_key",
+    "tenant_may_call",
+]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+TENANT_ROUTES: frozenset[tuple[str, str]] = frozenset({
+    ("POST", "/v1/chat/completions"), ("POST", "/chat/completions"),
+    ("POST", "/v1/embeddings"), ("POST", "/embeddings"),
+    ("POST", "/v1/responses"), ("POST", "/responses"),
+    ("POST", "/v1/messages"), ("POST", "/v1/messages/count_tokens"),
+    ("GET", "/v1/models"), ("GET", "/models"),
+})
+PUBLIC_ROUTES: frozenset[tuple[str, str]] = frozenset({
+    ("GET", "/health/liveliness"), ("GET", "/health/liveness"),
+    ("HEAD", "/health/liveliness"), ("HEAD", "/health/liveness"),
+})
+METRICS_ROUTES: frozenset[tuple[str, str]] = frozenset({("GET", "/metrics"), ("GET", "/metrics/")})
+_TENANT_PATHS = frozenset(path for _, path in TENANT_ROUTES)
+
+TENANT_HEADERS = frozenset({
+    "content-type", "content-length", "content-encoding", "transfer-encoding", "date",
+    "cache-control", "connection", "vary", "retry-after", "retry-after-ms", "x-should-retry",
+    "x-litellm-call-id", "x-litellm-model-id", "x-litellm-model-group",
+    "x-litellm-attempted-fallbacks", "x-litellm-attempted-retries", "x-litellm-max-retries",
+    "x-litellm-response-cost", "x-litellm-response-duration-ms",
+    "x-content-type-options", "x-frame-options", "content-security-policy",
+    "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests",
+    "x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens",
+    "x-ratelimit-reset-requests", "x-ratelimit-reset-tokens",
+    "x-pool-limits",  # shared | local: whether limits are shared (proxy.limits)
+})
+_RELAYED = {b"llm_provider-retry-after": b"retry-after",
+            b"llm_provider-retry-after-ms": b"retry-after-ms"}
+
+# where a client may put its key (LiteLLM reads all of these)
+KEY_HEADERS = (b"authorization", b"x-api-key", b"api-key", b"x-litellm-api-key",
+               b"x-goog-api-key")
+
+_URL = re.compile(rb"(?:https?|wss?)://[^\s\"'\\<>]+", re.IGNORECASE)
+_ADDRESS_TUPLE = re.compile(rb"\(\s*'[^']*',\s*\d{1,5}\s*\)")  # ('10.0.0.5', 8000) in errors
+_HOST_PORT = re.compile(rb"\b(?:\d{1,3}(?:\.\d{1,3}){3}|localhost|\[[0-9a-f:]+\])(?::\d{1,5})?\b",
+                        re.IGNORECASE)
+REDACTED = b"[upstream]"
+_CALL_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+MAX_ERROR_BODY = 1_000_000  # bytes of an error body buffered for redaction
+
+
+def tenant_may_call(method: str, path: str) -> bool:
+    """True when a tenant key may call ``method path`` (CORS preflights included)."""
+    if method == "OPTIONS":
+        return path in _TENANT_PATHS
+    return (method, path) in TENANT_ROUTES
+
+
+def request_key(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """The API key a request carries, in the first key header that has one."""
+    found: dict[bytes, bytes] = {}
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered in KEY_HEADERS and lowered not in found:
+            found[lowered] = value
+    for name in KEY_HEADERS:
+        raw = found.get(name)
+        if raw is None:
+            continue
+        text = raw.decode("latin-1").strip()
+        if name == b"authorization":
+            scheme, _, token = text.partition(" ")
+            text = token.strip() if scheme.lower() == "bearer" else ""
+        if text:
+            return text
+    return None
+
+
+class Redactor:
+    """Replaces upstream URLs and host:port pairs in bytes with ``[upstream]``."""
+
+    def __init__(self, upstreams: Callable[[], Iterable[str]]) -> None:
+        self._upstreams = upstreams
+        self._known: list[bytes] | None = None
+
+    def _known_upstreams(self) -> list[bytes]:
+        if self._known is None:
+            known: set[bytes] = set()
+            for base in self._upstreams():
+                known.add(base.rstrip("/").encode())
+                host = base.split("://", 1)[-1].split("/", 1)[0]
+                if host:
+                    known.add(host.encode())
+                _, colon, port = host.rpartition(":")
+                if colon and port.isdigit():
+                    known.add(f":{port}".encode())  # LiteLLM masks IPs but not ports
+            self._known = sorted(known, key=len, reverse=True)
+        return self._known
+
+    def __call__(self, body: bytes) -> bytes:
+        for known in self._known_upstreams():
+            body = body.replace(known, REDACTED)
+        body = _URL.sub(REDACTED, body)
+        body = _ADDRESS_TUPLE.sub(REDACTED, body)
+        return _HOST_PORT.sub(REDACTED, body)
+
+
+def _route(scope: Scope) -> str:
+    path = str(scope.get("path") or "/")
+    root = str(scope.get("root_path") or "").rstrip("/")
+    if root and (path == root or path.startswith(root + "/")):
+        path = path[len(root):] or "/"
+    return path
+
+
+def _same(key: str | None, expected: str | None) -> bool:
+    return bool(expected and key and secrets.compare_digest(key.encode(), expected.encode()))
+
+
+class EdgeGuard:
+    """The ASGI layer described in the module docstring."""
+
+    def __init__(self, app: ASGIApp, master_key: Callable[[], str | None],
+                 redactor: Redactor, metrics_key: Callable[[], str | None] = lambda: None,
+                 ) -> None:
+        self.app = app
+        self._master_key = master_key
+        self._metrics_key = metrics_key
+        self._redact = redactor
+
+    def _is_master(self, key: str | None) -> bool:
+        return _same(key, self._master_key())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope.get("type")
+        if kind not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        key = request_key(scope.get("headers") or ())
+        if self._is_master(key):
+            return await self.app(scope, receive, send)
+        method = str(scope.get("method") or "GET") if kind == "http" else "WEBSOCKET"
+        route = _route(scope)
+        if (method, route) in PUBLIC_ROUTES or (
+                (method, route) in METRICS_ROUTES and _same(key, self._metrics_key())):
+            return await self.app(scope, receive, send)
+        if not tenant_may_call(method, route):
+            return await self._refuse(kind, key, method, route, send)
+        if not _call_id_ok(scope.get("headers") or ()):
+            return await _reply(send, 400, "invalid_request_error", "x-litellm-call-id must be "
+                                "1 to 128 letters, digits, '.', '_', ':' or '-'")
+        return await self.app(scope, receive, _Filtered(send, self._redact))
+
+    async def _refuse(self, kind: str, key: str | None, method: str, route: str,
+                      send: Send) -> None:
+        if kind == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        if key is None:
+            status, message = 401, "missing API key: send `Authorization: Bearer <key>`"
+        else:
+            status, message = 403, (f"{method} {route} is not available to tenant keys; "
+                                    "they may call the model endpoints only")
+        await _reply(send, status, "auth_error", message)
+
+
+async def _reply(send: Send, status: int, kind: str, message: str) -> None:
+    body = json.dumps({"error": {"message": message, "type": kind, "param": None,
+                                 "code": str(status)}}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _call_id_ok(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    """A client-chosen request id (it becomes the spend row's id) of a safe shape."""
+    return all(_CALL_ID.fullmatch(value) for name, value in headers
+               if name.lower() == b"x-litellm-call-id")
+
+
+_TENANT_HEADER_NAMES = frozenset(name.encode() for name in TENANT_HEADERS)
+
+
+def _tenant_headers(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The headers a tenant may see; a provider's ``Retry-After`` (relayed by LiteLLM as
+    ``llm_provider-retry-after``) is kept as ``retry-after``: when to come back is theirs."""
+    kept: list[tuple[bytes, bytes]] = []
+    relayed: dict[bytes, bytes] = {}
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered in _TENANT_HEADER_NAMES or lowered.startswith(b"access-control-"):
+            kept.append((name, value))
+        elif lowered in _RELAYED:
+            relayed[_RELAYED[lowered]] = value
+    if relayed:
+        present = {name.lower() for name, _ in kept}
+        kept.extend((name, value) for name, value in relayed.items() if name not in present)
+    return kept
+
+
+class _Filtered:
+    """``send`` for a tenant's response: headers filtered, error text redacted."""
+
+    def __init__(self, send: Send, redact: Redactor) -> None:
+        self._send = send
+        self._redact = redact
+        self._start: Message | None = None
+        self._held: list[bytes] | None = None  # an error body being buffered
+        self._held_size = 0
+        self._stream = False
+
+    async def __call__(self, message: Message) -> None:
+        kind = message.get("type")
+        if kind == "http.response.start":
+            return await self._on_start(message)
+        if kind != "http.response.body":
+            return await self._send(message)
+        if self._held is not None:
+            return await self._hold(message)
+        if self._stream:
+            body = message.get("body", b"")
+            if b'"error"' in body:
+                message = {**message, "body": self._redact(body)}
+        return await self._send(message)
+
+    async def _on_start(self, message: Message) -> None:
+        headers = _tenant_headers(message.get("headers", []))
+        status = int(message.get("status", 200))
+        content_type = next((v for k, v in headers if k.lower() == b"content-type"), b"")
+        self._stream = b"event-stream" in content_type
+        if status >= 400 and not self._stream:
+            self._start = {**message, "headers": headers}
+            self._held = []
+            return None
+        return await self._send({**message, "headers": headers})
+
+    async def _hold(self, message: Message) -> None:
+        assert self._held is not None and self._start is not None
+        chunk = message.get("body", b"")
+        self._held.append(chunk)
+        self._held_size += len(chunk)
+        more = bool(message.get("more_body", False))
+        if more and self._held_size < MAX_ERROR_BODY:
+            return
+        body, headers = b"".join(self._held), list(self._start["headers"])
+        self._held = None
+        encoding = [v for k, v in headers if k.lower() == b"content-encoding"]
+        if not more and encoding in ([], [b"gzip"]):  # whole, and readable: redact it
+            body = self._redact(gzip.decompress(body) if encoding else body)
+            headers = [(k, v) for k, v in headers
+                       if k.lower() not in (b"content-length", b"content-encoding")]
+            headers.append((b"content-length", str(len(body)).encode()))
+        await self._send({**self._start, "headers": headers})
+        await self._send({"type": "http.response.body", "body": body, "more_body": more})
+
+
+def install(app: Any, master_key: Callable[[], str | None], redactor: Redactor,
+            metrics_key: Callable[[], str | None] = lambda: None) -> bool:
+    """Put an :class:`EdgeGuard` in front of ``app`` (a Starlette app), once."""
+    from proxy.internals import wrap_app
+
+    return wrap_app(app, EdgeGuard, master_key=master_key, redactor=redactor,
+                    metrics_key=metrics_key)

@@ -1,0 +1,216 @@
+"""Every LiteLLM internal the gateway reaches into, in one place.
+
+LiteLLM's documented extension points (``custom_auth``, ``callbacks``, router
+settings) cover most of what the gateway needs. What they do not cover is here,
+one small function per internal symbol, each saying why. An upgrade that moves a
+symbol fails in :mod:`tests.gateway.test_internals` with its name.
+
+- :func:`proxy_app`: the proxy's FastAPI app (to put :mod:`proxy.edge` in front).
+- :func:`router_api_bases`: the upstream URLs of the loaded router (to redact them).
+- :func:`install_client_error_policy`: client-caused provider errors (4xx other
+  than 408/429) neither cool a deployment down nor trigger fallbacks to another
+  group: LiteLLM cools down on 401/404 and falls back on any error, so one
+  tenant's bad request could take an alias away from every other tenant.
+- :func:`group_deployments`: the deployments of one alias (their prices, for the
+  budget reservation's estimate, :mod:`proxy.estimate`).
+- :func:`install_unprocessable_fix`: with ``drop_params: true``, an upstream 422
+  that names no droppable parameter made LiteLLM's OpenAI handler fall out of its
+  retry loop and return ``None`` (the client got HTTP 200 with body ``null``).
+- :func:`litellm_banned_body_params`: LiteLLM's own list of request-body fields it
+  refuses (credentials, endpoints, observability hosts, price overrides), so the
+  gateway's body check (:mod:`proxy.credentials`) refuses at least those, with a
+  400 naming the field, on every model route.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+__all__ = [
+    "CLIENT_ERROR_STATUSES",
+    "group_deployments",
+    "install_client_error_policy",
+    "install_unprocessable_fix",
+    "is_client_error",
+    "is_connection_failure",
+    "litellm_banned_body_params",
+    "proxy_app",
+    "router_api_bases",
+    "wrap_app",
+]
+
+log = logging.getLogger("llm_pool.internals")
+
+# 4xx a provider answers because of the request itself; 408 and 429 are the provider's
+CLIENT_ERROR_STATUSES = frozenset({400, 401, 403, 404, 405, 409, 413, 415, 422})
+
+
+def proxy_app() -> Any:
+    """``litellm.proxy.proxy_server.app``: the FastAPI app the ``litellm`` CLI serves."""
+    from litellm.proxy.proxy_server import app
+
+    return app
+
+
+def wrap_app(app: Any, layer: type, **options: Any) -> bool:
+    """Put the ASGI ``layer`` in front of ``app`` (a Starlette app), once.
+
+    LiteLLM loads the gateway's plug-ins during its startup event, after Starlette has
+    built the middleware stack (``app.middleware_stack``), so the layer wraps the built
+    stack; before that, it is added as the outermost middleware."""
+    stack = getattr(app, "middleware_stack", None)
+    if isinstance(stack, layer):
+        return False
+    if stack is None:
+        if any(m.cls is layer for m in app.user_middleware):
+            return False
+        app.add_middleware(layer, **options)
+        return True
+    app.middleware_stack = layer(stack, **options)
+    return True
+
+
+def router_api_bases() -> set[str]:
+    """The ``api_base`` of every deployment of the loaded router (``llm_router``)."""
+    from litellm.proxy import proxy_server
+
+    router = getattr(proxy_server, "llm_router", None)
+    found: set[str] = set()
+    for deployment in getattr(router, "model_list", None) or []:
+        params = deployment.get("litellm_params") or {}
+        base = params.get("api_base") if isinstance(params, Mapping) else None
+        if isinstance(base, str) and base:
+            found.add(base)
+    return found
+
+
+def is_client_error(exc: BaseException) -> bool:
+    """True for a provider error caused by the request (see :data:`CLIENT_ERROR_STATUSES`).
+
+    Context-window and content-policy errors are left to LiteLLM: they have fallbacks
+    of their own (``context_window_fallbacks``, ``content_policy_fallbacks``)."""
+    from litellm.exceptions import ContentPolicyViolationError, ContextWindowExceededError
+
+    if isinstance(exc, ContextWindowExceededError | ContentPolicyViolationError):
+        return False
+    status = getattr(exc, "status_code", None)
+    return isinstance(status, int) and status in CLIENT_ERROR_STATUSES
+
+
+class _ConnectionFailure(Exception):
+    """Stands in for an ``APIConnectionError`` in the cooldown check: LiteLLM skips any
+    exception whose text names that class."""
+
+
+def _status(value: object) -> int | None:
+    try:
+        return int(str(value))
+    except ValueError:
+        return None
+
+
+def is_connection_failure(exc: BaseException) -> bool:
+    """True when ``exc`` (or what it was raised from) is a failure to reach the provider:
+    refused, reset, DNS, connect timeout. LiteLLM wraps these and many of its own errors
+    alike as ``APIConnectionError``; only the real ones should cool a deployment down."""
+    import httpx
+
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            return False
+        if isinstance(seen, httpx.ConnectError | httpx.ConnectTimeout | ConnectionError):
+            return True
+        if type(seen).__name__ in ("ClientConnectorError", "ServerDisconnectedError"):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def install_client_error_policy() -> None:
+    """Wrap ``litellm.router_utils.cooldown_handlers._should_run_cooldown_logic``: a client
+    error status never runs the cooldown logic; a real connection failure does (LiteLLM
+    skips every ``APIConnectionError``). Wrap ``Router.async_function_with_fallbacks_common_utils``:
+    a client error is raised as is, with no fallback to another group. Retries within the
+    group stay LiteLLM's: it does not retry 400/404/422 (``should_retry_this_error``)."""
+    from litellm.router import Router
+    from litellm.router_utils import cooldown_handlers
+
+    should_run = cooldown_handlers._should_run_cooldown_logic
+    if not getattr(should_run, "pool_wrapped", False):
+        @functools.wraps(should_run)
+        def run_cooldown_logic(litellm_router_instance: Any, deployment: str | None,
+                               exception_status: str | int, original_exception: Exception,
+                               time_to_cooldown: float | None = None) -> bool:
+            if _status(exception_status) in CLIENT_ERROR_STATUSES:
+                return False
+            if is_connection_failure(original_exception):
+                original_exception = _ConnectionFailure(str(exception_status))
+            return bool(should_run(litellm_router_instance, deployment, exception_status,
+                                   original_exception, time_to_cooldown))
+
+        run_cooldown_logic.__dict__["pool_wrapped"] = True
+        cooldown_handlers._should_run_cooldown_logic = run_cooldown_logic
+
+    fallbacks = Router.async_function_with_fallbacks_common_utils
+    if not getattr(fallbacks, "pool_wrapped", False):
+        @functools.wraps(fallbacks)
+        async def no_fallback_for_client_errors(self: Any, e: Exception, *args: Any,
+                                                **kwargs: Any) -> Any:
+            if is_client_error(e):
+                raise e
+            return await fallbacks(self, e, *args, **kwargs)
+
+        no_fallback_for_client_errors.__dict__["pool_wrapped"] = True
+        Router.async_function_with_fallbacks_common_utils = (  # type: ignore[method-assign]
+            no_fallback_for_client_errors)
+
+
+def install_unprocessable_fix() -> None:
+    """Wrap ``litellm.llms.openai.openai.drop_params_from_unprocessable_entity_error``:
+    when the 422 names no parameter to drop, re-raise it (a retry would be the same
+    request) instead of letting the caller's loop end and return ``None``."""
+    from litellm.llms.openai import openai as module
+
+    name = "drop_params_from_unprocessable_entity_error"
+    drop: Callable[..., dict[str, object]] = getattr(module, name)
+    if getattr(drop, "pool_wrapped", False):
+        return
+
+    @functools.wraps(drop)
+    def drop_or_raise(e: Exception, data: Mapping[str, object]) -> dict[str, object]:
+        kept = drop(e, data)
+        if len(kept) == len(data):
+            raise e
+        return kept
+
+    drop_or_raise.__dict__["pool_wrapped"] = True
+    setattr(module, name, drop_or_raise)
+
+
+def group_deployments(model_group: str) -> list[dict[str, Any]]:
+    """The deployments of one alias, as the running proxy's router (``llm_router``, set
+    at start-up from the YAML; not a documented API) holds them. Empty when there is no
+    router (unit tests) or no such alias."""
+    from litellm.proxy import proxy_server
+
+    router = getattr(proxy_server, "llm_router", None)
+    if router is None:
+        return []
+    found = router.get_model_list(model_name=model_group)
+    return [dict(d) for d in found or []]
+
+
+def litellm_banned_body_params() -> tuple[str, ...]:
+    """``litellm.proxy.auth.auth_utils._BANNED_REQUEST_BODY_PARAMS`` (empty, with a
+    warning, when this LiteLLM has no such list: the gateway's own list still applies)."""
+    try:
+        from litellm.proxy.auth.auth_utils import _BANNED_REQUEST_BODY_PARAMS
+    except ImportError:  # pragma: no cover - another LiteLLM layout
+        log.warning("internals: LiteLLM has no _BANNED_REQUEST_BODY_PARAMS; only the "
+                    "gateway's own list of refused body fields applies")
+        return ()
+    return tuple(str(name) for name in _BANNED_REQUEST_BODY_PARAMS)

@@ -1,0 +1,125 @@
+"""From a request to what it asks of its tenant's limits (:class:`proxy.limits.Ask`), and
+back: the admitted requests of this process (:class:`TicketBook`), until their
+spend row settles them.
+
+A failed call that reached a provider (a timeout, a cut connection) reports no
+usage: its row is charged at least the prompt's cost at the alias's input price,
+flagged ``estimated``, and counts against the budget like any other. Each failed
+attempt LiteLLM reports (one event per attempt, all with the request's id) keeps a
+row: the request's final outcome under its id, earlier attempts under
+``<id>/attempt-<n>``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from proxy.estimate import alias_prices, prompt_tokens, requested_completion
+from proxy.limits import Ask, Ticket
+from proxy.spend import SpendRow
+
+__all__ = ["ESTIMATED_ERRORS", "Settlement", "TicketBook", "ask_for", "costed"]
+
+# LiteLLM error classes of a call the provider may have worked on (and billed), though
+# no usage came back: the router's timeout, a connection cut mid-answer
+ESTIMATED_ERRORS = frozenset({"Timeout", "APITimeoutError", "ReadError", "ReadTimeout",
+                              "RemoteProtocolError", "APIConnectionError",
+                              "MidStreamFallbackError"})
+
+
+def _limit(value: Any) -> int | None:
+    return int(value) if isinstance(value, int | str) and str(value).isdigit() else None
+
+
+def ask_for(meta: Mapping[str, Any], data: Mapping[str, Any], call_type: str) -> Ask:
+    budget = meta.get("pool_budget_usd")
+    model = str(data.get("model") or "")
+    input_price, output_price = alias_prices(model)
+    return Ask(
+        request_id=str(data.get("litellm_call_id") or ""),
+        tenant_id=int(meta["pool_tenant_id"]),
+        tenant=str(meta.get("pool_tenant")),
+        rpm=_limit(meta.get("pool_rpm")),
+        tpm=_limit(meta.get("pool_tpm")),
+        budget=float(budget) if budget not in (None, "") else None,
+        prompt_tokens=prompt_tokens(data, call_type),
+        completion_tokens=requested_completion(data, call_type),
+        input_price=input_price,
+        output_price=output_price,
+    )
+
+
+def costed(row: SpendRow, ask: Ask) -> SpendRow:
+    """An error row of a call that timed out or was cut at the provider, with no cost
+    reported: charged the prompt at least, flagged estimated."""
+    if (row.status == "ok" or row.deployment is None or row.cost_usd > 0
+            or row.error_class not in ESTIMATED_ERRORS):
+        return row
+    prompt = max(row.prompt_tokens, ask.prompt_tokens)
+    return replace(row, prompt_tokens=prompt, cost_usd=prompt * ask.input_price,
+                   estimated=True)
+
+
+@dataclass
+class Settlement:
+    """What one spend event settles: the reservation to release (None: released
+    already, or unknown), the row (costed; a later failed attempt under its own id),
+    and rows of earlier failed attempts to keep under their own ids (their cost is
+    counted already), since this row takes the request's id."""
+
+    release: Ticket | None
+    row: SpendRow
+    earlier: list[SpendRow] = field(default_factory=list)
+
+
+@dataclass
+class _Entry:
+    created: float
+    ticket: Ticket
+    failures: list[SpendRow] = field(default_factory=list)
+
+
+def _attempt(row: SpendRow, number: int) -> SpendRow:
+    return replace(row, request_id=f"{row.request_id}/attempt-{number}")
+
+
+class TicketBook:
+    """Request id -> its ticket, kept until the answer settles it (or ``ttl`` passes:
+    then its reservation has expired in Redis too)."""
+
+    def __init__(self, ttl: float) -> None:
+        self._ttl = ttl
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+
+    def add(self, request_id: str, ticket: Ticket) -> None:
+        now = time.monotonic()
+        while self._entries:
+            if next(iter(self._entries.values())).created > now - self._ttl:
+                break
+            self._entries.popitem(last=False)
+        self._entries[request_id] = _Entry(now, ticket)
+
+    def settle(self, row: SpendRow) -> Settlement:
+        entry = self._entries.get(row.request_id)
+        if entry is None:
+            return Settlement(None, row)
+        ticket = entry.ticket
+        row = costed(row, ticket.ask)
+        release = None if ticket.settled else ticket
+        ticket.settled = True
+        if row.status == "ok":
+            self._entries.pop(row.request_id, None)
+            return Settlement(release, row, [_attempt(entry.failures[0], 1)]
+                              if entry.failures else [])
+        if row.deployment is None:
+            return Settlement(release, row)
+        entry.failures.append(row)
+        number = len(entry.failures)
+        return Settlement(release, row if number == 1 else _attempt(row, number))
+
+    def __len__(self) -> int:
+        return len(self._entries)

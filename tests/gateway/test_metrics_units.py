@@ -1,0 +1,99 @@
+"""The gateway's own metrics, from a stand-in gateway: deltas become counters, the write
+lag counts only while rows wait, key checks are hits or misses; readiness probes."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from prometheus_client import REGISTRY
+
+from proxy import health, metrics
+from proxy.spend import WriterStats
+
+
+def _value(name: str) -> float:
+    found = REGISTRY.get_sample_value(name)
+    return 0.0 if found is None else found
+
+
+@dataclass
+class _Writer:
+    stats: WriterStats = field(default_factory=WriterStats)
+    buffered: int = 0
+
+
+class _Keys:
+    def __init__(self) -> None:
+        self.cache: set[str] = set()
+
+    async def _lookup(self, key_hash: str) -> Any:
+        if key_hash == "broken":
+            raise OSError("store down")
+        return key_hash
+
+    async def resolve(self, key_hash: str) -> Any:
+        if key_hash in self.cache:
+            return key_hash
+        found = await asyncio.get_running_loop().create_task(self._lookup(key_hash))
+        self.cache.add(key_hash)
+        return found
+
+
+@dataclass
+class _Gateway:
+    writer: _Writer = field(default_factory=_Writer)
+    keys: _Keys = field(default_factory=_Keys)
+
+
+def test_poll_turns_writer_state_into_metrics() -> None:
+    now = [100.0]
+    gateway = _Gateway()
+    state = metrics.Instrumented(gateway, clock=lambda: now[0])
+    written, dropped = (_value("pool_spend_rows_written_total"),
+                        _value("pool_spend_rows_dropped_total"))
+    gateway.writer.stats.written, gateway.writer.stats.dropped = 5, 2
+    state.poll()
+    assert _value("pool_spend_rows_written_total") - written == 5
+    assert _value("pool_spend_rows_dropped_total") - dropped == 2
+    assert _value("pool_spend_seconds_since_last_write") == 0  # nothing waits
+    gateway.writer.buffered = 3
+    now[0] = 101.0
+    state.poll()
+    now[0] = 131.0
+    state.poll()  # PostgreSQL away: rows wait, nothing written for 30 s
+    assert _value("pool_spend_buffer_rows") == 3
+    assert _value("pool_spend_seconds_since_last_write") == 30
+    gateway.writer.stats.written, gateway.writer.buffered = 8, 0
+    state.poll()
+    assert _value("pool_spend_seconds_since_last_write") == 0
+    assert _value("pool_spend_rows_written_total") - written == 8
+
+
+def test_key_checks_are_hits_or_misses_and_store_errors_count() -> None:
+    gateway = _Gateway()
+    metrics.instrument(gateway, poll=False)
+    before = [_value(f"pool_key_cache_{n}_total") for n in ("hits", "misses")]
+    errors = _value("pool_key_store_errors_total")
+
+    async def run() -> None:
+        for key in ("a", "a", "a", "b"):
+            await gateway.keys.resolve(key)
+        with pytest.raises(OSError):
+            await gateway.keys.resolve("broken")
+
+    asyncio.run(run())
+    after = [_value(f"pool_key_cache_{n}_total") for n in ("hits", "misses")]
+    assert [a - b for a, b in zip(after, before, strict=True)] == [2, 3]
+    assert _value("pool_key_store_errors_total") - errors == 1
+
+
+def test_readiness_names_an_unreachable_redis(monkeypatch: pytest.MonkeyPatch) -> None:
+    from llm_pool.runtime import free_port
+
+    monkeypatch.setenv("POOL_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
+    assert asyncio.run(health._redis()).startswith("unreachable: ")
+    monkeypatch.delenv("POOL_REDIS_URL")
+    assert asyncio.run(health._redis()) == "not configured"

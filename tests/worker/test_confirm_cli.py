@@ -1,0 +1,37 @@
+"""`pool confirm` turns its options into one answer: per call, or yes/no for all."""
+
+from __future__ import annotations
+
+import pytest
+
+from llm_pool.cli import build_parser, main
+from llm_pool.commands.conversations import _decisions
+
+
+def _steps(*argv: str) -> list[tuple[str, str]]:
+    args = build_parser().parse_args(["confirm", "c1", *argv])
+    return list(getattr(args, "steps", None) or [])
+
+
+def test_per_call_decisions_keep_their_arguments_and_notes() -> None:
+    decisions, note = _decisions(_steps(
+        "--approve", "call_a", "--args", '{"to": "x@example.com"}',
+        "--decline", "call_b", "--note", "not this one", "--approve", "call_c"))
+    assert decisions == {"call_a": {"approve": True, "arguments": {"to": "x@example.com"}},
+                         "call_b": {"approve": False, "note": "not this one"},
+                         "call_c": {"approve": True}}
+    assert note is None
+    assert _decisions(_steps("--note", "all good")) == ({}, "all good")
+
+
+@pytest.mark.parametrize("argv, error", [
+    (["--args", "{}"], "must follow an --approve"),
+    (["--approve", "a", "--args", "[1]"], "JSON object"),
+    (["--approve", "a", "--args", "{nope"], "invalid answer"),
+    (["--yes", "--approve", "a"], "either approved"),
+    ([], "either approved"),
+])
+def test_bad_answers_are_refused_before_sending(argv: list[str], error: str,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["confirm", "c1", *argv]) == 2
+    assert error in capsys.readouterr().err

@@ -1,0 +1,154 @@
+"""One run or resume of a message: its events (each appended once) and its audit rows.
+
+Audit rule: every LLM call that reached the gateway has a row in ``audit_llm_calls``,
+a redelivered run's calls included. Each request carries its own call id (the
+proxy's call id, the key of its spend row; see :class:`sdk.LLMCallStarted`); the
+id is written to ``llm_journal`` *before* the request is sent, and the audit row's
+``call_key`` is ``<message id>:llm:<call id>``. A worker killed while a call is in
+flight leaves a journal row without an audit row: the redelivered run audits it
+as ``interrupted`` (:meth:`~worker.db.WorkerDB.audit_interrupted`) before it starts.
+For the worker's traffic, audit rows and the gateway's spend rows match one to one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from sdk import (
+    AgentEvent,
+    ConfirmationRequired,
+    LLMCallFinished,
+    LLMCallStarted,
+    TextDelta,
+    ToolCall,
+    ToolCalled,
+)
+from worker.db import WorkerDB
+from worker.models import Event, EventType
+from worker.redis_store import RedisStore
+
+__all__ = ["ERROR_PREFIX", "Emitter", "Turn"]
+
+ERROR_PREFIX = "Error:"
+
+
+@dataclass
+class Emitter:
+    """Appends a message's events in order, each exactly once across redeliveries."""
+
+    store: RedisStore
+    conversation_id: str
+    message_id: str
+    phase: str
+    stream: str | None = None
+    seq: int = 0
+
+    def __call__(self, kind: EventType, data: dict[str, Any] | None = None) -> None:
+        """Append the next event; a ``reply`` has one fixed slot per phase, so a
+        re-sent reply (after a crash between storing and sending it) is deduplicated."""
+        self.seq += 1
+        self.once(kind, data, "reply" if kind == "reply" else str(self.seq))
+
+    def once(self, kind: EventType, data: dict[str, Any] | None, slot: str) -> None:
+        """Append an event in its own ``slot`` of this phase (outside the sequence)."""
+        event = Event(type=kind, conversation_id=self.conversation_id,
+                      message_id=self.message_id, data=data or {})
+        marker = f"{self.phase}:{slot}"
+        self.store.append_event(event, marker)
+        if self.stream and kind == "reply":
+            self.store.append_event(event, marker, stream=self.stream)
+
+
+@dataclass
+class Turn:
+    """The context of one run or resume, and the sink for the agent's events."""
+
+    db: WorkerDB
+    emit: Emitter
+    tenant: str
+    conversation_id: str
+    agent_id: str
+    message_id: str
+    alias: str
+    decisions: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+    calls: dict[str, ToolCall] = field(default_factory=dict)
+    started: str | None = None  # the call id of the LLM request in flight
+
+    # -- the ToolResultCache protocol, backed by audit_tool_calls
+    def get(self, call_id: str) -> str | None:
+        row = self.db.tool_result(self.conversation_id, call_id)
+        return str(row["result"]) if row else None
+
+    def put(self, call_id: str, result: str) -> None:
+        call = self.calls.get(call_id)
+        outcome = "error" if result.startswith(ERROR_PREFIX) else "ok"
+        self.tool_row(call_id, call.name if call else "?",
+                      dict(call.arguments) if call else {}, outcome, result)
+
+    def tool_row(self, call_id: str, name: str, arguments: dict[str, Any], outcome: str,
+                 result: str | None, confirmation: str | None = None) -> None:
+        decided, who = self.decisions.get(call_id, ("not_required", None))
+        self.db.audit_tool_call({
+            "tenant": self.tenant, "conversation_id": self.conversation_id,
+            "agent_id": self.agent_id, "message_id": self.message_id, "tool_call_id": call_id,
+            "tool_name": name, "arguments": arguments, "outcome": outcome, "result": result,
+            "confirmation": confirmation or decided, "decided_by": who})
+
+    # -- agent events
+    def on_event(self, event: AgentEvent) -> None:
+        if isinstance(event, LLMCallStarted):
+            self.started = event.request_id
+            self.db.journal_started(self.message_id, event.request_id, self.emit.phase)
+        elif isinstance(event, LLMCallFinished):
+            self._llm_call(event)
+        elif isinstance(event, ToolCalled):
+            record = event.record
+            if record.approved is False:
+                self.tool_row(record.call_id, record.name, dict(record.arguments),
+                              "declined", record.result)
+            self.emit("tool_called", {"tool": record.name, "call_id": record.call_id,
+                                      "ok": record.ok, "approved": record.approved,
+                                      "cached": record.cached})
+        elif isinstance(event, ConfirmationRequired):
+            for call in event.pending.calls:
+                self.tool_row(call.id, call.name, dict(call.arguments), "pending", None,
+                              "pending")
+        elif isinstance(event, TextDelta):
+            self.emit("text_delta", {"text": event.text})
+
+    def _row(self, call_id: str, **values: Any) -> dict[str, Any]:
+        return {"tenant": self.tenant, "conversation_id": self.conversation_id,
+                "agent_id": self.agent_id, "message_id": self.message_id,
+                "call_key": f"{self.message_id}:llm:{call_id}", **values}
+
+    def _llm_call(self, event: LLMCallFinished) -> None:
+        completion = event.completion
+        self.calls.update((c.id, c) for c in completion.tool_calls)
+        self.db.audit_llm_call(self._row(
+            self.started or completion.request_id or uuid.uuid4().hex,
+            alias=completion.alias, deployment=completion.deployment,
+            request_id=completion.request_id, prompt_tokens=completion.usage.prompt_tokens,
+            completion_tokens=completion.usage.completion_tokens, cost_usd=completion.cost,
+            latency_ms=completion.latency_ms, outcome="ok", error=None))
+        self.started = None
+        self.emit("llm_call", {"alias": completion.alias, "deployment": completion.deployment,
+                               "tokens": completion.usage.total_tokens,
+                               "cost": completion.cost, "latency_ms": completion.latency_ms})
+
+    def failed_llm_call(self, exc: Exception) -> None:
+        call_id = self.started or uuid.uuid4().hex
+        self.db.audit_llm_call(self._row(
+            call_id, alias=self.alias, deployment=None,
+            request_id=getattr(exc, "request_id", None) or self.started, prompt_tokens=0,
+            completion_tokens=0, cost_usd=None, latency_ms=None, outcome="error",
+            error=f"{type(exc).__name__}: {exc}"[:2000]))
+        self.started = None
+
+    def audit_interrupted(self) -> None:
+        """Audit the calls an earlier (crashed) run of this message left in flight."""
+        self.db.audit_interrupted({"tenant": self.tenant,
+                                   "conversation_id": self.conversation_id,
+                                   "agent_id": self.agent_id, "message_id": self.message_id,
+                                   "alias": self.alias})
