@@ -27,9 +27,9 @@ What a request gets is decided, in this order, by:
 A step (see :class:`Step`) can answer text or tool calls, or fail: an HTTP
 status (``429`` with ``retry_after``), a ``delay`` (a hang, when longer than
 the caller's timeout), ``malformed`` JSON, a stream ``truncate``\\ d half-way
-(the body ends cleanly, without ``[DONE]``) or ``cut`` half-way (the connection
-drops mid-body, the chunked encoding left incomplete, as when a provider's
-connection breaks).
+(the body ends cleanly, without ``[DONE]``) or ``cut`` half-way or after
+``cut_after`` events (the connection drops mid-body, the chunked encoding left
+incomplete, as when a provider's connection breaks).
 """
 
 from __future__ import annotations
@@ -73,6 +73,8 @@ class Step(BaseModel):
     malformed: bool = False
     truncate: bool = False
     cut: bool = False
+    cut_after: int | None = None  # stream events sent before a cut (default: half of them)
+    cut_delay: float = 0.0  # seconds between the last event sent and the cut
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
 
@@ -433,7 +435,8 @@ class _Handler(BaseHTTPRequestHandler):
         events = [f"data: {json.dumps(c)}\n\n".encode() for c in _chunks(step, body, model)]
         events.append(b"data: [DONE]\n\n")
         if step.truncate or step.cut:
-            events = events[: max(1, len(events) // 2)]
+            keep = max(1, len(events) // 2) if step.cut_after is None else step.cut_after
+            events = events[:keep]
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
@@ -449,6 +452,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(f"{len(event):x}\r\n".encode() + event + b"\r\n")
             self.wfile.flush()
         if step.truncate or step.cut:
+            time.sleep(step.cut_delay)
             self.close_connection = True  # cut: no terminating chunk, the peer sees a break
             return
         self.wfile.write(b"0\r\n\r\n")

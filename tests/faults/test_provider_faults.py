@@ -44,9 +44,6 @@ class Fault:
     error: type[GatewayError]  # what the SDK raises when every group has this fault
     status: int | None  # ... and the HTTP status it carries
     stream: bool = False
-    # when both groups cut their streams, LiteLLM does not always go on to backup
-    # (measured: 1 to 3 requests of 3); the caller gets the typed error either way
-    backup_always_tried: bool = True
 
 
 FAULTS = {
@@ -56,8 +53,10 @@ FAULTS = {
     "hang": Fault({"delay": ROUTER_TIMEOUT + 1.5, "text": "too late"},
                   ProviderUnavailableError, 408),
     "malformed-json": Fault({"malformed": True}, ProviderUnavailableError, 500),
-    "stream-cut": Fault({"cut": True, "text": "one two three four five six seven eight"},
-                        ProviderUnavailableError, None, stream=True, backup_always_tried=False),
+    # the connection breaks before the first content chunk: nothing reached the caller,
+    # so another group can still answer (a break after content: see the test below)
+    "stream-cut": Fault({"cut": True, "cut_after": 0, "text": "one two three four"},
+                        ProviderUnavailableError, 500, stream=True),
 }
 
 
@@ -140,12 +139,25 @@ def test_every_group_down_is_a_clear_typed_error_never_a_hang(
         assert seconds < SLOWEST_FAILURE, f"{name}: the caller waited {seconds:.1f} s"
         if isinstance(outcome, RateLimitedError):
             assert outcome.retry_after == 7  # the provider's Retry-After reaches the caller
-    tried = _tried(scripted)
-    assert tried["primary-1"] == REQUESTS  # once each: no retry storm
-    if fault.backup_always_tried:
-        assert tried == {"primary-1": REQUESTS, "backup-1": REQUESTS}
-    else:
-        assert set(tried) <= {"primary-1", "backup-1"} and tried.get("backup-1", 0) <= REQUESTS
+    # once each: no retry storm
+    assert _tried(scripted) == {"primary-1": REQUESTS, "backup-1": REQUESTS}
     rows = _tenant_rows(pg_url, tenant, REQUESTS)
     assert [r["status"] for r in rows] == ["error"] * REQUESTS
     assert all(r["error_class"] for r in rows)
+
+
+def test_stream_cut_after_content_is_a_typed_error_not_a_spliced_answer(
+        fault_proxy: ProxyProcess, scripted: ScriptedProvider, pg_url: str) -> None:
+    """Once content has reached the caller, a fallback would splice two answers: the
+    caller gets a typed error instead, and the backup group is never asked."""
+    scripted.add_rule("primary-*", {"cut": True, "cut_after": 3, "cut_delay": 1.5,
+                                    "text": "one two three four five six seven eight"})
+    _, key = new_tenant(pg_url, "fault-cut-after-content")
+
+    outcomes = _burst(fault_proxy, key, FAULTS["stream-cut"])
+
+    for outcome, seconds in outcomes:
+        assert type(outcome) is ProviderUnavailableError, repr(outcome)
+        assert "Traceback" not in outcome.message
+        assert seconds < SLOWEST_FAILURE
+    assert _tried(scripted) == {"primary-1": REQUESTS}
