@@ -38,7 +38,8 @@ from sdk.errors import (
 )
 from sdk.prompts import AI_TRANSPARENCY_CLAUSE, build_system_prompt
 from sdk.results import Completion, EmbeddingResult, ToolCall, Usage
-from sdk.toolbox import (
+from sdk.retries import RetryPolicy
+from sdk.tool_calls import (
     InMemoryToolResultCache,
     Toolbox,
     ToolCallRecord,
@@ -46,7 +47,6 @@ from sdk.toolbox import (
     ToolResultCache,
 )
 from sdk.tools import Tool, ToolContext, current_tool_call, tool
-from sdk.transport import RetryPolicy
 
 __all__ = [
     "AI_TRANSPARENCY_CLAUSE",

@@ -38,7 +38,7 @@ For callers that audit or persist (the Dramatiq worker):
   call ids reproducible. The agent gives every tool call an id derived from
   ``run_id``, the iteration, the call's position, its name and its arguments, so
   a redelivered run asking the same thing at the same point gets the same id;
-* ``tool_result_cache`` (:class:`~sdk.toolbox.ToolResultCache`): results by that
+* ``tool_result_cache`` (:class:`~sdk.tool_calls.ToolResultCache`): results by that
   id; a hit is used instead of running the tool again;
 * :func:`~sdk.tools.current_tool_call` inside a tool gives its call id, run id
   and an ``idempotency_key`` for the tool's own side effects;
@@ -68,7 +68,7 @@ from sdk.client import AsyncGateway, Gateway, Messages, as_messages
 from sdk.errors import ConfirmationError, ConfirmationExpiredError, InvalidDecisionError
 from sdk.prompts import build_system_prompt
 from sdk.results import Completion, ToolCall, Usage, stable_call_id
-from sdk.toolbox import (
+from sdk.tool_calls import (
     DEFAULT_MAX_TOOL_THREADS,
     Toolbox,
     ToolCallRecord,
@@ -275,7 +275,7 @@ class Agent:
     ``gateway`` is a :class:`Gateway` for :meth:`run`/:meth:`resume` or an
     :class:`AsyncGateway` for :meth:`arun`/:meth:`aresume` (default: one built
     from the environment). ``tools`` is a list of :class:`~sdk.tools.Tool` or any
-    :class:`~sdk.toolbox.ToolRegistry`. ``params`` go to every completion request
+    :class:`~sdk.tool_calls.ToolRegistry`. ``params`` go to every completion request
     (e.g. ``temperature``). See the module docstring for ``run_id``,
     ``tool_result_cache`` and ``on_event``.
     """

@@ -32,7 +32,7 @@ import openai
 from openai.types.chat import ChatCompletionChunk
 from pydantic import BaseModel
 
-from sdk.errors import AuthError, ProviderUnavailableError
+from sdk.errors import AuthError, ProviderUnavailableError, error_from_openai
 from sdk.results import (
     Completion,
     EmbeddingResult,
@@ -41,8 +41,8 @@ from sdk.results import (
     completion_from_response,
     embeddings_from_response,
 )
+from sdk.retries import RetryPolicy
 from sdk.structured import DEFAULT_CORRECTIONS, structured_exchange
-from sdk.transport import RetryPolicy, error_from_openai
 
 __all__ = [
     "DEFAULT_PROXY_URL",

@@ -16,10 +16,20 @@
         └── InvalidDecisionError      ... edited arguments fail the tool's schema (``call_id``)
 
 A tool that fails *while the agent runs* never raises: its error goes back to the
-model as the tool's result (see :mod:`sdk.tools`).
+model as the tool's result (see :mod:`sdk.tool_calls`).
+
+:func:`error_from_openai` / :func:`error_from_status` map what the openai client
+raises (the proxy's HTTP status and error body) onto this tree.
 """
 
 from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import openai
 
 __all__ = [
     "AuthError",
@@ -36,7 +46,14 @@ __all__ = [
     "StructuredOutputError",
     "ToolDefinitionError",
     "UnknownAliasError",
+    "error_from_openai",
+    "error_from_status",
+    "parse_retry_after",
 ]
+
+BUDGET_ERROR_TYPE = "budget_exceeded"
+UNKNOWN_MODEL_MARKER = "invalid model name"
+RETRY_AFTER_HEADERS = ("retry-after-ms", "retry-after", "llm_provider-retry-after")
 
 
 class SDKError(Exception):
@@ -127,3 +144,71 @@ class InvalidDecisionError(ConfirmationError):
     def __init__(self, message: str, *, call_id: str) -> None:
         super().__init__(message)
         self.call_id = call_id
+
+
+def parse_retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait, from ``retry-after-ms``, ``retry-after`` (seconds or an HTTP
+    date) or the provider's header as relayed by LiteLLM (``llm_provider-retry-after``)."""
+    for name in RETRY_AFTER_HEADERS:
+        value = headers.get(name)
+        if value is None:
+            continue
+        seconds = _seconds(value.strip())
+        if seconds is not None:
+            return seconds / 1000.0 if name == "retry-after-ms" else seconds
+    return None
+
+
+def _seconds(value: str) -> float | None:
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _error_fields(body: object) -> tuple[str | None, str | None, str | None]:
+    """(message, type, code) from an error body, with or without the ``error`` wrapper."""
+    if not isinstance(body, Mapping):
+        return None, None, None
+    inner = body.get("error", body)
+    if not isinstance(inner, Mapping):
+        return str(inner), None, None
+    def text(key: str) -> str | None:
+        value = inner.get(key)
+        return None if value is None else str(value)
+    return text("message"), text("type"), text("code")
+
+
+def error_from_status(status: int, body: object, headers: Mapping[str, str], *,
+                      alias: str | None = None, fallback_message: str = "") -> GatewayError:
+    """The SDK error for an HTTP error the proxy returned."""
+    message, kind, code = _error_fields(body)
+    message = message or fallback_message or f"HTTP {status}"
+    request_id = headers.get("x-litellm-call-id")
+    common: dict[str, Any] = {"status": status, "request_id": request_id}
+    if BUDGET_ERROR_TYPE in (kind, code):
+        return BudgetExceededError(message, **common)
+    if status in (401, 403):
+        return AuthError(message, **common)
+    if status == 404 or (status == 400 and UNKNOWN_MODEL_MARKER in message.lower()):
+        return UnknownAliasError(message, alias=alias or "", **common)
+    if status == 429:
+        return RateLimitedError(message, retry_after=parse_retry_after(headers), **common)
+    if status >= 500 or status == 408:
+        return ProviderUnavailableError(message, **common)
+    return InvalidRequestError(message, **common)
+
+
+def error_from_openai(exc: openai.OpenAIError, *, alias: str | None = None) -> GatewayError:
+    """The SDK error for any failure of the openai client."""
+    if isinstance(exc, openai.APIStatusError):
+        return error_from_status(exc.status_code, exc.body, exc.response.headers, alias=alias,
+                                 fallback_message=exc.message)
+    if isinstance(exc, openai.APIConnectionError):
+        return ProviderUnavailableError(f"cannot reach the gateway: {exc}")
+    return GatewayError(str(exc))

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, Field
 
 from sdk import Tool, Toolbox, ToolCall, ToolDefinitionError, tool
-from sdk.toolbox import InMemoryToolResultCache, run_tool_call
+from sdk.tool_calls import InMemoryToolResultCache, run_tool_call
 from sdk.tools import parse_docstring
 
 
