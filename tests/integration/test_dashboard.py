@@ -18,7 +18,8 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import Select
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from llm_pool.provider import ScriptedProvider
 from llm_pool.runtime import ProxyProcess, free_port, wait_http
@@ -91,6 +92,15 @@ def _spend(pg_url: str, *args: str) -> dict[str, Any]:
     return found
 
 
+def _submit(driver: webdriver.Chrome, button: str) -> None:
+    """Click a form's button and wait for the page it loads (a click does not wait)."""
+    old = driver.find_element(By.TAG_NAME, "html")
+    driver.find_element(By.ID, button).click()
+    WebDriverWait(driver, 30).until(expected_conditions.staleness_of(old))
+    WebDriverWait(driver, 30).until(
+        lambda d: d.execute_script("return document.readyState") == "complete")
+
+
 def _table(driver: webdriver.Chrome, name: str) -> list[list[str]]:
     rows = driver.find_elements(By.CSS_SELECTOR, f"#{name} tbody tr")
     return [[cell.text for cell in row.find_elements(By.TAG_NAME, "td")] for row in rows]
@@ -118,12 +128,12 @@ def test_dashboard_in_a_browser_shows_pool_spend_figures(
 
     browser.get(dashboard)
     browser.find_element(By.ID, "key").send_keys("wrong")
-    browser.find_element(By.ID, "login").click()
+    _submit(browser, "login")
     assert browser.find_element(By.ID, "login-error").text == "wrong key"
     browser.find_element(By.ID, "key").send_keys(MASTER_KEY)
-    browser.find_element(By.ID, "login").click()
+    _submit(browser, "login")
     Select(browser.find_element(By.ID, "tenant")).select_by_value(tenant)
-    browser.find_element(By.ID, "apply").click()
+    _submit(browser, "apply")
 
     assert _table(browser, "per-tenant") == _expected(
         _spend(pg_url, "--tenant", tenant)["rows"], None)
