@@ -1,7 +1,11 @@
-"""``pool``: the one command line for operators.
+"""``pool``: the one command line for operators and SDK users.
 
 Each group of subcommands lives in its own module exposing
 ``register(subparsers)``; add a module to :data:`COMMAND_MODULES` to add commands.
+A command that needs an optional part of the distribution sets ``extra=`` as a
+parser default (see :mod:`llm_pool.extras`); its module imports that part inside
+the handler only, so ``pool --help`` and the SDK-side commands run on the base
+install.
 """
 
 from __future__ import annotations
@@ -11,9 +15,12 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-__all__ = ["COMMAND_MODULES", "build_parser", "main"]
+from llm_pool.extras import missing_extra_message
+
+__all__ = ["COMMAND_MODULES", "build_parser", "main", "run"]
 
 COMMAND_MODULES = (
+    "llm_pool.commands.ask",
     "llm_pool.commands.runtime",
     "llm_pool.commands.gateway",
     "llm_pool.commands.conversations",
@@ -24,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pool",
         description="llm-pool: LLM gateway (stock LiteLLM proxy), tenants/spend, agent workers.",
+        epilog="The base install (pip install llm-pool) runs `ask` and `provider`; the other "
+               "commands name the extra they need (llm-pool[proxy], [worker] or [all]).",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
@@ -32,7 +41,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    return run(build_parser().parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run a parsed command: first check that its extra is installed."""
+    missing = missing_extra_message(args.command, getattr(args, "extra", None))
+    if missing is not None:
+        print(missing, file=sys.stderr)
+        return 2
     try:
         code: int = args.handler(args)
     except KeyboardInterrupt:

@@ -60,7 +60,8 @@ def litellm_command() -> list[str]:
 
 def proxy_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment for a proxy: ours on top of the caller's, never ``DATABASE_URL``
-    (LiteLLM takes it as a signal to start Prisma, see DESIGN.md)."""
+    (LiteLLM takes it as a signal to start its own Prisma database layer, which we do not
+    use: our tables are in ``POOL_DATABASE_URL``, reached through psycopg)."""
     env = {**os.environ, **BASE_ENV, **(extra or {})}
     env.pop("DATABASE_URL", None)
     env.setdefault("TIMEOUT_WORKER_HEALTHCHECK", WORKER_HEALTHCHECK_TIMEOUT)

@@ -1,4 +1,6 @@
-"""Settings read from the environment, at the edge only (see DESIGN.md, decision 5)."""
+"""The CLI's settings, read from the environment once, where a command starts (code
+below it takes them as arguments). ``proxy/`` and ``worker/`` keep their own
+settings and never import this module; the defaults here are the CLI's own."""
 
 from __future__ import annotations
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
@@ -51,3 +52,50 @@ def test_proxy_refuses_a_broken_config_before_starting(tmp_path: Path) -> None:
                           text=True, cwd=tmp_path)
     assert done.returncode == 2
     assert "alias 'ghost' is not a model_name" in done.stderr
+
+
+# ----------------------------------------------------------------- extras
+
+# every top-level command, the shortest valid arguments, and the extra it needs
+COMMAND_EXTRAS = [
+    (["ask", "fast", "hi"], None), (["provider"], None),
+    (["proxy"], "proxy"), (["check-config"], "proxy"), (["db", "migrate"], "proxy"),
+    (["tenants", "list"], "proxy"), (["tenants", "show", "t"], "proxy"),
+    (["keys", "list"], "proxy"), (["spend"], "proxy"),
+    (["worker"], "worker"), (["send", "hi", "--tenant", "t", "--conversation", "c"], "worker"),
+    (["confirm", "c", "--yes"], "worker"), (["events", "c"], "worker"),
+    (["dashboard"], "all"), (["demo"], "all"),
+]
+
+
+def test_every_command_is_listed_with_its_extra() -> None:
+    from llm_pool.cli import build_parser
+
+    parser = build_parser()
+    listed = {args[0] for args, _ in COMMAND_EXTRAS}
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(commands.choices) == listed
+    for args, extra in COMMAND_EXTRAS:
+        assert getattr(parser.parse_args(args), "extra", None) == extra, args
+
+
+@pytest.mark.parametrize(("args", "extra"), [c for c in COMMAND_EXTRAS if c[1]])
+def test_a_missing_extra_is_one_line_naming_it(
+        args: list[str], extra: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """As on the base install: each of the extra's packages missing in turn; the handler
+    never runs (here it would start the proxy or a worker)."""
+    import importlib.util
+
+    from llm_pool import cli, extras
+
+    real = importlib.util.find_spec
+    parsed = cli.build_parser().parse_args(args)
+    parsed.handler = lambda _: pytest.fail(f"pool {args[0]} ran without its extra")
+    for gone in extras.EXTRAS[extra]:
+        monkeypatch.setattr(importlib.util, "find_spec",
+                            lambda name, *a, gone=gone: None if name == gone else real(name, *a))
+        assert cli.run(parsed) == 2
+        err = capsys.readouterr().err
+        assert err == (f"pool {args[0]} needs the {extra} extra: pip install "
+                       f"'llm-pool[{extra}]' (missing: {gone})\n")

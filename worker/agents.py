@@ -12,8 +12,8 @@
         max_iterations: 5
         stream: false               # true: assistant text chunks go to the event stream
         tools:                      # dotted import paths of @tool objects
-          - worker.demo_tools.lookup_order
-          - worker.demo_tools.send_email
+          - llm_pool.offline.demo_tools.lookup_order
+          - llm_pool.offline.demo_tools.send_email
 
 Tools are loaded once per definition; a tool marked ``requires_confirmation`` in
 its ``@tool`` stops the run until a human answers (``confirm``).

@@ -28,7 +28,7 @@ def register(subparsers: Any) -> None:
                       help="serve Prometheus metrics (Dramatiq's and ours) on this port")
     work.add_argument("--metrics-host", default="0.0.0.0",
                       help="address of the metrics server (default: %(default)s)")
-    work.set_defaults(handler=run_worker)
+    work.set_defaults(handler=run_worker, extra="worker")
 
     send = subparsers.add_parser("send", help="queue a user message for an agent")
     send.add_argument("text", help="the user's message")
@@ -37,7 +37,7 @@ def register(subparsers: Any) -> None:
     send.add_argument("--agent", default="helpdesk", help="agent id from the agents file")
     send.add_argument("--message-id", default=None, help="default: a new uuid")
     _wait_args(send)
-    send.set_defaults(handler=_one_line(run_send))
+    send.set_defaults(handler=_one_line(run_send), extra="worker")
 
     confirm = subparsers.add_parser(
         "confirm", help="answer a pending confirmation",
@@ -60,13 +60,13 @@ def register(subparsers: Any) -> None:
                               "otherwise: for the whole answer")
     confirm.add_argument("--by", default=None, help="who decided (audit log)")
     _wait_args(confirm)
-    confirm.set_defaults(handler=_one_line(run_confirm))
+    confirm.set_defaults(handler=_one_line(run_confirm), extra="worker")
 
     events = subparsers.add_parser("events", help="print a conversation's event stream")
     events.add_argument("conversation", help="conversation id")
     events.add_argument("--follow", action="store_true",
                         help="keep waiting for new events (Ctrl-C to stop)")
-    events.set_defaults(handler=_one_line(run_events))
+    events.set_defaults(handler=_one_line(run_events), extra="worker")
 
 
 def _one_line(handler: Any) -> Any:

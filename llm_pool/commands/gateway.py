@@ -1,4 +1,5 @@
-"""``pool db migrate``, ``pool tenants ...``, ``pool keys ...`` and ``pool spend``.
+"""``pool db migrate``, ``pool tenants ...``, ``pool keys ...`` and ``pool spend``
+(the proxy extra: each handler imports ``proxy`` itself).
 
 Each command opens one PostgreSQL connection (``POOL_DATABASE_URL``); errors are
 printed as one line on stderr with exit code 1 (2 for bad input).
@@ -30,6 +31,7 @@ def register(subparsers: Any) -> None:
 
 def _register_db(subparsers: Any) -> None:
     db = subparsers.add_parser("db", help="the gateway's PostgreSQL schema")
+    db.set_defaults(extra="proxy")
     sub = db.add_subparsers(dest="db_command", metavar="COMMAND", required=True)
     sub.add_parser("migrate", help="apply pending migrations (idempotent)").set_defaults(
         handler=_guarded(run_migrate))
@@ -37,6 +39,7 @@ def _register_db(subparsers: Any) -> None:
 
 def _register_tenants(subparsers: Any) -> None:
     tenants = subparsers.add_parser("tenants", help="tenants: budgets and rate limits")
+    tenants.set_defaults(extra="proxy")
     sub = tenants.add_subparsers(dest="tenants_command", metavar="COMMAND", required=True)
     add = sub.add_parser("add", help="create a tenant")
     add.add_argument("name", help="tenant name (letters, digits, - and _)")
@@ -74,6 +77,7 @@ def _caps(args: argparse.Namespace) -> Any:
 
 def _register_keys(subparsers: Any) -> None:
     keys = subparsers.add_parser("keys", help="tenant API keys")
+    keys.set_defaults(extra="proxy")
     sub = keys.add_subparsers(dest="keys_command", metavar="COMMAND", required=True)
     create = sub.add_parser("create", help="create a key (printed once, only its hash is kept)")
     create.add_argument("tenant", help="the tenant the key belongs to")
@@ -96,7 +100,7 @@ def _register_spend(subparsers: Any) -> None:
     spend.add_argument("--by", choices=("model", "day", "key"), default=None,
                        help="split each tenant's figures")
     spend.add_argument("--json", action="store_true", help="JSON instead of a table")
-    spend.set_defaults(handler=_guarded(run_spend))
+    spend.set_defaults(handler=_guarded(run_spend), extra="proxy")
 
 
 # ----------------------------------------------------------------- plumbing

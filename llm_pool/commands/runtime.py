@@ -1,4 +1,6 @@
-"""``pool proxy``, ``pool provider`` and ``pool demo``."""
+"""``pool proxy``, ``pool check-config``, ``pool provider``, ``pool dashboard`` and
+``pool demo``. Only ``provider`` runs on the base install; the others need an extra
+(:mod:`llm_pool.extras`) and import it inside their handlers."""
 
 from __future__ import annotations
 
@@ -6,11 +8,13 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from llm_pool.configcheck import MISSING_ENV, Problem
 from llm_pool.runtime import metrics_env, proxy_args, proxy_env
 from llm_pool.settings import default_config_path
+
+if TYPE_CHECKING:
+    from llm_pool.configcheck import Problem
 
 __all__ = ["register"]
 
@@ -19,21 +23,25 @@ DEFAULT_PROVIDER_PORT = 4010
 DEFAULT_DASHBOARD_PORT = 4100
 
 
+def _listen(parser: argparse.ArgumentParser, host: str, port: int) -> None:
+    """``--host`` and ``--port`` of a server command."""
+    parser.add_argument("--host", default=host, help="address to listen on (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=port,
+                        help="port to listen on (default: %(default)s)")
+
+
 def register(subparsers: Any) -> None:
     proxy = subparsers.add_parser("proxy", help="run the stock LiteLLM proxy on our YAML config")
     proxy.add_argument("--config", type=Path, default=None,
                        help="proxy YAML (default: $POOL_CONFIG or config/config.yaml)")
-    proxy.add_argument("--host", default="0.0.0.0",
-                       help="address to listen on (default: %(default)s)")
-    proxy.add_argument("--port", type=int, default=DEFAULT_PROXY_PORT,
-                       help="port to listen on (default: %(default)s)")
+    _listen(proxy, "0.0.0.0", DEFAULT_PROXY_PORT)
     proxy.add_argument("--workers", type=int, default=None,
                        help="uvicorn worker processes (default: the number of CPU cores)")
     proxy.add_argument("--allow-missing-env", action="store_true",
                        help="start even though os.environ/ variables of the config are unset "
                             "(requests to the aliases using them will fail)")
     proxy.add_argument("--no-check", action="store_true", help="skip `pool check-config`")
-    proxy.set_defaults(handler=run_proxy)
+    proxy.set_defaults(handler=run_proxy, extra="proxy")
 
     check = subparsers.add_parser(
         "check-config", help="validate a proxy YAML (syntax, aliases, fallbacks, env, plug-ins)")
@@ -42,27 +50,21 @@ def register(subparsers: Any) -> None:
     check.add_argument("--allow-missing-env", action="store_true",
                        help="an unset os.environ/ variable is a warning, not an error "
                             "(never for general_settings.master_key)")
-    check.set_defaults(handler=run_check_config)
+    check.set_defaults(handler=run_check_config, extra="proxy")
 
     provider = subparsers.add_parser(
         "provider", help="run the scripted OpenAI-compatible provider (offline demo, tests)")
-    provider.add_argument("--host", default="127.0.0.1",
-                          help="address to listen on (default: %(default)s)")
-    provider.add_argument("--port", type=int, default=DEFAULT_PROVIDER_PORT,
-                          help="port to listen on (default: %(default)s)")
+    _listen(provider, "127.0.0.1", DEFAULT_PROVIDER_PORT)
     provider.set_defaults(handler=run_provider)
 
     dashboard = subparsers.add_parser(
         "dashboard", help="read-only spend dashboard in the browser (master key required)")
-    dashboard.add_argument("--host", default="127.0.0.1",
-                           help="address to listen on (default: %(default)s)")
-    dashboard.add_argument("--port", type=int, default=DEFAULT_DASHBOARD_PORT,
-                           help="port to listen on (default: %(default)s)")
-    dashboard.set_defaults(handler=run_dashboard)
+    _listen(dashboard, "127.0.0.1", DEFAULT_DASHBOARD_PORT)
+    dashboard.set_defaults(handler=run_dashboard, extra="all")
 
     demo = subparsers.add_parser(
         "demo", help="offline demo: scripted provider + proxy + a few calls, no keys needed")
-    demo.set_defaults(handler=run_demo)
+    demo.set_defaults(handler=run_demo, extra="all")
 
 
 def _report(config: Path, allow_missing_env: bool, out: TextIO = sys.stdout) -> list[Problem]:
@@ -107,6 +109,8 @@ def run_proxy(args: argparse.Namespace) -> int:
             print("pool proxy: refusing to start: fix the config above (or pass "
                   "--allow-missing-env to start with unset variables)", file=sys.stderr)
             return 2
+        from llm_pool.configcheck import MISSING_ENV
+
         if any(p.code == MISSING_ENV for p in problems):
             _warn_missing_env()
     workers = args.workers or default_workers()
@@ -128,7 +132,7 @@ def default_workers() -> int:
 
 
 def run_provider(args: argparse.Namespace) -> int:
-    from llm_pool.provider import serve
+    from llm_pool.offline.provider import serve
 
     print(f"scripted provider on http://{args.host}:{args.port}/v1 (Ctrl-C to stop)", flush=True)
     serve(args.host, args.port)
@@ -158,6 +162,6 @@ def run_dashboard(args: argparse.Namespace) -> int:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from llm_pool.demo import run
+    from llm_pool.offline.demo import run
 
     return run()

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from llm_pool.provider import ScriptedProvider
+from llm_pool.offline.provider import ScriptedProvider
 from tests.clients.conftest import Tenant
 from tests.gateway.test_validation import OK, PASSING
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from llm_pool.provider import ScriptedProvider
+from llm_pool.offline.provider import ScriptedProvider
 from llm_pool.runtime import ProxyProcess
 from tests.faults.conftest import AUTH_CACHE_TTL
 from tests.gateway.support import new_tenant, spend_rows, wait_for_rows

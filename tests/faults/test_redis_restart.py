@@ -42,7 +42,7 @@ import pytest
 import redis
 from dramatiq.results import ResultMissing, ResultTimeout
 
-from llm_pool.provider import ScriptedProvider
+from llm_pool.offline.provider import ScriptedProvider
 from llm_pool.runtime import ProxyProcess, free_port
 from llm_pool.settings import REPO_ROOT
 from tests.conftest import MASTER_KEY

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from llm_pool.provider import ScriptedProvider
+from llm_pool.offline.provider import ScriptedProvider
 from llm_pool.runtime import ProxyProcess
 from tests.faults.conftest import ROUTER_TIMEOUT
 from tests.gateway.support import new_tenant, spend_rows

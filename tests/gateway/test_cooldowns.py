@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from llm_pool.provider import ScriptedProvider
+from llm_pool.offline.provider import ScriptedProvider
 from llm_pool.runtime import ProxyProcess, free_port, start_proxy
 from tests.gateway.support import new_tenant
 

@@ -15,7 +15,7 @@ import httpx
 import psycopg
 import pytest
 
-from llm_pool.provider import ScriptedProvider
+from llm_pool.offline.provider import ScriptedProvider
 from llm_pool.runtime import ProxyProcess
 from proxy.edge import PUBLIC_ROUTES, TENANT_ROUTES
 from proxy.tenants import Caps, create_key, create_tenant

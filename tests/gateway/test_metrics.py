@@ -14,7 +14,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from llm_pool.provider import ScriptedProvider
+from llm_pool.offline.provider import ScriptedProvider
 from llm_pool.runtime import ProxyProcess, start_proxy
 from tests.gateway.support import expected_cost, new_tenant, spend_rows, tokens_script
 

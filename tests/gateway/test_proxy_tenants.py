@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from llm_pool.cli import main
-from llm_pool.provider import ScriptedProvider
+from llm_pool.offline.provider import ScriptedProvider
 from llm_pool.runtime import ProxyProcess
 from tests.conftest import MASTER_KEY
 from tests.gateway.support import (

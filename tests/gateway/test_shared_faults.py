@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import pytest
 import redis
 
-from llm_pool.provider import ScriptedProvider
+from llm_pool.offline.provider import ScriptedProvider
 from llm_pool.runtime import ProxyProcess, start_proxy
 from proxy.shared import gateway_prefix
 from proxy.tenants import generate_key

@@ -23,7 +23,7 @@ import pytest
 import redis
 
 from llm_pool.cli import main
-from llm_pool.provider import ScriptedProvider
+from llm_pool.offline.provider import ScriptedProvider
 from llm_pool.runtime import ProxyProcess, start_proxy
 from proxy.reservations import live_reserved, month_key
 from proxy.shared import gateway_prefix

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from llm_pool.provider import ScriptedProvider
+from llm_pool.offline.provider import ScriptedProvider
 from llm_pool.runtime import ProxyProcess, start_proxy
 from tests.gateway.support import new_tenant, spend_rows, wait_for_rows
 from tests.gateway.tcp_forwarder import TcpForwarder, via_port

@@ -21,7 +21,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from llm_pool.provider import ScriptedProvider
+from llm_pool.offline.provider import ScriptedProvider
 from llm_pool.runtime import ProxyProcess, free_port, wait_http
 from tests.conftest import MASTER_KEY
 from tests.gateway.support import add_key, client, new_tenant, tokens_script, wait_for_rows

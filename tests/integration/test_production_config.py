@@ -10,7 +10,7 @@ import httpx
 import pytest
 import yaml
 
-from llm_pool.provider import ScriptedProvider
+from llm_pool.offline.provider import ScriptedProvider
 from llm_pool.runtime import ProxyProcess, start_proxy
 from tests.conftest import MASTER_KEY
 

@@ -7,7 +7,7 @@ import json
 import openai
 import pytest
 
-from llm_pool.provider import ScriptedProvider
+from llm_pool.offline.provider import ScriptedProvider
 from llm_pool.runtime import ProxyProcess
 from tests.conftest import MASTER_KEY
 

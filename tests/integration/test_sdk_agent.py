@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from llm_pool.provider import ScriptedProvider
+from llm_pool.offline.provider import ScriptedProvider
 from llm_pool.runtime import ProxyProcess
 from sdk import (
     Agent,

@@ -8,7 +8,7 @@ import json
 import pytest
 from pydantic import BaseModel
 
-from llm_pool.provider import ScriptedProvider
+from llm_pool.offline.provider import ScriptedProvider
 from llm_pool.runtime import ProxyProcess
 from sdk import (
     AsyncGateway,

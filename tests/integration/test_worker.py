@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from llm_pool.provider import ScriptedProvider
+from llm_pool.offline.provider import ScriptedProvider
 from tests.integration.worker_harness import (
     HEARTBEAT_MS,
     WorkerCluster,

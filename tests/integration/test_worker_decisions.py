@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from llm_pool.provider import ScriptedProvider
+from llm_pool.offline.provider import ScriptedProvider
 from tests.integration.worker_harness import (
     SHORT_HEARTBEAT_MS,
     WorkerCluster,

@@ -11,7 +11,7 @@ import pytest
 import redis
 from dramatiq.results import ResultFailure
 
-from llm_pool.provider import ScriptedProvider
+from llm_pool.offline.provider import ScriptedProvider
 from llm_pool.runtime import ProxyProcess
 from tests.gateway.support import new_tenant, tokens_script
 from tests.integration.worker_harness import WorkerCluster, _conversation, result, rows

@@ -19,7 +19,7 @@ import pytest
 import redis
 from dramatiq.results import Results
 
-from llm_pool.provider import ScriptedProvider
+from llm_pool.offline.provider import ScriptedProvider
 from llm_pool.runtime import ProxyProcess, proxy_env
 from llm_pool.settings import REPO_ROOT
 from tests.conftest import MASTER_KEY

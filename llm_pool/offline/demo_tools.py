@@ -2,18 +2,18 @@
 
 ``send_email`` needs a human yes and has a side effect: it writes the email to
 the ``demo_outbox`` table, keyed by the tool call's idempotency key, so running it
-twice for the same call (a redelivered message) sends one email.
+twice for the same call (a redelivered message) sends one email. The outbox is in
+the database of :class:`llm_pool.settings.Settings` (``POOL_DATABASE_URL``).
 """
 
 from __future__ import annotations
 
 import functools
-import os
 
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
-from llm_pool.settings import DEFAULT_DATABASE_URL
+from llm_pool.settings import Settings
 from sdk import current_tool_call, tool
 
 __all__ = ["lookup_order", "send_email"]
@@ -23,7 +23,7 @@ ORDER_STATUSES = ("processing", "shipped", "delivered")
 
 @functools.cache
 def _outbox_pool() -> ConnectionPool:
-    url = os.environ.get("POOL_DATABASE_URL", DEFAULT_DATABASE_URL)
+    url = Settings.from_env().database_url
     return ConnectionPool(url, min_size=1, max_size=2, open=True, kwargs={"autocommit": True})
 
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import psycopg
 
-from llm_pool.provider import ScriptedProvider
+from llm_pool.offline.provider import ScriptedProvider
 from llm_pool.runtime import ProxyProcess, proxy_env, start_proxy
 from llm_pool.settings import REPO_ROOT, Settings
 
