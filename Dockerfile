@@ -7,7 +7,8 @@ COPY llm_pool ./llm_pool
 COPY proxy ./proxy
 COPY sdk ./sdk
 COPY worker ./worker
-RUN pip install -e .
+# the proxy, the worker and the dashboard: every extra but the test tools
+RUN pip install -e '.[all]'
 COPY config ./config
 EXPOSE 4000
 CMD ["pool", "proxy", "--host", "0.0.0.0", "--port", "4000"]

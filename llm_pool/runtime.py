@@ -54,7 +54,8 @@ def litellm_command() -> list[str]:
     beside = Path(sys.executable).with_name("litellm")
     found = str(beside) if beside.exists() else shutil.which("litellm")
     if found is None:
-        raise FileNotFoundError("the `litellm` command is not installed (pip install -e .)")
+        raise FileNotFoundError(
+            "the `litellm` command is not installed: pip install 'llm-pool[proxy]'")
     return [found]
 
 

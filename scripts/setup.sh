@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up a working checkout: a virtualenv with the project (dev extras), and
+# Set up a working checkout: a virtualenv with the project and every extra (`.[dev]`: proxy,
+# worker, dashboard/demo and the test tools), and
 # PostgreSQL + Redis answering on 127.0.0.1 (installed and started if absent).
 # Says what it does; idempotent; used by `scripts/demo.sh` and `.ci/run`.
 set -euo pipefail
@@ -33,7 +34,7 @@ command -v "$PY" >/dev/null || die "$PY not found: install Python 3.11 or newer 
   || die "$("$PY" -V 2>&1) is too old: llm-pool needs Python >= 3.11 (set PYTHON=python3.11 ...)"
 say "$("$PY" -V 2>&1) at $(command -v "$PY")"
 
-step "virtualenv .venv + the project with dev extras (first run: a minute or two)"
+step "virtualenv .venv + the project with every extra, .[dev] (first run: a minute or two)"
 if [ ! -x .venv/bin/python ]; then
   if ! "$PY" -c 'import ensurepip, venv' 2>/dev/null; then
     ver=$("$PY" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')

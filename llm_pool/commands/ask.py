@@ -15,13 +15,14 @@ from typing import Any
 
 __all__ = ["register"]
 
+DESCRIPTION = ("One chat completion through the proxy at $POOL_PROXY_URL with the tenant key "
+               "in $POOL_API_KEY. The answer goes to stdout; the deployment that answered, "
+               "tokens and cost to stderr.")
+
 
 def register(subparsers: Any) -> None:
-    ask = subparsers.add_parser(
-        "ask", help="ask a model alias through the gateway with the SDK (base install)",
-        description="One chat completion through the proxy at $POOL_PROXY_URL with the "
-                    "tenant key in $POOL_API_KEY. The answer goes to stdout; the deployment "
-                    "that answered, tokens and cost to stderr.")
+    ask = subparsers.add_parser("ask", description=DESCRIPTION,
+                                help="ask a model alias through the gateway with the SDK")
     ask.add_argument("alias", help="the model alias to ask, e.g. fast or quality")
     ask.add_argument("prompt", help="the user message")
     ask.add_argument("--system", default=None, help="a system message to put first")
