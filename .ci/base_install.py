@@ -5,8 +5,8 @@ Creates a fresh virtualenv, ``pip install .`` (no extras) and, from that venv:
 ``pool --help`` runs; ``pool proxy`` / ``pool worker`` exit 2 naming the extra to
 install; the scripted provider runs (``pool provider``). Then the real proxy (started
 with the dev venv on config/offline.yaml and a scratch database) takes SDK calls from the
-base venv: ``Gateway().complete`` in its Python, ``pool ask --stream``, and a bad key is
-one clear line. Run with the dev venv: ``.venv/bin/python .ci/base_install.py``.
+base venv: ``Gateway().complete`` in its Python, ``pool ask --stream``, ``pool models``;
+a bad key is one clear line. Run with the dev venv: ``.venv/bin/python .ci/base_install.py``.
 """
 
 from __future__ import annotations
@@ -131,6 +131,10 @@ def check_sdk_calls(bin_dir: Path, cwd: Path, proxy: ProxyProcess, key: str) -> 
     if done.stdout.strip() != ANSWER or "fast -> fast-1" not in done.stderr:
         fail(f"pool ask --stream printed {done.stdout!r} / {done.stderr!r}")
     say(f"pool ask fast ... --stream: {done.stderr.strip()}")
+    listed = run([str(bin_dir / "pool"), "models"], cwd=cwd, env=env).stdout.split()
+    if "fast" not in listed:
+        fail(f"pool models listed {listed!r}, without fast")
+    say(f"pool models: {' '.join(listed)}")
     bad = run([str(bin_dir / "pool"), "ask", "fast", PROMPT], cwd=cwd,
               env={**env, "POOL_API_KEY": "sk-pool-not-a-key"}, expect=1)
     if len(bad.stderr.strip().splitlines()) != 1 or "AuthError" not in bad.stderr:

@@ -20,7 +20,7 @@ from llm_pool.extras import missing_extra_message
 __all__ = ["COMMAND_MODULES", "build_parser", "main", "run"]
 
 COMMAND_MODULES = (
-    "llm_pool.commands.ask",
+    "llm_pool.commands.client",
     "llm_pool.commands.runtime",
     "llm_pool.commands.gateway",
     "llm_pool.commands.conversations",
@@ -31,8 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pool",
         description="llm-pool: LLM gateway (stock LiteLLM proxy), tenants/spend, agent workers.",
-        epilog="The base install (pip install llm-pool) runs `ask` and `provider`; the other "
-               "commands name the extra they need (llm-pool[proxy], [worker] or [all]).",
+        epilog="The base install (pip install llm-pool) runs `ask`, `models` and `provider`; "
+               "the other commands name the extra they need (llm-pool[proxy], [worker], [all]).",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:

@@ -58,7 +58,7 @@ def test_proxy_refuses_a_broken_config_before_starting(tmp_path: Path) -> None:
 
 # every top-level command, the shortest valid arguments, and the extra it needs
 COMMAND_EXTRAS = [
-    (["ask", "fast", "hi"], None), (["provider"], None),
+    (["ask", "fast", "hi"], None), (["models"], None), (["provider"], None),
     (["proxy"], "proxy"), (["check-config"], "proxy"), (["db", "migrate"], "proxy"),
     (["tenants", "list"], "proxy"), (["tenants", "show", "t"], "proxy"),
     (["keys", "list"], "proxy"), (["spend"], "proxy"),

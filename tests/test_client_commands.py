@@ -1,4 +1,5 @@
-"""``pool ask``: the SDK-side command, against the real proxy on config/offline.yaml."""
+"""``pool ask`` and ``pool models``, the SDK-side commands, against the real proxy on
+config/offline.yaml."""
 
 from __future__ import annotations
 
@@ -16,6 +17,12 @@ pytestmark = pytest.mark.integration
 def env(offline_proxy: ProxyProcess, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("POOL_PROXY_URL", offline_proxy.url)
     monkeypatch.setenv("POOL_API_KEY", MASTER_KEY)
+
+
+def _pool(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
 def _ask(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -68,3 +75,19 @@ def test_unreachable_proxy_is_one_line(monkeypatch: pytest.MonkeyPatch,
                         "--timeout", "2")
     assert code == 1
     assert err.startswith("pool ask: ProviderUnavailableError: ") and err.count("\n") == 1, err
+
+
+@pytest.mark.usefixtures("env")
+def test_models_lists_the_aliases_of_the_config(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _pool(capsys, "models")
+    assert code == 0
+    assert out.splitlines() == ["balanced", "economy", "embedder", "fast", "local", "quality"]
+
+
+@pytest.mark.usefixtures("env")
+def test_models_with_a_bad_key_is_one_line(monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("POOL_API_KEY", "sk-pool-not-a-key")
+    code, out, err = _pool(capsys, "models")
+    assert (code, out) == (1, "")
+    assert err.startswith("pool models: AuthError: ") and err.count("\n") == 1, err
