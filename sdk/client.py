@@ -284,6 +284,11 @@ class Gateway(_Base):
         assembler = StreamAssembler(alias, ResponseMeta.from_headers(raw.headers))
         return CompletionStream(raw.parse(), assembler, started)
 
+    def aliases(self) -> list[str]:
+        """The model aliases this key may call (``GET /v1/models``), sorted."""
+        return sorted({model.id for model in self._call("", lambda: list(
+            self.client.models.list()))})
+
     def embed(self, alias: str, texts: Sequence[str]) -> EmbeddingResult:
         started = time.perf_counter()
         raw = self._call(alias, lambda: self.client.embeddings.with_raw_response.create(
@@ -356,6 +361,12 @@ class AsyncGateway(_Base):
                                .create(**_stream_kwargs(kwargs)))
         assembler = StreamAssembler(alias, ResponseMeta.from_headers(raw.headers))
         return AsyncCompletionStream(raw.parse(), assembler, started)
+
+    async def aliases(self) -> list[str]:
+        """The model aliases this key may call (``GET /v1/models``), sorted."""
+        async def listed() -> list[str]:
+            return [model.id async for model in self.client.models.list()]
+        return sorted(set(await self._call("", listed)))
 
     async def embed(self, alias: str, texts: Sequence[str]) -> EmbeddingResult:
         started = time.perf_counter()

@@ -95,14 +95,6 @@ def run_ask(args: argparse.Namespace) -> int:
 
 def run_models(args: argparse.Namespace) -> int:
     def models(gateway: Gateway) -> None:
-        import openai
-
-        from sdk.errors import error_from_openai
-
-        try:
-            names = sorted({model.id for model in gateway.client.models.list()})
-        except openai.OpenAIError as exc:
-            raise error_from_openai(exc) from exc
-        print("\n".join(names))
+        print("\n".join(gateway.aliases()))
 
     return _with_gateway("models", args, models)

@@ -6,19 +6,23 @@ import asyncio
 import json
 
 import pytest
+import yaml
 from pydantic import BaseModel
 
 from llm_pool.offline.provider import ScriptedProvider
 from llm_pool.runtime import ProxyProcess
 from sdk import (
     AsyncGateway,
+    AuthError,
     Gateway,
     ProviderUnavailableError,
     RetryPolicy,
     StructuredOutputError,
     UnknownAliasError,
 )
-from tests.conftest import MASTER_KEY
+from tests.conftest import MASTER_KEY, REPO_ROOT
+
+OFFLINE_CONFIG = REPO_ROOT / "config" / "offline.yaml"
 
 pytestmark = pytest.mark.integration
 
@@ -159,11 +163,22 @@ def test_async_gateway(offline_proxy: ProxyProcess, scripted: ScriptedProvider) 
     assert streamed == "Hi! (local-1) You said: async stream"
 
 
+def test_aliases_lists_the_config_groups_sync_and_async(offline_proxy: ProxyProcess) -> None:
+    groups = sorted({m["model_name"] for m in yaml.safe_load(
+        OFFLINE_CONFIG.read_text())["model_list"]})
+
+    async def listed() -> list[str]:
+        async with AsyncGateway(offline_proxy.url, MASTER_KEY) as gateway:
+            return await gateway.aliases()
+
+    assert Gateway(offline_proxy.url, MASTER_KEY).aliases() == groups == asyncio.run(listed())
+    with pytest.raises(AuthError):
+        Gateway(offline_proxy.url, "sk-pool-not-a-key").aliases()
+
+
 def test_unknown_and_revoked_keys_are_auth_errors(offline_proxy: ProxyProcess,
                                                   scripted: ScriptedProvider,
                                                   pg_url: str) -> None:
-    from sdk import AuthError
-
     with pytest.raises(AuthError) as caught:
         Gateway(base_url=offline_proxy.url, api_key="sk-pool-not-a-key").complete("fast", "hi")
     assert caught.value.status == 401 and "not a valid key" in str(caught.value)
