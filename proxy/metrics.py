@@ -23,7 +23,13 @@ sets ``PROMETHEUS_MULTIPROC_DIR`` and the scrape adds the processes up):
   was last read from PostgreSQL (0 before the process's first budget check);
 - ``pool_key_cache_hits_total`` / ``pool_key_cache_misses_total`` (counters): tenant
   key checks answered without a key-store query of their own / that queried it;
-- ``pool_key_store_errors_total`` (counter): key-store queries that failed.
+- ``pool_key_store_errors_total`` (counter): key-store queries that failed;
+- ``pool_shared_state_degraded`` (gauge, max over processes): 1 while ``POOL_REDIS_URL``
+  is set but Redis does not answer, so this process counts rpm/tpm limits and budget
+  reservations on its own (fail-open; with ``POOL_LIMITS_FAIL_CLOSED=1`` it refuses
+  tenant requests with 503 instead); 0 while Redis answers, and without
+  ``POOL_REDIS_URL``. It turns 1 at the first failed Redis call and back to 0 at the
+  first one that succeeds; with several workers the scrape is 1 if any is degraded.
 
 Settings: ``POOL_METRICS_KEY`` (optional) a key that may read ``/metrics`` and nothing else.
 """
@@ -58,6 +64,10 @@ BUDGET_LAG = Gauge("pool_budget_seconds_since_last_refresh",
 KEY_HITS = Counter("pool_key_cache_hits", "Tenant key checks answered from the cache")
 KEY_MISSES = Counter("pool_key_cache_misses", "Tenant key checks that queried the key store")
 KEY_ERRORS = Counter("pool_key_store_errors", "Key-store queries that failed")
+SHARED_DEGRADED = Gauge("pool_shared_state_degraded",
+                        "1 while POOL_REDIS_URL is set but Redis is unreachable and limits "
+                        "and budgets are counted per process (0 otherwise)",
+                        multiprocess_mode="livemax")
 
 _looked_up: contextvars.ContextVar[list[bool] | None] = contextvars.ContextVar(
     "pool_key_looked_up", default=None)
@@ -86,6 +96,8 @@ class Instrumented:
     def poll(self) -> None:
         """Refresh the gauges and counters from the gateway's writer and budget tracker."""
         now = self.clock()
+        shared = getattr(self.gateway, "shared", None)  # None without POOL_REDIS_URL
+        SHARED_DEGRADED.set(1 if shared is not None and shared.degraded else 0)
         writer = self.gateway.writer
         stats, buffered = writer.stats, int(writer.buffered)
         journal = getattr(self.gateway, "journal", None)  # rows through Redis, when set

@@ -9,6 +9,7 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
+import httpx
 import openai
 import psycopg
 from psycopg.rows import dict_row
@@ -78,3 +79,21 @@ def wait_for_rows(pg_url: str, request_ids: list[str], timeout: float = 15.0
         time.sleep(0.1)
     missing = sorted(set(request_ids) - set(found))
     raise AssertionError(f"spend rows missing after {timeout} s for {missing}")
+
+
+def metric(proxy_url: str, name: str, key: str = "sk-test-master-key") -> float:
+    """One of ``/metrics``'s figures, summed over its label sets (0 when absent)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{proxy_url}/metrics/", headers={"Authorization": f"Bearer {key}"},
+                     timeout=30).raise_for_status().text
+    return sum(sample.value for family in text_string_to_metric_families(text)
+               for sample in family.samples if sample.name == name)
+
+
+def wait_metric(proxy_url: str, name: str, value: float, timeout: float = 10.0) -> None:
+    """Wait until ``/metrics`` shows ``name == value`` (the gateway polls every second)."""
+    deadline = time.monotonic() + timeout
+    while (seen := metric(proxy_url, name)) != value:
+        assert time.monotonic() < deadline, f"{name} is {seen}, expected {value}"
+        time.sleep(0.3)

@@ -58,18 +58,60 @@ def test_poll_turns_writer_state_into_metrics() -> None:
     state.poll()
     assert _value("pool_spend_rows_written_total") - written == 5
     assert _value("pool_spend_rows_dropped_total") - dropped == 2
-    assert _value("pool_spend_seconds_since_last_write") == 0  # nothing waits
-    gateway.writer.buffered = 3
-    now[0] = 101.0
-    state.poll()
-    now[0] = 131.0
-    state.poll()  # PostgreSQL away: rows wait, nothing written for 30 s
-    assert _value("pool_spend_buffer_rows") == 3
-    assert _value("pool_spend_seconds_since_last_write") == 30
     gateway.writer.stats.written, gateway.writer.buffered = 8, 0
     state.poll()
-    assert _value("pool_spend_seconds_since_last_write") == 0
     assert _value("pool_spend_rows_written_total") - written == 8
+
+
+def test_write_lag_measures_how_long_rows_wait() -> None:
+    """The lag runs from the later of "rows started waiting" and "last write": each
+    step below tells those two apart from a lag that ignores either of them."""
+    now = [100.0]
+    gateway = _Gateway()
+    state = metrics.Instrumented(gateway, clock=lambda: now[0])
+    gateway.writer.stats.written = 5
+    state.poll()  # a write at 100, nothing waits
+    assert _value("pool_spend_seconds_since_last_write") == 0
+    now[0] = 110.0
+    gateway.writer.buffered = 3
+    state.poll()  # rows start waiting at 110 (10 s after the last write)
+    now[0] = 117.5
+    state.poll()
+    assert _value("pool_spend_seconds_since_last_write") == 7.5  # not 17.5
+    now[0] = 140.0
+    state.poll()  # PostgreSQL away: the wait grows
+    assert _value("pool_spend_buffer_rows") == 3
+    assert _value("pool_spend_seconds_since_last_write") == 30
+    gateway.writer.stats.written, gateway.writer.buffered = 6, 4
+    state.poll()  # one row written at 140, more wait
+    now[0] = 152.0
+    state.poll()
+    assert _value("pool_spend_seconds_since_last_write") == 12  # since that write, not 42
+    gateway.writer.stats.written, gateway.writer.buffered = 10, 0
+    now[0] = 160.0
+    state.poll()
+    assert _value("pool_spend_seconds_since_last_write") == 0
+
+
+@dataclass
+class _Shared:
+    degraded: bool = False
+
+
+def test_shared_state_degraded_follows_redis() -> None:
+    now = [0.0]
+    plain = _Gateway()  # no POOL_REDIS_URL: never degraded
+    metrics.Instrumented(plain, clock=lambda: now[0]).poll()
+    assert _value("pool_shared_state_degraded") == 0
+    gateway, shared = _Gateway(), _Shared()
+    gateway.shared = shared  # type: ignore[attr-defined]
+    state = metrics.Instrumented(gateway, clock=lambda: now[0])
+    seen = []
+    for degraded in (False, True, True, False):
+        shared.degraded = degraded
+        state.poll()
+        seen.append(_value("pool_shared_state_degraded"))
+    assert seen == [0, 1, 1, 0]
 
 
 def test_key_checks_are_hits_or_misses_and_store_errors_count() -> None:

@@ -3,7 +3,8 @@ PostgreSQL behind a :class:`TcpForwarder` we cut:
 
 - Redis killed and restarted: fail-open proxies go on answering with per-process
   limits (``x-pool-limits: local``, one warning), fail-closed ones answer 503 with
-  ``Retry-After``; once Redis is back the limits are shared and exact again;
+  ``Retry-After``, both show ``pool_shared_state_degraded 1`` on ``/metrics``; once
+  Redis is back the limits are shared and exact again, and the gauge is 0;
 - PostgreSQL down, 300 requests, then SIGTERM (and SIGKILL) of the proxy: the rows
   wait in the Redis journal and another proxy writes exactly 300 each (this test
   runs after the outage test: it ends both module proxies);
@@ -30,13 +31,14 @@ from llm_pool.runtime import ProxyProcess, start_proxy
 from proxy.shared import gateway_prefix
 from proxy.tenants import generate_key
 from tests.faults.test_redis_restart import RedisServer
-from tests.gateway.support import new_tenant, spend_rows
+from tests.gateway.support import new_tenant, spend_rows, wait_metric
 from tests.gateway.tcp_forwarder import TcpForwarder, via_port
 from tests.gateway.test_shared_limits import chat, start_many
 
 pytestmark = pytest.mark.integration
 
 REQUESTS = 300
+DEGRADED = "pool_shared_state_degraded"
 NO_PERSISTENCE = ["--appendonly", "no", "--save", ""]
 
 
@@ -96,11 +98,15 @@ def test_redis_outage_fail_open_and_fail_closed(
     first = chat(opened, key, "before")
     assert first.status_code == 200 and first.headers["x-pool-limits"] == "shared"
     assert chat(closed, key, "before").status_code == 200
+    for url in (opened, closed):
+        wait_metric(url, DEGRADED, 0)
 
     private_redis.crash()
     try:
         during = [chat(opened, key, f"during {i}") for i in range(6)]
         refused = chat(closed, key, "during")
+        for url in (opened, closed):  # counting per process (open) or refusing (closed)
+            wait_metric(url, DEGRADED, 1)
     finally:
         private_redis.start()  # empty: no persistence
     # fail-open: answered, per-process rpm (5 in this process's window), flagged
@@ -117,6 +123,8 @@ def test_redis_outage_fail_open_and_fail_closed(
     _wait_shared(closed, fresh)
     both = [chat((opened, closed)[i % 2], fresh, f"after {i}").status_code for i in range(6)]
     assert both == [200] * 3 + [429] * 3  # 2 probes + 3 = 5 in the window
+    for url in (opened, closed):
+        wait_metric(url, DEGRADED, 0)
 
 
 def _flood(url: str, key: str, count: int) -> None:
