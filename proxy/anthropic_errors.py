@@ -23,6 +23,8 @@ import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from proxy import internals
+
 __all__ = ["ANTHROPIC_ROUTES", "AnthropicErrors", "anthropic_error_body", "install"]
 
 Scope = MutableMapping[str, Any]
@@ -47,8 +49,6 @@ def _message_of(body: Any, raw: str) -> str:
 
 def anthropic_error_body(status: int, raw: bytes) -> bytes | None:
     """``raw`` (an error answer's body) in Anthropic's shape; None when it already is."""
-    from litellm.anthropic_interface.exceptions import AnthropicExceptionMapping
-
     text = raw.decode("utf-8", "replace")
     try:
         body = json.loads(text)
@@ -56,7 +56,7 @@ def anthropic_error_body(status: int, raw: bytes) -> bytes | None:
         body = None
     if isinstance(body, dict) and body.get("type") == "error":
         return None
-    shaped = AnthropicExceptionMapping.create_error_response(status, _message_of(body, text))
+    shaped = internals.anthropic_error_response(status, _message_of(body, text))
     return json.dumps(shaped).encode()
 
 

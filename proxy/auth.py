@@ -40,7 +40,6 @@ from typing import Any, Protocol
 import psycopg
 from fastapi import Request
 from litellm.proxy._types import LitellmUserRoles, ProxyErrorTypes, ProxyException, UserAPIKeyAuth
-from litellm.proxy.auth.auth_utils import get_request_route
 
 from proxy import anthropic_errors, edge, health, internals, metrics
 from proxy.caps import CAPPED_ROUTES, Limits, check_caps
@@ -53,7 +52,7 @@ from proxy.tenants import (
     hash_key,
     key_format,
 )
-from proxy.validation import check_body, install_body_guard, validated_route
+from proxy.validation import check_body, not_an_object, validated_route
 
 __all__ = ["Forbidden", "KeyCache", "KeyResolver", "LegacyKeys", "StoreDown", "Unauthorized",
            "custom_auth", "identity_auth"]
@@ -270,11 +269,9 @@ async def _check_request(request: Request, route: str, max_bytes: int) -> Any:
     """The parsed body of a model route, after the size and schema checks."""
     if not (validated_route(route) or route in CAPPED_ROUTES):
         return None
-    from litellm.proxy.common_utils.http_parsing_utils import read_request_body
-
     length = request.headers.get("content-length")
     size = int(length) if length and length.isdigit() else len(await request.body())
-    body = await read_request_body(request) if size <= max_bytes else None
+    body = await internals.read_request_body(request) if size <= max_bytes else None
     check_body(route, body, size, max_bytes)
     return body
 
@@ -290,7 +287,7 @@ async def authenticate(resolver: KeyResolver, master_key: str | None, request: R
                        api_key: str, max_request_bytes: int = 4_000_000, *,
                        default_caps: Caps = DEFAULT_CAPS, legacy: LegacyKeys | None = None,
                        ) -> UserAPIKeyAuth:
-    route = get_request_route(request)
+    route = internals.request_route(request)
     if master_key and secrets.compare_digest(api_key.encode(), master_key.encode()):
         await _check_request(request, route, max_request_bytes)
         return _master_auth(master_key)
@@ -340,7 +337,7 @@ def _master_key() -> str | None:
 
 def _install() -> None:
     """When LiteLLM loads this module (``custom_auth``), before any request."""
-    install_body_guard()
+    internals.install_non_object_body_guard(not_an_object)
     internals.install_client_error_policy()
     internals.install_unprocessable_fix()
     edge.install(internals.proxy_app(), _master_key, edge.Redactor(internals.router_api_bases),

@@ -39,7 +39,7 @@ from litellm.integrations.custom_logger import CustomLogger
 from litellm.proxy._types import UserAPIKeyAuth
 from psycopg_pool import AsyncConnectionPool
 
-from proxy import metrics
+from proxy import internals, metrics
 from proxy.auth import KeyResolver, LegacyKeys
 from proxy.budget import BudgetTracker, month_spend
 from proxy.db import open_async_pool
@@ -193,9 +193,8 @@ class GatewayCallbacks(CustomLogger):
     ) -> HTTPException | None:
         """LiteLLM rejects a request carrying ``api_base``/credentials with a ValueError
         that, without Prisma installed, reaches the client as a bare 500: make it a 400."""
-        message = str(original_exception)
-        if isinstance(original_exception, ValueError) and message.startswith("Rejected Request"):
-            return HTTPException(status_code=400, detail=message)
+        if internals.is_rejected_request(original_exception):
+            return HTTPException(status_code=400, detail=str(original_exception))
         return None
 
     async def async_log_success_event(self, kwargs: dict[str, Any], response_obj: Any,

@@ -3,7 +3,7 @@
 LiteLLM's documented extension points (``custom_auth``, ``callbacks``, router
 settings) cover most of what the gateway needs. What they do not cover is here,
 one small function per internal symbol, each saying why. An upgrade that moves a
-symbol fails in :mod:`tests.gateway.test_internals` with its name.
+symbol fails in ``tests/gateway/test_isolation_units.py`` with its name.
 
 - :func:`proxy_app`: the proxy's FastAPI app (to put :mod:`proxy.edge` in front).
 - :func:`router_api_bases`: the upstream URLs of the loaded router (to redact them).
@@ -20,29 +20,79 @@ symbol fails in :mod:`tests.gateway.test_internals` with its name.
   refuses (credentials, endpoints, observability hosts, price overrides), so the
   gateway's body check (:mod:`proxy.credentials`) refuses at least those, with a
   400 naming the field, on every model route.
+- :func:`request_route`, :func:`read_request_body`: the route and the parsed body
+  exactly as LiteLLM's own auth sees them (``root_path`` stripped; the body parsed
+  once and cached on the request), so ``custom_auth`` checks what LiteLLM then serves.
+- :func:`install_non_object_body_guard`: a JSON body that is not an object (``[1]``)
+  became a bare 500 inside LiteLLM's auth; it is turned into a parse failure (400).
+- :func:`is_rejected_request`: LiteLLM's refusal of client-side credentials is a
+  ``ValueError`` recognised only by its text; without Prisma it reached clients as 500.
+- :func:`key_auth_metadata`: where LiteLLM copies ``UserAPIKeyAuth.metadata`` (the
+  tenant, key and principal ``custom_auth`` set) into the logging payload.
+- :func:`anthropic_error_response`: LiteLLM's Anthropic error shape, so the gateway's
+  own errors on ``/v1/messages`` look like the rest.
+
+:data:`SIGNATURES` lists each internal symbol with the parameters the gateway relies
+on; ``tests/gateway/test_isolation_units.py`` imports and checks every one.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 __all__ = [
+    "AUTH_METADATA_KEY",
     "CLIENT_ERROR_STATUSES",
+    "REJECTED_REQUEST",
+    "SIGNATURES",
+    "anthropic_error_response",
     "group_deployments",
+    "guard_body_reader",
     "install_client_error_policy",
+    "install_non_object_body_guard",
     "install_unprocessable_fix",
     "is_client_error",
     "is_connection_failure",
+    "is_rejected_request",
+    "key_auth_metadata",
     "litellm_banned_body_params",
     "proxy_app",
+    "read_request_body",
+    "request_route",
     "router_api_bases",
     "wrap_app",
 ]
 
 log = logging.getLogger("llm_pool.internals")
+
+# Every internal symbol reached below: "module:attribute" -> the leading parameters the
+# gateway relies on (None: not a function, it only has to exist).
+SIGNATURES: dict[str, tuple[str, ...] | None] = {
+    "litellm.proxy.proxy_server:app": None,
+    "litellm.proxy.proxy_server:llm_router": None,
+    "litellm.router_utils.cooldown_handlers:_should_run_cooldown_logic": (
+        "litellm_router_instance", "deployment", "exception_status", "original_exception",
+        "time_to_cooldown"),
+    "litellm.router:Router.async_function_with_fallbacks_common_utils": ("self", "e"),
+    "litellm.router:Router.get_model_list": ("self", "model_name"),
+    "litellm.llms.openai.openai:drop_params_from_unprocessable_entity_error": ("e", "data"),
+    "litellm.proxy.auth.auth_utils:_BANNED_REQUEST_BODY_PARAMS": None,
+    "litellm.proxy.auth.auth_utils:get_request_route": ("request",),
+    "litellm.proxy.auth.auth_utils:is_request_body_safe": (
+        "request_body", "general_settings", "llm_router", "model"),
+    "litellm.proxy.common_utils.http_parsing_utils:read_request_body": ("request",),
+    "litellm.proxy.auth.user_api_key_auth:_read_request_body_deferring_parse_failure": (
+        "request",),
+    "litellm.types.utils:StandardLoggingMetadata": None,
+    "litellm.anthropic_interface.exceptions:AnthropicExceptionMapping.create_error_response": (
+        "status_code", "message"),
+}
+
+REJECTED_REQUEST = "Rejected Request"  # how LiteLLM's body-safety ValueErrors begin
+AUTH_METADATA_KEY = "user_api_key_auth_metadata"  # StandardLoggingMetadata's key
 
 # 4xx a provider answers because of the request itself; 408 and 429 are the provider's
 CLIENT_ERROR_STATUSES = frozenset({400, 401, 403, 404, 405, 409, 413, 415, 422})
@@ -214,3 +264,83 @@ def litellm_banned_body_params() -> tuple[str, ...]:
                     "gateway's own list of refused body fields applies")
         return ()
     return tuple(str(name) for name in _BANNED_REQUEST_BODY_PARAMS)
+
+
+def request_route(request: Any) -> str:
+    """``litellm.proxy.auth.auth_utils.get_request_route``: the route LiteLLM's auth and
+    routing use (from the ASGI scope, ``root_path`` stripped), so the gateway's checks
+    by route (tenant routes, body schemas, caps) never disagree with what LiteLLM serves."""
+    from litellm.proxy.auth.auth_utils import get_request_route
+
+    return str(get_request_route(request))
+
+
+async def read_request_body(request: Any) -> Any:
+    """``litellm.proxy.common_utils.http_parsing_utils.read_request_body``: the body as
+    LiteLLM parses it (JSON or form), cached on the request so that the proxy's handler
+    reads the same object afterwards instead of parsing the bytes a second time."""
+    from litellm.proxy.common_utils.http_parsing_utils import read_request_body as read
+
+    return await read(request)
+
+
+BODY_READER = "_read_request_body_deferring_parse_failure"
+BodyReader = Callable[..., Awaitable[tuple[Any, Exception | None]]]
+
+
+def guard_body_reader(reader: BodyReader, refusal: Callable[[], Exception]) -> BodyReader:
+    """``reader``, but a parsed body that is not a JSON object comes back as a parse
+    failure (``refusal()``), which LiteLLM raises as a 400 after auth."""
+    @functools.wraps(reader)
+    async def guarded(*args: Any, **kwargs: Any) -> tuple[Any, Exception | None]:
+        body, failure = await reader(*args, **kwargs)
+        if failure is None and not isinstance(body, dict):
+            return {}, refusal()
+        return body, failure
+    guarded.__dict__["pool_guarded"] = True
+    return guarded
+
+
+def install_non_object_body_guard(refusal: Callable[[], Exception]) -> bool:
+    """Replace ``litellm.proxy.auth.user_api_key_auth._read_request_body_deferring_parse_failure``
+    (by ``setattr``: LiteLLM's auth calls it by module global) with
+    :func:`guard_body_reader`: LiteLLM called ``.get`` on a body like ``[1]`` or ``"x"``
+    and answered a bare 500. False when this LiteLLM has no such reader."""
+    try:
+        from litellm.proxy.auth import user_api_key_auth as module
+    except ImportError:  # pragma: no cover - another LiteLLM layout
+        return False
+    reader = getattr(module, BODY_READER, None)
+    if reader is None:
+        log.warning("internals: LiteLLM has no %s; non-object JSON bodies are not guarded",
+                    BODY_READER)
+        return False
+    if not getattr(reader, "pool_guarded", False):
+        setattr(module, BODY_READER, guard_body_reader(reader, refusal))
+    return True
+
+
+def is_rejected_request(exc: BaseException) -> bool:
+    """True for LiteLLM's refusal of a body carrying ``api_base``, credentials or the
+    like (``litellm.proxy.auth.auth_utils.is_request_body_safe``): a plain ``ValueError``
+    told apart from others only by its text, :data:`REJECTED_REQUEST`."""
+    return isinstance(exc, ValueError) and str(exc).startswith(REJECTED_REQUEST)
+
+
+def key_auth_metadata(payload: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``payload["metadata"]["user_api_key_auth_metadata"]`` of a ``StandardLoggingPayload``:
+    where LiteLLM puts the ``UserAPIKeyAuth.metadata`` that ``custom_auth`` returned
+    (tenant, key, principal). Not a documented field; empty when absent."""
+    metadata = payload.get("metadata") or {}
+    found = metadata.get(AUTH_METADATA_KEY) if isinstance(metadata, Mapping) else None
+    return found if isinstance(found, Mapping) else {}
+
+
+def anthropic_error_response(status: int, message: str) -> dict[str, Any]:
+    """``litellm.anthropic_interface.exceptions.AnthropicExceptionMapping.create_error_response``:
+    Anthropic's error body (``{"type": "error", "error": {"type": ..., "message": ...}}``)
+    with LiteLLM's status-to-type mapping, so the gateway's refusals on the Anthropic
+    routes match the errors LiteLLM itself sends there."""
+    from litellm.anthropic_interface.exceptions import AnthropicExceptionMapping
+
+    return dict(AnthropicExceptionMapping.create_error_response(status, message))

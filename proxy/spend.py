@@ -36,6 +36,8 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from proxy import internals
+
 __all__ = ["SpendRow", "SpendWriter", "WriterStats", "dedupe", "insert_rows", "row_from_json",
            "row_from_payload", "row_to_json"]
 
@@ -98,12 +100,6 @@ def row_from_json(raw: str | bytes) -> SpendRow:
 # ----------------------------------------------------------------- payload -> row
 
 
-def _auth_metadata(payload: Mapping[str, Any]) -> Mapping[str, Any]:
-    metadata = payload.get("metadata") or {}
-    found = metadata.get("user_api_key_auth_metadata") or {}
-    return found if isinstance(found, Mapping) else {}
-
-
 def _int(value: Any) -> int:
     return int(value) if isinstance(value, int | float) else 0
 
@@ -113,7 +109,7 @@ def row_from_payload(payload: Mapping[str, Any] | None) -> SpendRow | None:
     by a principal of ours (e.g. rejected by ``custom_auth`` itself)."""
     if not payload:
         return None
-    principal = _auth_metadata(payload)
+    principal = internals.key_auth_metadata(payload)
     kind = principal.get("pool_principal")
     request_id = payload.get("litellm_call_id") or payload.get("id")
     if kind not in ("tenant", "master") or not request_id:

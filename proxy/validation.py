@@ -30,9 +30,7 @@ makes LiteLLM treat it as unparsable JSON: a 400.
 
 from __future__ import annotations
 
-import functools
-import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from litellm.proxy._types import ProxyErrorTypes, ProxyException
@@ -40,10 +38,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Valida
 
 from proxy.credentials import find_refused
 
-__all__ = ["SCHEMAS", "BadRequest", "TooLarge", "check_body", "install_body_guard",
+__all__ = ["SCHEMAS", "BadRequest", "TooLarge", "check_body", "not_an_object",
            "validated_route"]
-
-log = logging.getLogger("llm_pool.validation")
 
 Number = StrictInt | float
 Stop = str | list[str] | None
@@ -59,6 +55,12 @@ class BadRequest(ProxyException):
     def __init__(self, message: str, param: str | None = None) -> None:
         super().__init__(message=message, type=ProxyErrorTypes.bad_request_error.value,
                          param=param, code=400)
+
+
+def not_an_object() -> BadRequest:
+    """The 400 for a JSON body that is not an object (also given to LiteLLM's body
+    reader, see :func:`proxy.internals.install_non_object_body_guard`)."""
+    return BadRequest("the request body must be a JSON object")
 
 
 class TooLarge(ProxyException):
@@ -234,7 +236,7 @@ def check_body(route: str, body: Any, size: int | None, max_bytes: int) -> None:
     if size is not None and size > max_bytes:
         raise TooLarge(size, max_bytes)
     if not isinstance(body, Mapping):
-        raise BadRequest("the request body must be a JSON object")
+        raise not_an_object()
     refused = find_refused(body)
     if refused is not None:
         raise BadRequest(f"invalid request: {refused}: {REFUSED}", param=refused)
@@ -248,38 +250,3 @@ def check_body(route: str, body: Any, size: int | None, max_bytes: int) -> None:
     if stateful is not None:
         raise BadRequest(f"invalid request: {stateful} {STATELESS}",
                          param=stateful.split(":")[0])
-
-
-# ----------------------------------------------------------------- non-object bodies
-
-Reader = Callable[..., Awaitable[tuple[Any, Exception | None]]]
-READER = "_read_request_body_deferring_parse_failure"
-
-
-def _guarded(reader: Reader) -> Reader:
-    @functools.wraps(reader)
-    async def guarded(*args: Any, **kwargs: Any) -> tuple[Any, Exception | None]:
-        body, failure = await reader(*args, **kwargs)
-        if failure is None and not isinstance(body, dict):
-            return {}, BadRequest("the request body must be a JSON object")
-        return body, failure
-    guarded.__dict__["pool_guarded"] = True
-    return guarded
-
-
-def install_body_guard() -> bool:
-    """Make LiteLLM treat a JSON body that is not an object like unparsable JSON (a
-    400 after auth) instead of calling ``.get`` on it (a bare 500). False when this
-    LiteLLM has no such reader (the hostile-input tests would then fail)."""
-    try:
-        from litellm.proxy.auth import user_api_key_auth as module
-    except ImportError:  # pragma: no cover - another LiteLLM layout
-        return False
-    reader = getattr(module, READER, None)
-    if reader is None:
-        log.warning("validation: LiteLLM has no %s; non-object JSON bodies are not guarded",
-                    READER)
-        return False
-    if not getattr(reader, "pool_guarded", False):
-        setattr(module, READER, _guarded(reader))
-    return True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import inspect
 import json
 import secrets
@@ -227,24 +228,54 @@ def _params(fn: Callable[..., Any]) -> list[str]:
     return list(inspect.signature(fn).parameters)
 
 
-def test_the_litellm_internals_we_wrap_are_where_and_what_we_expect() -> None:
-    """Fails on a LiteLLM upgrade that moves or reshapes one of them, naming it."""
-    from litellm.llms.openai import openai as openai_module
-    from litellm.proxy.proxy_server import app
-    from litellm.router import Router
-    from litellm.router_utils import cooldown_handlers
+def _resolve(path: str) -> Any:
+    module_name, _, attribute = path.partition(":")
+    found: Any = importlib.import_module(module_name)
+    for part in attribute.split("."):
+        found = getattr(found, part)
+    return found
 
-    assert _params(cooldown_handlers._should_run_cooldown_logic)[:5] == [
-        "litellm_router_instance", "deployment", "exception_status", "original_exception",
-        "time_to_cooldown"]
-    assert _params(Router.async_function_with_fallbacks_common_utils)[:2] == ["self", "e"]
-    assert _params(openai_module.drop_params_from_unprocessable_entity_error) == ["e", "data"]
+
+@pytest.mark.parametrize("path", sorted(internals.SIGNATURES))
+def test_each_litellm_internal_is_where_and_what_we_expect(path: str) -> None:
+    """Fails on a LiteLLM upgrade that moves or reshapes one of them, naming it."""
+    try:
+        found = _resolve(path)
+    except (ImportError, AttributeError) as exc:
+        pytest.fail(f"LiteLLM internal {path} moved or is gone: {exc}")
+    expected = internals.SIGNATURES[path]
+    if expected is not None:
+        got = _params(found)
+        assert tuple(got[:len(expected)]) == expected, (
+            f"LiteLLM internal {path} changed its signature: {got}, expected {expected}")
+
+
+def test_the_internals_are_installed_and_the_magic_strings_still_hold() -> None:
+    from litellm.llms.openai import openai as openai_module
+    from litellm.proxy.auth import auth_utils, user_api_key_auth
+    from litellm.proxy.proxy_server import app
+    from litellm.router_utils import cooldown_handlers
+    from litellm.types.utils import StandardLoggingMetadata
+
     assert hasattr(app, "middleware_stack") and hasattr(app, "user_middleware")
     internals.install_client_error_policy()
     internals.install_unprocessable_fix()
+    assert internals.install_non_object_body_guard(lambda: ValueError("not an object"))
     assert getattr(cooldown_handlers._should_run_cooldown_logic, "pool_wrapped", False)
     assert getattr(openai_module.drop_params_from_unprocessable_entity_error, "pool_wrapped",
                    False)
+    assert getattr(getattr(user_api_key_auth, internals.BODY_READER), "pool_guarded", False)
+    assert internals.AUTH_METADATA_KEY in StandardLoggingMetadata.__annotations__
+    assert "api_base" in internals.litellm_banned_body_params()
+    with pytest.raises(ValueError) as refused:
+        auth_utils.is_request_body_safe({"api_base": "http://evil"}, {}, None, "fast")
+    assert internals.is_rejected_request(refused.value), refused.value
+    assert not internals.is_rejected_request(ValueError("other"))
+    shaped = internals.anthropic_error_response(429, "slow down")
+    assert shaped["type"] == "error" and shaped["error"]["type"] == "rate_limit_error"
+    assert internals.key_auth_metadata(
+        {"metadata": {internals.AUTH_METADATA_KEY: {"pool_principal": "tenant"}}}
+    ) == {"pool_principal": "tenant"}
 
 
 def test_client_errors_and_connection_failures_are_told_apart() -> None:

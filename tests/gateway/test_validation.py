@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proxy.credentials import find_refused, refused_field
-from proxy.validation import SCHEMAS, BadRequest, TooLarge, _guarded, check_body
+from proxy.internals import guard_body_reader
+from proxy.validation import SCHEMAS, BadRequest, TooLarge, check_body, not_an_object
 
 CHAT = "/v1/chat/completions"
 EMBEDDINGS = "/v1/embeddings"
@@ -176,7 +177,7 @@ def test_guard_turns_non_object_bodies_into_a_parse_failure() -> None:
     async def reader(body: Any) -> tuple[Any, Exception | None]:
         return body, None
 
-    guarded = _guarded(reader)
+    guarded = guard_body_reader(reader, not_an_object)
     assert asyncio.run(guarded(OK[CHAT])) == (OK[CHAT], None)
     body, failure = asyncio.run(guarded([1, 2]))
     assert body == {} and isinstance(failure, BadRequest)
