@@ -43,6 +43,7 @@ from litellm.proxy._types import LitellmUserRoles, ProxyErrorTypes, ProxyExcepti
 
 from proxy import anthropic_errors, edge, health, internals, metrics
 from proxy.caps import CAPPED_ROUTES, Limits, check_caps
+from proxy.errors import RequestRefused
 from proxy.settings import DEFAULT_CAPS
 from proxy.tenants import (
     KEY_FORMAT_LEGACY,
@@ -54,8 +55,8 @@ from proxy.tenants import (
 )
 from proxy.validation import check_body, not_an_object, validated_route
 
-__all__ = ["Forbidden", "KeyCache", "KeyResolver", "LegacyKeys", "StoreDown", "Unauthorized",
-           "custom_auth", "identity_auth"]
+__all__ = ["AuthFailed", "Forbidden", "KeyCache", "KeyResolver", "LegacyKeys", "StoreDown",
+           "Unauthorized", "custom_auth", "identity_auth"]
 
 log = logging.getLogger("llm_pool.auth")
 
@@ -63,24 +64,30 @@ CACHE_MAX_ENTRIES = 50_000
 DB_RETRY_AFTER = 1.0  # seconds without trying PostgreSQL again after a failed lookup
 
 
-class Unauthorized(ProxyException):
+class Unauthorized(ProxyException, RequestRefused):
     def __init__(self, message: str) -> None:
         super().__init__(message=message, type=ProxyErrorTypes.auth_error.value,
                          param="api_key", code=401)
 
 
-class Forbidden(ProxyException):
+class Forbidden(ProxyException, RequestRefused):
     def __init__(self, message: str) -> None:
         super().__init__(message=message, type=ProxyErrorTypes.auth_error.value,
                          param=None, code=403)
 
 
-class StoreDown(ProxyException):
+class StoreDown(ProxyException, RequestRefused):
     def __init__(self) -> None:
         super().__init__(message="the key store (PostgreSQL) is unreachable and this key has "
                                  "not been seen recently; retry shortly",
                          type="service_unavailable", param=None, code=503,
                          headers={"retry-after": "2"})
+
+
+class AuthFailed(ProxyException, RequestRefused):
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(message=f"gateway auth failed: {type(cause).__name__}",
+                         type="internal_server_error", param=None, code=500)
 
 
 @dataclass
@@ -314,10 +321,10 @@ async def custom_auth(request: Request, api_key: str | None) -> UserAPIKeyAuth:
     Only ``ProxyException`` may leave it: LiteLLM turns any other exception from
     custom auth into a bare 500 (it probes it for Prisma errors, and Prisma is absent).
     """
-    from proxy.gateway import gateway
+    from proxy.gateway import proxy_state
 
     try:
-        gw = gateway()
+        gw = proxy_state()
         return await authenticate(gw.keys, gw.settings.master_key, request, api_key or "",
                                   gw.settings.max_request_bytes,
                                   default_caps=gw.settings.default_caps, legacy=gw.legacy)
@@ -325,14 +332,13 @@ async def custom_auth(request: Request, api_key: str | None) -> UserAPIKeyAuth:
         raise
     except Exception as exc:
         log.exception("auth: unexpected error")
-        raise ProxyException(message=f"gateway auth failed: {type(exc).__name__}",
-                             type="internal_server_error", param=None, code=500) from exc
+        raise AuthFailed(exc) from exc
 
 
 def _master_key() -> str | None:
-    from proxy.gateway import gateway
+    from proxy.gateway import proxy_state
 
-    return gateway().settings.master_key
+    return proxy_state().settings.master_key
 
 
 def _install() -> None:

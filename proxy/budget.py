@@ -26,6 +26,7 @@ import psycopg
 from litellm.proxy._types import ProxyErrorTypes, ProxyException
 from psycopg_pool import AsyncConnectionPool
 
+from proxy.errors import RequestRefused
 from proxy.spend import SpendRow
 
 __all__ = ["BudgetExceeded", "BudgetTracker", "format_usd", "month_spend"]
@@ -53,7 +54,7 @@ def format_usd(amount: float) -> str:
     return f"${amount:.6f}".rstrip("0")
 
 
-class BudgetExceeded(ProxyException):
+class BudgetExceeded(ProxyException, RequestRefused):
     """HTTP 429, ``error.type`` ``budget_exceeded``, a message naming the budget."""
 
     def __init__(self, tenant: str, budget: float, spent: float) -> None:

@@ -26,6 +26,7 @@ from typing import Any
 
 from litellm.proxy._types import ProxyErrorTypes, ProxyException
 
+from proxy.errors import RequestRefused
 from proxy.tenants import Caps
 
 __all__ = ["CapExceeded", "Limits", "check_caps", "estimate_prompt_tokens"]
@@ -60,7 +61,7 @@ class Limits:
                    max_prompt_tokens=pick("max_prompt_tokens"))
 
 
-class CapExceeded(ProxyException):
+class CapExceeded(ProxyException, RequestRefused):
     def __init__(self, param: str, value: int, cap: str, limit: int, tenant: str) -> None:
         super().__init__(
             message=(f"{param}={value:,} is over tenant {tenant}'s cap {cap}={limit:,}; "

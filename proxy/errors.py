@@ -1,20 +1,35 @@
-"""Errors of the gateway code (``proxy/``).
+"""Errors of the gateway code (``proxy/``): one root, :class:`ProxyError`.
 
-One root, :class:`GatewayError`; every subclass carries the context a caller
-needs to act on it::
+Every exception class defined in ``proxy/`` descends from it (a unit test walks the
+modules), and each carries the context a caller needs to act on it::
 
-    GatewayError
-    ├── ConfigError            bad knob value in the environment (``name``)
+    ProxyError
+    ├── ConfigError            bad setting in the environment (``name``: the variable)
     ├── StoreUnavailable       PostgreSQL cannot be reached or failed (``cause``)
     ├── InvalidInput           bad operator input: a name, a budget, a date (``field``)
     ├── TenantExists           ``pool tenants add`` of a name already taken (``tenant``)
     ├── TenantNotFound         no tenant of that name (``tenant``)
-    └── KeyNotFound            no key matches a key, prefix or label (``ref``)
-        └── AmbiguousKey       several keys match; the matches are listed (``matches``)
+    ├── KeyNotFound            no key matches a key, prefix or label (``ref``)
+    │   └── AmbiguousKey       several keys match; the matches are listed (``matches``)
+    ├── SharedDown             (proxy.shared) Redis unreachable: callers fall back or refuse
+    ├── _ConnectionFailure     (proxy.internals) stands in for a real connection failure
+    │                          in LiteLLM's cooldown check; never raised
+    └── RequestRefused         a refusal sent to the proxy's client as an HTTP error
+        ├── Unauthorized       401 (proxy.auth)      bad, unknown or revoked key
+        ├── Forbidden          403 (proxy.auth)      route not open to tenant keys
+        ├── StoreDown          503 (proxy.auth)      key store away, key not cached
+        ├── AuthFailed         500 (proxy.auth)      unexpected error inside ``custom_auth``
+        ├── BadRequest         400 (proxy.validation) body refused (schema, credentials)
+        ├── TooLarge           413 (proxy.validation) body over ``POOL_MAX_REQUEST_MB``
+        ├── CapExceeded        400 (proxy.caps)      ``n``/``max_tokens``/prompt over a cap
+        ├── BudgetExceeded     429 (proxy.budget)    monthly budget reached
+        ├── RateLimited        429 (proxy.limits)    rpm/tpm window full
+        └── LimitsUnavailable  503 (proxy.limits)    Redis away with fail-closed limits
 
-What a *client of the proxy* sees is not one of these but the OpenAI-shaped
-JSON the proxy emits for a ``ProxyException`` (see :mod:`proxy.auth` for the
-401 and :mod:`proxy.budget` for the 429 ``budget_exceeded``).
+The :class:`RequestRefused` classes are also LiteLLM's ``ProxyException`` (listed first
+in their bases): LiteLLM answers only that class with its status, type and message in
+the OpenAI error shape, and turns anything else from ``custom_auth`` or a hook into a
+bare 500. This module itself never imports LiteLLM (the CLI uses it).
 """
 
 from __future__ import annotations
@@ -24,50 +39,56 @@ from collections.abc import Sequence
 __all__ = [
     "AmbiguousKey",
     "ConfigError",
-    "GatewayError",
     "InvalidInput",
     "KeyNotFound",
+    "ProxyError",
+    "RequestRefused",
     "StoreUnavailable",
     "TenantExists",
     "TenantNotFound",
 ]
 
 
-class GatewayError(Exception):
+class ProxyError(Exception):
     """Root of every error raised by ``proxy/``."""
 
 
-class ConfigError(GatewayError):
+class RequestRefused(ProxyError):
+    """A refusal the proxy's client receives as an HTTP error; the concrete classes
+    subclass LiteLLM's ``ProxyException`` first, which carries the status."""
+
+
+class ConfigError(ProxyError):
     def __init__(self, name: str, message: str) -> None:
         super().__init__(f"{name}: {message}")
         self.name = name
 
 
-class StoreUnavailable(GatewayError):
+class StoreUnavailable(ProxyError):
     def __init__(self, message: str, cause: BaseException | None = None) -> None:
         super().__init__(message)
         self.cause = cause
 
 
-class InvalidInput(GatewayError):
+class InvalidInput(ProxyError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
 
 
-class TenantExists(GatewayError):
+class TenantExists(ProxyError):
     def __init__(self, tenant: str) -> None:
         super().__init__(f"tenant {tenant!r} already exists")
         self.tenant = tenant
 
 
-class TenantNotFound(GatewayError):
+class TenantNotFound(ProxyError):
     def __init__(self, tenant: str) -> None:
         super().__init__(f"no tenant named {tenant!r} (see `pool tenants list`)")
         self.tenant = tenant
 
 
-class KeyNotFound(GatewayError):
+class KeyNotFound(ProxyError):
     def __init__(self, ref: str, message: str | None = None) -> None:
         super().__init__(message or f"no active key matches {ref!r} (a full key, its prefix, "
                                     "or its label)")

@@ -13,7 +13,8 @@
 
 The state (settings, Redis, PostgreSQL pool, key cache, limits, spend journal and
 writer) is created when LiteLLM loads this module at start-up (the journal drainer
-starts then), or on first use (:func:`gateway`).
+starts then), or on first use (:func:`proxy_state`). It is a :class:`ProxyState`
+(not to be confused with the SDK's client, ``sdk.Gateway``).
 
 Shutdown: uvicorn handles SIGTERM by draining, then re-raises the signal with the
 default handler, which kills the process before the event loop ends or ``atexit``
@@ -47,19 +48,19 @@ from proxy.estimate import warm_up_tokenizer
 from proxy.journal import SpendJournal
 from proxy.keycache import RedisKeyCache
 from proxy.limits import Limits, LocalLimits, Outcome, Ticket
-from proxy.settings import GatewaySettings
+from proxy.settings import ProxySettings
 from proxy.shared import SharedRedis, gateway_prefix, safe_url
 from proxy.spend import SpendRow, SpendWriter, insert_rows, row_from_payload, row_to_json
 from proxy.tenants import KeyIdentity, legacy_keys_active, lookup_key
 from proxy.tickets import TicketBook, ask_for
 
-__all__ = ["Gateway", "GatewayCallbacks", "callbacks", "gateway"]
+__all__ = ["ProxyCallbacks", "ProxyState", "callbacks", "proxy_state"]
 
 log = logging.getLogger("llm_pool.gateway")
 
 
-class Gateway:
-    def __init__(self, settings: GatewaySettings) -> None:
+class ProxyState:
+    def __init__(self, settings: ProxySettings) -> None:
         self.settings = settings
         self._pool: AsyncConnectionPool | None = None
         self._pool_lock: asyncio.Lock | None = None
@@ -151,18 +152,18 @@ def _flush_on_signals(writer: SpendWriter) -> None:
         signal.signal(signum, handler)
 
 
-_gateway: Gateway | None = None
+_state: ProxyState | None = None
 
 
-def gateway() -> Gateway:
-    global _gateway
-    if _gateway is None:
-        _gateway = Gateway(GatewaySettings.from_env())
-        metrics.instrument(_gateway)
-    return _gateway
+def proxy_state() -> ProxyState:
+    global _state
+    if _state is None:
+        _state = ProxyState(ProxySettings.from_env())
+        metrics.instrument(_state)
+    return _state
 
 
-class GatewayCallbacks(CustomLogger):
+class ProxyCallbacks(CustomLogger):
     async def async_pre_call_hook(self, user_api_key_dict: UserAPIKeyAuth, cache: Any,
                                   data: dict[str, Any], call_type: str) -> dict[str, Any]:
         meta = user_api_key_dict.metadata or {}
@@ -173,7 +174,7 @@ class GatewayCallbacks(CustomLogger):
     async def _admit(self, meta: dict[str, Any], data: dict[str, Any], call_type: str) -> None:
         """Count the request against its tenant's rpm/tpm and reserve its estimated cost
         (429 / 503 when refused, see :mod:`proxy.limits`)."""
-        gw = gateway()
+        gw = proxy_state()
         ask = ask_for(meta, data, call_type)
         gw.tickets.add(ask.request_id, await gw.limits.admit(ask))
 
@@ -185,7 +186,7 @@ class GatewayCallbacks(CustomLogger):
         is down) on tenant answers: the flag that limits are degraded."""
         if (user_api_key_dict.metadata or {}).get("pool_principal") != "tenant":
             return None
-        return {"x-pool-limits": gateway().limits.mode}
+        return {"x-pool-limits": proxy_state().limits.mode}
 
     async def async_post_call_failure_hook(
             self, request_data: dict[str, Any], original_exception: Exception,
@@ -216,7 +217,7 @@ class GatewayCallbacks(CustomLogger):
     async def _settle(self, row: SpendRow) -> None:
         """Settle the request's reservation to its real (or estimated) cost and journal
         its spend row(s); without Redis the rows go to the in-process writer."""
-        gw = gateway()
+        gw = proxy_state()
         settled = gw.tickets.settle(row)
         row = settled.row
         ok = row.status == "ok"
@@ -231,7 +232,7 @@ class GatewayCallbacks(CustomLogger):
 
     async def _journal(self, row: SpendRow, release: Ticket | None, outcome: Outcome,
                        counted: bool = False) -> None:
-        gw = gateway()
+        gw = proxy_state()
         if await gw.limits.settle(release, row.tenant_id, outcome):
             assert gw.journal is not None
             gw.journal.start()
@@ -241,7 +242,7 @@ class GatewayCallbacks(CustomLogger):
         gw.writer.add(row)
 
 
-callbacks = GatewayCallbacks()
+callbacks = ProxyCallbacks()
 
 
 def _start_in_running_loop() -> None:
@@ -251,7 +252,7 @@ def _start_in_running_loop() -> None:
         loop = asyncio.get_running_loop()
     except RuntimeError:
         return  # imported outside the proxy (tests, CLI)
-    gw = gateway()
+    gw = proxy_state()
     gw.announce()
     loop.call_soon(gw.start)
 

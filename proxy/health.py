@@ -34,11 +34,11 @@ def _redis_url() -> str | None:
 
 
 async def _postgres() -> str:
-    from proxy.gateway import gateway
+    from proxy.gateway import proxy_state
 
     try:
         async with asyncio.timeout(PROBE_TIMEOUT):
-            pool = await gateway().pool()
+            pool = await proxy_state().pool()
             async with pool.connection() as conn:
                 await conn.execute("SELECT 1")
     except Exception as exc:  # any failure is the answer, not an error of this route
@@ -66,13 +66,13 @@ async def _redis() -> str:
 async def readiness() -> JSONResponse:
     import litellm
 
-    from proxy.gateway import gateway
+    from proxy.gateway import proxy_state
 
     postgres, redis = await asyncio.gather(_postgres(), _redis())
     healthy = postgres == "connected" and redis in ("connected", "not configured")
     return JSONResponse({
         "status": "healthy" if healthy else "degraded", "postgres": postgres, "redis": redis,
-        "spend_buffer_rows": gateway().writer.buffered,
+        "spend_buffer_rows": proxy_state().writer.buffered,
         "litellm_version": getattr(litellm, "version", None) or _version(),
     })
 

@@ -43,6 +43,8 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from proxy.errors import ProxyError
+
 __all__ = [
     "AUTH_METADATA_KEY",
     "CLIENT_ERROR_STATUSES",
@@ -150,7 +152,7 @@ def is_client_error(exc: BaseException) -> bool:
     return isinstance(status, int) and status in CLIENT_ERROR_STATUSES
 
 
-class _ConnectionFailure(Exception):
+class _ConnectionFailure(ProxyError):
     """Stands in for an ``APIConnectionError`` in the cooldown check: LiteLLM skips any
     exception whose text names that class."""
 

@@ -27,6 +27,7 @@ from typing import Any
 from litellm.proxy._types import ProxyException
 
 from proxy.budget import BudgetExceeded, BudgetTracker
+from proxy.errors import RequestRefused
 from proxy.reservations import (
     ADMIT,
     HISTORY,
@@ -50,7 +51,7 @@ UNAVAILABLE_RETRY_AFTER = 2
 RATE_LIMIT_ERROR = "rate_limit_error"  # the OpenAI error type of a 429
 
 
-class RateLimited(ProxyException):
+class RateLimited(ProxyException, RequestRefused):
     def __init__(self, tenant: str, kind: str, limit: int, retry_after: float) -> None:
         wait = max(1, math.ceil(retry_after))
         super().__init__(
@@ -61,7 +62,7 @@ class RateLimited(ProxyException):
             param=None, code=429, headers={"retry-after": str(wait)})
 
 
-class LimitsUnavailable(ProxyException):
+class LimitsUnavailable(ProxyException, RequestRefused):
     def __init__(self) -> None:
         super().__init__(message="the shared limits store (Redis) is unreachable; retry shortly",
                          type="service_unavailable", param=None, code=503,

@@ -1,4 +1,4 @@
-"""The gateway's knobs, read from the environment once (:meth:`GatewaySettings.from_env`).
+"""The gateway's knobs, read from the environment once (:meth:`ProxySettings.from_env`).
 
 | variable | default | meaning |
 |---|---|---|
@@ -35,7 +35,7 @@ from llm_pool.settings import DEFAULT_DATABASE_URL
 from proxy.errors import ConfigError
 from proxy.tenants import Caps
 
-__all__ = ["GatewaySettings"]
+__all__ = ["ProxySettings"]
 
 AUTH_CACHE_TTL = 5.0
 AUTH_MAX_STALE = 3600.0
@@ -77,7 +77,7 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
 
 
 @dataclass(frozen=True)
-class GatewaySettings:
+class ProxySettings:
     database_url: str = DEFAULT_DATABASE_URL
     master_key: str | None = None
     auth_cache_ttl: float = AUTH_CACHE_TTL
@@ -99,7 +99,7 @@ class GatewaySettings:
     journal_claim_idle: float = JOURNAL_CLAIM_IDLE
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> GatewaySettings:
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ProxySettings:
         env = os.environ if env is None else env
         return cls(
             database_url=env.get("POOL_DATABASE_URL") or DEFAULT_DATABASE_URL,

@@ -25,6 +25,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError, RedisError, TimeoutError
 
+from proxy.errors import ProxyError
+
 __all__ = ["REDIS_ERRORS", "SharedDown", "SharedRedis", "gateway_prefix", "safe_url"]
 
 log = logging.getLogger("llm_pool.shared")
@@ -42,7 +44,7 @@ def gateway_prefix(namespace: str, database_url: str) -> str:
     return f"{namespace}:gw:{database}"
 
 
-class SharedDown(Exception):
+class SharedDown(ProxyError):
     """Redis is unreachable (or was, less than ``RETRY_AFTER`` seconds ago)."""
 
 

@@ -37,6 +37,7 @@ from litellm.proxy._types import ProxyErrorTypes, ProxyException
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
 
 from proxy.credentials import find_refused
+from proxy.errors import RequestRefused
 
 __all__ = ["SCHEMAS", "BadRequest", "TooLarge", "check_body", "not_an_object",
            "validated_route"]
@@ -51,7 +52,7 @@ STATELESS = "is not supported: this gateway keeps no responses; send the whole c
             "in `input` (and `store: false` or no `store`)"
 
 
-class BadRequest(ProxyException):
+class BadRequest(ProxyException, RequestRefused):
     def __init__(self, message: str, param: str | None = None) -> None:
         super().__init__(message=message, type=ProxyErrorTypes.bad_request_error.value,
                          param=param, code=400)
@@ -63,7 +64,7 @@ def not_an_object() -> BadRequest:
     return BadRequest("the request body must be a JSON object")
 
 
-class TooLarge(ProxyException):
+class TooLarge(ProxyException, RequestRefused):
     def __init__(self, size: int, limit: int) -> None:
         super().__init__(message=f"request body too large: {size / 1e6:.1f} MB, the limit is "
                                  f"{limit / 1e6:.1f} MB (POOL_MAX_REQUEST_MB)",

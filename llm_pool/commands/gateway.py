@@ -110,14 +110,14 @@ def _guarded(handler: Handler) -> Handler:
     """Turn the gateway's errors into one clear line on stderr."""
 
     def run(args: argparse.Namespace) -> int:
-        from proxy.errors import GatewayError, InvalidInput
+        from proxy.errors import InvalidInput, ProxyError
 
         try:
             return handler(args)
         except InvalidInput as exc:
             print(f"pool: {exc}", file=sys.stderr)
             return 2
-        except GatewayError as exc:
+        except ProxyError as exc:
             print(f"pool: {exc}", file=sys.stderr)
             return 1
 

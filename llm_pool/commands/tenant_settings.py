@@ -117,10 +117,10 @@ def _reserved(tenant_id: int) -> float | None:
     import redis
 
     from proxy.reservations import live_reserved
-    from proxy.settings import GatewaySettings
+    from proxy.settings import ProxySettings
     from proxy.shared import gateway_prefix
 
-    settings = GatewaySettings.from_env()
+    settings = ProxySettings.from_env()
     if not settings.redis_url:
         return None
     client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=3)

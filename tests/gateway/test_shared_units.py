@@ -12,7 +12,7 @@ from llm_pool.commands.runtime import default_workers
 from llm_pool.configcheck import check_text
 from proxy.errors import ConfigError
 from proxy.limits import Ask, LocalLimits, Ticket
-from proxy.settings import GatewaySettings
+from proxy.settings import ProxySettings
 from proxy.spend import SpendRow, row_from_json, row_to_json
 from proxy.tickets import TicketBook
 
@@ -113,13 +113,13 @@ def test_spend_row_round_trips_through_the_journal_json() -> None:
 
 
 def test_shared_state_settings() -> None:
-    assert GatewaySettings.from_env({}).redis_url is None
-    settings = GatewaySettings.from_env({"POOL_REDIS_URL": "redis://r:6379/0",
+    assert ProxySettings.from_env({}).redis_url is None
+    settings = ProxySettings.from_env({"POOL_REDIS_URL": "redis://r:6379/0",
                                          "POOL_NAMESPACE": "team", "POOL_LIMITS_FAIL_CLOSED": "1"})
     assert (settings.redis_url, settings.namespace, settings.limits_fail_closed) == (
         "redis://r:6379/0", "team", True)
     with pytest.raises(ConfigError, match="POOL_LIMITS_FAIL_CLOSED"):
-        GatewaySettings.from_env({"POOL_LIMITS_FAIL_CLOSED": "maybe"})
+        ProxySettings.from_env({"POOL_LIMITS_FAIL_CLOSED": "maybe"})
 
 
 def test_optional_redis_env_is_never_a_strict_error() -> None:

@@ -14,7 +14,7 @@ from proxy.auth import KeyResolver, StoreDown
 from proxy.budget import BudgetExceeded, format_usd
 from proxy.db import discover_migrations
 from proxy.errors import ConfigError, InvalidInput
-from proxy.settings import GatewaySettings
+from proxy.settings import ProxySettings
 from proxy.spend import SpendRow, dedupe, row_from_payload
 from proxy.tenants import KeyIdentity, hash_key, parse_budget
 
@@ -176,14 +176,14 @@ def test_budget_error_wire_shape() -> None:
 
 
 def test_settings_from_env_and_bad_values() -> None:
-    settings = GatewaySettings.from_env({"POOL_SPEND_BATCH_SIZE": "7",
+    settings = ProxySettings.from_env({"POOL_SPEND_BATCH_SIZE": "7",
                                          "POOL_SPEND_FLUSH_INTERVAL": "0.2"})
     assert (settings.spend_batch_size, settings.spend_flush_interval) == (7, 0.2)
     assert settings.auth_cache_ttl == 5.0 and settings.master_key is None
     with pytest.raises(ConfigError, match="POOL_SPEND_BATCH_SIZE: expected a number"):
-        GatewaySettings.from_env({"POOL_SPEND_BATCH_SIZE": "many"})
+        ProxySettings.from_env({"POOL_SPEND_BATCH_SIZE": "many"})
     with pytest.raises(ConfigError, match=r"POOL_SPEND_FLUSH_INTERVAL: must be >= 0\.01"):
-        GatewaySettings.from_env({"POOL_SPEND_FLUSH_INTERVAL": "0"})
+        ProxySettings.from_env({"POOL_SPEND_FLUSH_INTERVAL": "0"})
 
 
 def test_budget_parsing() -> None:
