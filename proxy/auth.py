@@ -41,7 +41,7 @@ import psycopg
 from fastapi import Request
 from litellm.proxy._types import LitellmUserRoles, ProxyErrorTypes, ProxyException, UserAPIKeyAuth
 
-from proxy import anthropic_errors, edge, health, internals, metrics
+from proxy import anthropic_errors, edge, health, internals
 from proxy.caps import CAPPED_ROUTES, Limits, check_caps
 from proxy.errors import RequestRefused
 from proxy.settings import DEFAULT_CAPS
@@ -341,13 +341,19 @@ def _master_key() -> str | None:
     return proxy_state().settings.master_key
 
 
+def _metrics_key() -> str | None:
+    from proxy.gateway import proxy_state
+
+    return proxy_state().settings.metrics_key
+
+
 def _install() -> None:
     """When LiteLLM loads this module (``custom_auth``), before any request."""
     internals.install_non_object_body_guard(not_an_object)
     internals.install_client_error_policy()
     internals.install_unprocessable_fix()
     edge.install(internals.proxy_app(), _master_key, edge.Redactor(internals.router_api_bases),
-                 metrics.metrics_key)
+                 _metrics_key)
     anthropic_errors.install(internals.proxy_app())  # outermost: edge answers reshaped too
     health.install(internals.proxy_app())
 

@@ -31,14 +31,13 @@ sets ``PROMETHEUS_MULTIPROC_DIR`` and the scrape adds the processes up):
   ``POOL_REDIS_URL``. It turns 1 at the first failed Redis call and back to 0 at the
   first one that succeeds; with several workers the scrape is 1 if any is degraded.
 
-Settings: ``POOL_METRICS_KEY`` (optional) a key that may read ``/metrics`` and nothing else.
+Settings: ``POOL_METRICS_KEY`` (optional, :mod:`proxy.settings`) a key that may read
+``/metrics`` and nothing else.
 """
 
 from __future__ import annotations
 
 import contextvars
-import functools
-import os
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -47,7 +46,7 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge
 
-__all__ = ["POLL_SECONDS", "Instrumented", "instrument", "metrics_key"]
+__all__ = ["POLL_SECONDS", "Instrumented", "instrument"]
 
 POLL_SECONDS = 1.0  # how often the gauges are refreshed from the gateway's state
 
@@ -71,12 +70,6 @@ SHARED_DEGRADED = Gauge("pool_shared_state_degraded",
 
 _looked_up: contextvars.ContextVar[list[bool] | None] = contextvars.ContextVar(
     "pool_key_looked_up", default=None)
-
-
-@functools.cache
-def metrics_key() -> str | None:
-    """``POOL_METRICS_KEY``: may read ``GET /metrics`` and nothing else (see :mod:`proxy.edge`)."""
-    return os.environ.get("POOL_METRICS_KEY") or None
 
 
 @dataclass

@@ -23,111 +23,159 @@
 | ``POOL_RESERVATION_TTL`` | 900 s | an unsettled budget reservation (process died) expires |
 | ``POOL_COMPLETION_ESTIMATE`` | 256 | tokens reserved without ``max_tokens``, no history yet |
 | ``POOL_JOURNAL_CLAIM_IDLE`` | 10 s | journal entries held unwritten this long are taken over |
+| ``POOL_METRICS_KEY`` | (none) | a key that may read ``GET /metrics`` and nothing else |
+
+Read with pydantic-settings. A bad value is a :class:`~proxy.errors.ConfigError` naming
+the variable (``POOL_SPEND_BATCH_SIZE: expected an integer, got 'abc'``); nothing falls
+back silently. The three settings without a default (``LITELLM_MASTER_KEY``,
+``POOL_REDIS_URL``, ``POOL_METRICS_KEY``) take an empty value as unset (compose passes
+``${VAR:-}``); every other one refuses an empty value: unset it for the default.
+Flags take ``1/0``, ``true/false``, ``yes/no``, ``on/off``.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from contextvars import ContextVar
+from typing import Annotated, Any
 
-from llm_pool.settings import DEFAULT_DATABASE_URL
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
 from proxy.errors import ConfigError
 from proxy.tenants import Caps
 
-__all__ = ["ProxySettings"]
+__all__ = ["DEFAULT_CAPS", "DEFAULT_DATABASE_URL", "ProxySettings"]
 
-AUTH_CACHE_TTL = 5.0
-AUTH_MAX_STALE = 3600.0
-BUDGET_REFRESH_SECONDS = 5.0
-SPEND_FLUSH_INTERVAL = 1.0
-SPEND_BATCH_SIZE = 200
-SPEND_BUFFER_MAX = 100_000
-SPEND_RETRY_MAX = 5.0
-DB_TIMEOUT = 2.0
-MAX_REQUEST_MB = 4.0
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/llm_pool"
 DEFAULT_CAPS = Caps(max_n=4, max_tokens=16_384, max_prompt_tokens=131_072)
-DEFAULT_NAMESPACE = "llm-pool"
-REDIS_TIMEOUT = 2.0
-RESERVATION_TTL = 900.0
-COMPLETION_ESTIMATE = 256
-JOURNAL_CLAIM_IDLE = 10.0
+OPTIONAL = ("LITELLM_MASTER_KEY", "POOL_REDIS_URL", "POOL_METRICS_KEY")  # empty: unset
+FLAGS = {"1": True, "true": True, "yes": True, "on": True,
+         "0": False, "false": False, "no": False, "off": False}
 
 
-def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(name, f"expected a number, got {raw!r}") from None
-    if value < minimum:
-        raise ConfigError(name, f"must be >= {minimum}, got {value}")
-    return value
+_environ: ContextVar[Mapping[str, str] | None] = ContextVar("pool_proxy_environ", default=None)
 
 
-def _flag(env: Mapping[str, str], name: str) -> bool:
-    raw = (env.get(name) or "0").strip().lower()
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    if raw in ("0", "false", "no", "off", ""):
-        return False
-    raise ConfigError(name, f"expected 1 or 0, got {raw!r}")
+def _env(name: str, default: Any, **checks: Any) -> Any:
+    return Field(default, validation_alias=name, **checks)
 
 
-@dataclass(frozen=True)
-class ProxySettings:
-    database_url: str = DEFAULT_DATABASE_URL
-    master_key: str | None = None
-    auth_cache_ttl: float = AUTH_CACHE_TTL
-    auth_max_stale: float = AUTH_MAX_STALE
-    budget_refresh_seconds: float = BUDGET_REFRESH_SECONDS
-    spend_flush_interval: float = SPEND_FLUSH_INTERVAL
-    spend_batch_size: int = SPEND_BATCH_SIZE
-    spend_buffer_max: int = SPEND_BUFFER_MAX
-    spend_retry_max: float = SPEND_RETRY_MAX
-    db_timeout: float = DB_TIMEOUT
-    max_request_bytes: int = int(MAX_REQUEST_MB * 1_000_000)
-    default_caps: Caps = DEFAULT_CAPS
-    redis_url: str | None = None
-    namespace: str = DEFAULT_NAMESPACE
-    limits_fail_closed: bool = False
-    redis_timeout: float = REDIS_TIMEOUT
-    reservation_ttl: float = RESERVATION_TTL
-    completion_estimate: int = COMPLETION_ESTIMATE
-    journal_claim_idle: float = JOURNAL_CLAIM_IDLE
+class _Environ(EnvSettingsSource):
+    """pydantic-settings' environment source, reading ``from_env``'s mapping."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls, case_sensitive=True)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return self._environ
+
+
+class ProxySettings(BaseSettings):
+    model_config = SettingsConfigDict(case_sensitive=True, frozen=True, extra="ignore",
+                                      validate_by_name=True, validate_default=False)
+
+    database_url: Annotated[str, Field(min_length=1)] = _env("POOL_DATABASE_URL",
+                                                              DEFAULT_DATABASE_URL)
+    master_key: str | None = _env("LITELLM_MASTER_KEY", None)
+    auth_cache_ttl: float = _env("POOL_AUTH_CACHE_TTL", 5.0, ge=0)
+    auth_max_stale: float = _env("POOL_AUTH_MAX_STALE", 3600.0, ge=0)
+    budget_refresh_seconds: float = _env("POOL_BUDGET_REFRESH_SECONDS", 5.0, ge=0.05)
+    spend_flush_interval: float = _env("POOL_SPEND_FLUSH_INTERVAL", 1.0, ge=0.01)
+    spend_batch_size: int = _env("POOL_SPEND_BATCH_SIZE", 200, ge=1)
+    spend_buffer_max: int = _env("POOL_SPEND_BUFFER_MAX", 100_000, ge=1)
+    spend_retry_max: float = _env("POOL_SPEND_RETRY_MAX", 5.0, ge=0.01)
+    db_timeout: float = _env("POOL_DB_TIMEOUT", 2.0, ge=0.1)
+    max_request_mb: float = _env("POOL_MAX_REQUEST_MB", 4.0, ge=0.001)
+    default_max_n: int = _env("POOL_DEFAULT_MAX_N", DEFAULT_CAPS.max_n, ge=1)
+    default_max_tokens: int = _env("POOL_DEFAULT_MAX_TOKENS", DEFAULT_CAPS.max_tokens, ge=1)
+    default_max_prompt_tokens: int = _env("POOL_DEFAULT_MAX_PROMPT_TOKENS",
+                                          DEFAULT_CAPS.max_prompt_tokens, ge=1)
+    redis_url: str | None = _env("POOL_REDIS_URL", None)
+    namespace: Annotated[str, Field(min_length=1)] = _env("POOL_NAMESPACE", "llm-pool")
+    limits_fail_closed: bool = _env("POOL_LIMITS_FAIL_CLOSED", False)
+    redis_timeout: float = _env("POOL_REDIS_TIMEOUT", 2.0, ge=0.01)
+    reservation_ttl: float = _env("POOL_RESERVATION_TTL", 900.0, ge=1)
+    completion_estimate: int = _env("POOL_COMPLETION_ESTIMATE", 256, ge=0)
+    journal_claim_idle: float = _env("POOL_JOURNAL_CLAIM_IDLE", 10.0, ge=0.1)
+    metrics_key: str | None = _env("POOL_METRICS_KEY", None)
+
+    @classmethod
+    def settings_customise_sources(
+            cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        environ = _environ.get()
+        return (init_settings, _Environ(settings_cls, os.environ if environ is None else environ))
+
+    @field_validator("master_key", "redis_url", "metrics_key", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and value.strip() == "" else value
+
+    @field_validator("limits_fail_closed", mode="before")
+    @classmethod
+    def _flag(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if value.strip().lower() not in FLAGS:
+                raise ValueError(f"expected 1 or 0 (true/false, yes/no, on/off), got {value!r}")
+            return FLAGS[value.strip().lower()]
+        return value
+
+    @property
+    def max_request_bytes(self) -> int:
+        return int(self.max_request_mb * 1_000_000)
+
+    @property
+    def default_caps(self) -> Caps:
+        return Caps(max_n=self.default_max_n, max_tokens=self.default_max_tokens,
+                    max_prompt_tokens=self.default_max_prompt_tokens)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ProxySettings:
-        env = os.environ if env is None else env
-        return cls(
-            database_url=env.get("POOL_DATABASE_URL") or DEFAULT_DATABASE_URL,
-            master_key=env.get("LITELLM_MASTER_KEY") or None,
-            auth_cache_ttl=_number(env, "POOL_AUTH_CACHE_TTL", AUTH_CACHE_TTL, minimum=0),
-            auth_max_stale=_number(env, "POOL_AUTH_MAX_STALE", AUTH_MAX_STALE, minimum=0),
-            budget_refresh_seconds=_number(env, "POOL_BUDGET_REFRESH_SECONDS",
-                                           BUDGET_REFRESH_SECONDS, minimum=0.05),
-            spend_flush_interval=_number(env, "POOL_SPEND_FLUSH_INTERVAL", SPEND_FLUSH_INTERVAL,
-                                         minimum=0.01),
-            spend_batch_size=int(_number(env, "POOL_SPEND_BATCH_SIZE", SPEND_BATCH_SIZE,
-                                         minimum=1)),
-            spend_buffer_max=int(_number(env, "POOL_SPEND_BUFFER_MAX", SPEND_BUFFER_MAX,
-                                         minimum=1)),
-            spend_retry_max=_number(env, "POOL_SPEND_RETRY_MAX", SPEND_RETRY_MAX, minimum=0.01),
-            db_timeout=_number(env, "POOL_DB_TIMEOUT", DB_TIMEOUT, minimum=0.1),
-            max_request_bytes=int(_number(env, "POOL_MAX_REQUEST_MB", MAX_REQUEST_MB,
-                                          minimum=0.001) * 1_000_000),
-            default_caps=Caps(**{
-                cap: int(_number(env, f"POOL_DEFAULT_{cap.upper()}", default, minimum=1))
-                for cap, default in vars(DEFAULT_CAPS).items()}),
-            redis_url=env.get("POOL_REDIS_URL") or None,
-            namespace=env.get("POOL_NAMESPACE") or DEFAULT_NAMESPACE,
-            limits_fail_closed=_flag(env, "POOL_LIMITS_FAIL_CLOSED"),
-            redis_timeout=_number(env, "POOL_REDIS_TIMEOUT", REDIS_TIMEOUT, minimum=0.01),
-            reservation_ttl=_number(env, "POOL_RESERVATION_TTL", RESERVATION_TTL, minimum=1),
-            completion_estimate=int(_number(env, "POOL_COMPLETION_ESTIMATE", COMPLETION_ESTIMATE,
-                                            minimum=0)),
-            journal_claim_idle=_number(env, "POOL_JOURNAL_CLAIM_IDLE", JOURNAL_CLAIM_IDLE,
-                                       minimum=0.1),
-        )
+        """The settings from ``env`` (default: ``os.environ``); :class:`ConfigError`
+        naming the variable for a bad or empty value."""
+        values = os.environ if env is None else env
+        names = {str(f.validation_alias) for f in cls.model_fields.values()}
+        given = {name: values[name] for name in names if name in values}
+        empty = sorted(n for n, v in given.items() if v.strip() == "" and n not in OPTIONAL)
+        if empty:
+            raise ConfigError(empty[0], "is set but empty; unset it for the default")
+        token = _environ.set(given)
+        try:
+            return cls()
+        except ValidationError as exc:
+            raise _config_error(exc, given) from None
+        finally:
+            _environ.reset(token)
+
+
+def _config_error(exc: ValidationError, given: Mapping[str, str]) -> ConfigError:
+    problems = []
+    for error in exc.errors():
+        name = str(error["loc"][0]) if error["loc"] else "environment"
+        kind, context = error["type"], error.get("ctx") or {}
+        got = f", got {given.get(name, '')!r}"
+        if kind == "value_error":  # ours: the message names the value already
+            message = str(context.get("error", error["msg"]))
+        elif kind in ("int_parsing", "int_from_float"):
+            message = "expected an integer" + got
+        elif kind == "float_parsing":
+            message = "expected a number" + got
+        elif kind == "greater_than_equal":
+            message = f"must be >= {context['ge']}" + got
+        else:
+            message = str(error["msg"]) + got
+        problems.append((name, message))
+    (name, first), *others = problems
+    also = "".join(f"; {other}: {message}" for other, message in others)
+    return ConfigError(name, first + also)

@@ -72,9 +72,22 @@ def _report(config: Path, allow_missing_env: bool, out: TextIO = sys.stdout) -> 
     from llm_pool.configcheck import check_config
 
     problems = check_config(config, os.environ, allow_missing_env=allow_missing_env)
+    problems += _settings_problems()
     for problem in problems:
         print(problem.render(str(config)), file=out)
     return problems
+
+
+def _settings_problems() -> list[Problem]:
+    """The proxy's own settings (``POOL_*``), read as the proxy will read them."""
+    from proxy.errors import ConfigError
+    from proxy.settings import ProxySettings
+
+    try:
+        ProxySettings.from_env()
+    except ConfigError as exc:
+        return [Problem(0, f"environment: {exc}")]
+    return []
 
 
 def _errors(problems: list[Problem]) -> bool:

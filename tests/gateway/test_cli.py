@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -139,3 +144,23 @@ def test_spend_report_table_and_json(pool: Pool, pg_url: str) -> None:
     assert pool("spend", "--since", "yesterday")[0] == 2
     assert pool("spend", "--tenant", "no-such-tenant")[0:3:2] == (
         1, "pool: no tenant named 'no-such-tenant' (see `pool tenants list`)\n")
+
+
+@pytest.mark.parametrize("command", ["check-config", "proxy"])
+def test_a_bad_proxy_setting_is_one_line_naming_the_variable(
+        command: str, proxy_env: dict[str, str], repo_root: Path) -> None:
+    config = repo_root / "config" / "offline.yaml"
+    env = {**os.environ, **proxy_env, "POOL_SPEND_BATCH_SIZE": "abc"}
+    port = ["--port", "1"] if command == "proxy" else []
+    with subprocess.Popen([sys.executable, "-m", "llm_pool.cli", command, "--config",
+                           str(config), *port], env=env, text=True, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, start_new_session=True) as running:
+        try:
+            out, err = running.communicate(timeout=60)
+        finally:
+            if running.poll() is None:  # it started after all
+                os.killpg(running.pid, signal.SIGKILL)
+    errors = [line for line in (out + err).splitlines() if ": error: " in line]
+    assert running.returncode in (1, 2) and errors == [
+        f"{config}: error: environment: POOL_SPEND_BATCH_SIZE: expected an integer, "
+        "got 'abc'"], out + err

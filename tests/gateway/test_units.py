@@ -16,7 +16,7 @@ from proxy.db import discover_migrations
 from proxy.errors import ConfigError, InvalidInput
 from proxy.settings import ProxySettings
 from proxy.spend import SpendRow, dedupe, row_from_payload
-from proxy.tenants import KeyIdentity, hash_key, parse_budget
+from proxy.tenants import Caps, KeyIdentity, hash_key, parse_budget
 
 
 def payload(**overrides: Any) -> dict[str, Any]:
@@ -177,13 +177,48 @@ def test_budget_error_wire_shape() -> None:
 
 def test_settings_from_env_and_bad_values() -> None:
     settings = ProxySettings.from_env({"POOL_SPEND_BATCH_SIZE": "7",
-                                         "POOL_SPEND_FLUSH_INTERVAL": "0.2"})
+                                       "POOL_SPEND_FLUSH_INTERVAL": "0.2",
+                                       "POOL_DEFAULT_MAX_N": "2", "POOL_MAX_REQUEST_MB": "0.5"})
     assert (settings.spend_batch_size, settings.spend_flush_interval) == (7, 0.2)
     assert settings.auth_cache_ttl == 5.0 and settings.master_key is None
-    with pytest.raises(ConfigError, match="POOL_SPEND_BATCH_SIZE: expected a number"):
-        ProxySettings.from_env({"POOL_SPEND_BATCH_SIZE": "many"})
-    with pytest.raises(ConfigError, match=r"POOL_SPEND_FLUSH_INTERVAL: must be >= 0\.01"):
-        ProxySettings.from_env({"POOL_SPEND_FLUSH_INTERVAL": "0"})
+    assert settings.default_caps == Caps(max_n=2, max_tokens=16_384, max_prompt_tokens=131_072)
+    assert settings.max_request_bytes == 500_000
+    assert settings.database_url == "postgresql://postgres@127.0.0.1:5432/llm_pool"
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"POOL_SPEND_BATCH_SIZE": "abc"}, "POOL_SPEND_BATCH_SIZE: expected an integer, got 'abc'"),
+    ({"POOL_SPEND_BATCH_SIZE": "7.5"}, "POOL_SPEND_BATCH_SIZE: expected an integer, got '7.5'"),
+    ({"POOL_DB_TIMEOUT": "soon"}, "POOL_DB_TIMEOUT: expected a number, got 'soon'"),
+    ({"POOL_SPEND_FLUSH_INTERVAL": "0"}, "POOL_SPEND_FLUSH_INTERVAL: must be >= 0.01, got '0'"),
+    ({"POOL_DEFAULT_MAX_TOKENS": "-1"}, "POOL_DEFAULT_MAX_TOKENS: must be >= 1, got '-1'"),
+    ({"POOL_LIMITS_FAIL_CLOSED": "maybe"},
+     "POOL_LIMITS_FAIL_CLOSED: expected 1 or 0 (true/false, yes/no, on/off), got 'maybe'"),
+    ({"POOL_SPEND_BATCH_SIZE": ""}, "POOL_SPEND_BATCH_SIZE: is set but empty; unset it for "
+                                    "the default"),
+    ({"POOL_DATABASE_URL": " "}, "POOL_DATABASE_URL: is set but empty"),
+    ({"POOL_NAMESPACE": ""}, "POOL_NAMESPACE: is set but empty"),
+    ({"POOL_DB_TIMEOUT": "x", "POOL_REDIS_TIMEOUT": "y"},
+     "POOL_DB_TIMEOUT: expected a number, got 'x'; POOL_REDIS_TIMEOUT: expected a number"),
+])
+def test_a_bad_setting_is_an_error_naming_the_variable(env: dict[str, str],
+                                                        message: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        ProxySettings.from_env(env)
+    assert str(raised.value).startswith(message), str(raised.value)
+    assert raised.value.name == next(iter(env))
+
+
+def test_optional_settings_take_empty_as_unset_and_the_environment_is_read() -> None:
+    settings = ProxySettings.from_env({"LITELLM_MASTER_KEY": "", "POOL_REDIS_URL": "",
+                                       "POOL_METRICS_KEY": " "})
+    assert (settings.master_key, settings.redis_url, settings.metrics_key) == (None,) * 3
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("POOL_SPEND_BUFFER_MAX", "12")
+        patch.setenv("POOL_METRICS_KEY", "sk-m")
+        from_environ = ProxySettings.from_env()
+    assert (from_environ.spend_buffer_max, from_environ.metrics_key) == (12, "sk-m")
+    assert ProxySettings.from_env({}).spend_buffer_max == 100_000  # a mapping: only it
 
 
 def test_budget_parsing() -> None:
