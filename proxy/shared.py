@@ -64,7 +64,6 @@ class SharedRedis:
         self.client: aioredis.Redis = aioredis.Redis(connection_pool=pool)
         self._down_since: float | None = None
         self._retry_at = 0.0
-        self.outages = 0
 
     def key(self, *parts: object) -> str:
         return ":".join((self.prefix, *(str(p) for p in parts)))
@@ -96,7 +95,6 @@ class SharedRedis:
         self._retry_at = self._clock() + RETRY_AFTER
         if self._down_since is None:
             self._down_since = self._clock()
-            self.outages += 1
             log.warning("shared state: Redis at %s is unreachable (%s: %s); limits, "
                         "reservations and the spend journal fall back to this process",
                         safe_url(self.url), type(exc).__name__, exc)

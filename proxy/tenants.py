@@ -50,12 +50,11 @@ __all__ = [
 ]
 
 KEY_PREFIX = "sk-pool-"
-KEY_RANDOM_BYTES = 32  # legacy keys (before checksums): KEY_PREFIX + token_urlsafe(32)
 KEY_ALPHABET = string.digits + string.ascii_letters  # base62
 KEY_RANDOM_CHARS = 40  # ~238 bits
 KEY_CHECKSUM_CHARS = 6  # CRC32 of the random part, base62 (as GitHub's tokens carry)
 KEY_LENGTH = len(KEY_PREFIX) + KEY_RANDOM_CHARS + KEY_CHECKSUM_CHARS
-LEGACY_KEY = re.compile(r"^sk-pool-[A-Za-z0-9_-]{43}$")
+LEGACY_KEY = re.compile(r"^sk-pool-[A-Za-z0-9_-]{43}$")  # before checksums: token_urlsafe(32)
 _BASE62 = re.compile(r"^[0-9A-Za-z]+$")
 KEY_FORMAT_CHECKSUM = 2
 KEY_FORMAT_LEGACY = 1

@@ -20,9 +20,8 @@ import pytest
 
 from llm_pool.offline.provider import ScriptedProvider
 from llm_pool.runtime import ProxyProcess
-from tests.faults.conftest import AUTH_CACHE_TTL
 from tests.gateway.support import new_tenant, spend_rows, wait_for_rows
-from tests.gateway.tcp_forwarder import TcpForwarder
+from tests.gateway.tcp_forwarder import OUTAGE_AUTH_TTL, TcpForwarder
 
 pytestmark = pytest.mark.integration
 
@@ -94,7 +93,7 @@ def test_postgres_restarted_twice_under_load_loses_nothing(
             load.outage.set()
             pg_forwarder.cut()
             try:
-                time.sleep(max(AUTH_CACHE_TTL * 2, 0.8))  # cached keys expired: served stale
+                time.sleep(max(OUTAGE_AUTH_TTL * 2, 0.8))  # cached keys expired: served stale
                 early = _rows_of(pg_url, tenants)
                 time.sleep(OUTAGE_SECONDS - 0.8)
                 frozen.append((early, _rows_of(pg_url, tenants)))

@@ -1,12 +1,14 @@
-"""Helpers for the gateway tests: tenants and keys straight in PostgreSQL, an openai
-client per key, waiting for spend rows."""
+"""Helpers for the gateway tests: proxies started side by side, tenants and keys straight
+in PostgreSQL, an openai client per key, waiting for spend rows, reading ``/metrics``."""
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,6 +16,7 @@ import openai
 import psycopg
 from psycopg.rows import dict_row
 
+from llm_pool.runtime import ProxyProcess, start_proxy
 from proxy.tenants import create_key, create_tenant
 
 # per-token prices declared in config/offline.yaml (model_info)
@@ -97,3 +100,29 @@ def wait_metric(proxy_url: str, name: str, value: float, timeout: float = 10.0) 
     while (seen := metric(proxy_url, name)) != value:
         assert time.monotonic() < deadline, f"{name} is {seen}, expected {value}"
         time.sleep(0.3)
+
+
+def start_many(envs: dict[str, dict[str, str]], repo_root: Path, logs: Path,
+               workers: dict[str, int] | None = None) -> dict[str, ProxyProcess]:
+    """Start proxies side by side (a cold start is 20-60 s here); all or none."""
+    started: dict[str, ProxyProcess] = {}
+    errors: list[BaseException] = []
+
+    def start(name: str) -> None:
+        try:
+            started[name] = start_proxy(repo_root / "config" / "offline.yaml", env=envs[name],
+                                        log_path=logs / f"{name}.log",
+                                        workers=(workers or {}).get(name, 1))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start, args=(name,)) for name in envs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        for proxy in started.values():
+            proxy.stop()
+        raise errors[0]
+    return started

@@ -6,9 +6,11 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+from collections.abc import Iterator, Mapping
 from urllib.parse import urlsplit, urlunsplit
 
 BUFFER = 65536
+OUTAGE_AUTH_TTL = 0.5  # seconds: cached keys expire during an outage
 
 
 class TcpForwarder:
@@ -90,3 +92,26 @@ def via_port(url: str, port: int) -> str:
     parts = urlsplit(url)
     user = f"{parts.username}@" if parts.username else ""
     return urlunsplit(parts._replace(netloc=f"{user}127.0.0.1:{port}"))
+
+
+@contextlib.contextmanager
+def forwarded_postgres(pg_url: str) -> Iterator[TcpForwarder]:
+    """A started forwarder to the PostgreSQL server of ``pg_url``; stopped on exit."""
+    parts = urlsplit(pg_url)
+    running = TcpForwarder((parts.hostname or "127.0.0.1", parts.port or 5432)).start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def outage_env(proxy_env: Mapping[str, str], pg_url: str, forwarder: TcpForwarder,
+               **overrides: str) -> dict[str, str]:
+    """A proxy environment for PostgreSQL outage tests: its PostgreSQL through
+    ``forwarder``; quick spend flushes, write retries and budget refreshes; a 1 s
+    PostgreSQL timeout; a key cache that expires within an outage (so the stale path
+    is exercised)."""
+    return {**proxy_env, "POOL_DATABASE_URL": via_port(pg_url, forwarder.port),
+            "POOL_SPEND_FLUSH_INTERVAL": "0.2", "POOL_SPEND_RETRY_MAX": "0.5",
+            "POOL_AUTH_CACHE_TTL": str(OUTAGE_AUTH_TTL), "POOL_DB_TIMEOUT": "1",
+            "POOL_BUDGET_REFRESH_SECONDS": "0.5", **overrides}

@@ -21,7 +21,6 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -31,9 +30,9 @@ from llm_pool.runtime import ProxyProcess, start_proxy
 from proxy.shared import gateway_prefix
 from proxy.tenants import generate_key
 from tests.faults.test_redis_restart import RedisServer
-from tests.gateway.support import new_tenant, spend_rows, wait_metric
-from tests.gateway.tcp_forwarder import TcpForwarder, via_port
-from tests.gateway.test_shared_limits import chat, start_many
+from tests.gateway.support import new_tenant, spend_rows, start_many, wait_metric
+from tests.gateway.tcp_forwarder import TcpForwarder, outage_env
+from tests.gateway.test_shared_limits import chat
 
 pytestmark = pytest.mark.integration
 
@@ -51,22 +50,11 @@ def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisSer
 
 
 @pytest.fixture(scope="module")
-def forwarder(pg_url: str) -> Iterator[TcpForwarder]:
-    parts = urlsplit(pg_url)
-    running = TcpForwarder((parts.hostname or "127.0.0.1", parts.port or 5432)).start()
-    yield running
-    running.stop()
-
-
-@pytest.fixture(scope="module")
-def fault_env(proxy_env: dict[str, str], pg_url: str, forwarder: TcpForwarder,
+def fault_env(proxy_env: dict[str, str], pg_url: str, pg_forwarder: TcpForwarder,
               private_redis: RedisServer) -> dict[str, str]:
-    return {**proxy_env, "POOL_DATABASE_URL": via_port(pg_url, forwarder.port),
-            "POOL_REDIS_URL": private_redis.url,
-            "POOL_NAMESPACE": f"llmpool-test-{uuid.uuid4().hex[:10]}",
-            "POOL_AUTH_CACHE_TTL": "0.5", "POOL_DB_TIMEOUT": "1", "POOL_REDIS_TIMEOUT": "1",
-            "POOL_SPEND_FLUSH_INTERVAL": "0.2", "POOL_SPEND_RETRY_MAX": "0.5",
-            "POOL_JOURNAL_CLAIM_IDLE": "2"}
+    return outage_env(proxy_env, pg_url, pg_forwarder, POOL_REDIS_URL=private_redis.url,
+                      POOL_NAMESPACE=f"llmpool-test-{uuid.uuid4().hex[:10]}",
+                      POOL_REDIS_TIMEOUT="1", POOL_JOURNAL_CLAIM_IDLE="2")
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +141,7 @@ def _rows(pg_url: str, tenant: str, count: int, timeout: float = 60.0) -> int:
 
 
 def test_no_spend_row_lost_when_the_proxy_dies_during_a_postgres_outage(
-        proxies: dict[str, ProxyProcess], fault_env: dict[str, str], forwarder: TcpForwarder,
+        proxies: dict[str, ProxyProcess], fault_env: dict[str, str], pg_forwarder: TcpForwarder,
         private_redis: RedisServer, scripted: ScriptedProvider, pg_url: str, repo_root: Path,
         tmp_path: Path) -> None:
     tenant, key = new_tenant(pg_url, "durable")
@@ -161,14 +149,14 @@ def test_no_spend_row_lost_when_the_proxy_dies_during_a_postgres_outage(
     assert chat(first.url, key, "warm").status_code == 200  # the key is known
     assert _rows(pg_url, tenant, 1) == 1
 
-    with outage(forwarder):
+    with outage(pg_forwarder):
         _flood(first.url, key, REQUESTS)
         _journaled(fault_env, private_redis.url, REQUESTS)
         first.stop()  # SIGTERM while PostgreSQL is down
     # the other proxy (it never served this key) writes the dead one's rows
     second = proxies["closed"]
     assert _rows(pg_url, tenant, 1 + REQUESTS) == 1 + REQUESTS
-    with outage(forwarder):
+    with outage(pg_forwarder):
         _flood(second.url, key, REQUESTS)
         _journaled(fault_env, private_redis.url, REQUESTS)
         os.killpg(second.proc.pid, signal.SIGKILL)
@@ -188,12 +176,12 @@ def test_no_spend_row_lost_when_the_proxy_dies_during_a_postgres_outage(
 
 
 @contextlib.contextmanager
-def outage(forwarder: TcpForwarder) -> Iterator[None]:
-    forwarder.cut()
+def outage(pg_forwarder: TcpForwarder) -> Iterator[None]:
+    pg_forwarder.cut()
     try:
         yield
     finally:
-        forwarder.restore()
+        pg_forwarder.restore()
 
 
 @contextlib.contextmanager

@@ -9,7 +9,6 @@ answer, so the requests really are in flight together.
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,10 +23,10 @@ import redis
 
 from llm_pool.cli import main
 from llm_pool.offline.provider import ScriptedProvider
-from llm_pool.runtime import ProxyProcess, start_proxy
+from llm_pool.runtime import ProxyProcess
 from proxy.reservations import live_reserved, month_key
 from proxy.shared import gateway_prefix
-from tests.gateway.support import new_tenant, spend_rows
+from tests.gateway.support import new_tenant, spend_rows, start_many
 
 pytestmark = pytest.mark.integration
 
@@ -38,32 +37,6 @@ NAMESPACES: dict[int, str] = {}
 
 def proxies_namespace(proxies: dict[str, ProxyProcess]) -> str:
     return NAMESPACES[id(proxies)]
-
-
-def start_many(envs: dict[str, dict[str, str]], repo_root: Path, logs: Path,
-               workers: dict[str, int] | None = None) -> dict[str, ProxyProcess]:
-    """Start proxies side by side (a cold start is 20-60 s here); all or none."""
-    started: dict[str, ProxyProcess] = {}
-    errors: list[BaseException] = []
-
-    def start(name: str) -> None:
-        try:
-            started[name] = start_proxy(repo_root / "config" / "offline.yaml", env=envs[name],
-                                        log_path=logs / f"{name}.log",
-                                        workers=(workers or {}).get(name, 1))
-        except BaseException as exc:  # reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=start, args=(name,)) for name in envs]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        for proxy in started.values():
-            proxy.stop()
-        raise errors[0]
-    return started
 
 
 @pytest.fixture(scope="module")

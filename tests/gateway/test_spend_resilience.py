@@ -4,71 +4,38 @@ graceful shutdown with rows still buffered."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
 from llm_pool.offline.provider import ScriptedProvider
-from llm_pool.runtime import ProxyProcess, start_proxy
-from tests.gateway.support import new_tenant, spend_rows, wait_for_rows
-from tests.gateway.tcp_forwarder import TcpForwarder, via_port
+from llm_pool.runtime import ProxyProcess
+from tests.gateway.support import new_tenant, spend_rows, start_many, wait_for_rows
+from tests.gateway.tcp_forwarder import OUTAGE_AUTH_TTL, TcpForwarder, outage_env
 
 pytestmark = pytest.mark.integration
 
 BURST = 60
-OUTAGE_AUTH_TTL = 0.5  # the key cache expires during the outage: the stale path is exercised
 
 
 @pytest.fixture(scope="module")
-def forwarder(pg_url: str) -> Iterator[TcpForwarder]:
-    parts = urlsplit(pg_url)
-    running = TcpForwarder((parts.hostname or "127.0.0.1", parts.port or 5432)).start()
-    yield running
-    running.stop()
-
-
-@pytest.fixture(scope="module")
-def proxies(proxy_env: dict[str, str], forwarder: TcpForwarder, pg_url: str, repo_root: Path,
-            tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, ProxyProcess]]:
+def proxies(proxy_env: dict[str, str], pg_forwarder: TcpForwarder, pg_url: str,
+            repo_root: Path, tmp_path_factory: pytest.TempPathFactory
+            ) -> Iterator[dict[str, ProxyProcess]]:
     """Two proxies started side by side: "outage" (PostgreSQL through the forwarder,
     quick flushes) and "shutdown" (flushes only at exit)."""
-    logs = tmp_path_factory.mktemp("resilience")
-    envs = {
-        "outage": {**proxy_env, "POOL_DATABASE_URL": via_port(pg_url, forwarder.port),
-                   "POOL_SPEND_FLUSH_INTERVAL": "0.2", "POOL_SPEND_RETRY_MAX": "0.5",
-                   "POOL_AUTH_CACHE_TTL": str(OUTAGE_AUTH_TTL), "POOL_DB_TIMEOUT": "1",
-                   "POOL_BUDGET_REFRESH_SECONDS": "0.5"},
+    started = start_many({
+        "outage": outage_env(proxy_env, pg_url, pg_forwarder),
         "shutdown": {**proxy_env, "POOL_SPEND_FLUSH_INTERVAL": "3600",
                      "POOL_SPEND_BATCH_SIZE": "100000"},
-    }
-    started: dict[str, ProxyProcess] = {}
-    errors: list[BaseException] = []
-
-    def start(name: str) -> None:
-        try:
-            started[name] = start_proxy(repo_root / "config" / "offline.yaml", env=envs[name],
-                                        log_path=logs / f"{name}.log")
-        except BaseException as exc:  # reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=start, args=(name,)) for name in envs]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    try:
-        if errors:
-            raise errors[0]
-        yield started
-    finally:
-        for proxy in started.values():
-            proxy.stop()
+    }, repo_root, tmp_path_factory.mktemp("resilience"))
+    yield started
+    for proxy in started.values():
+        proxy.stop()
 
 
 def _chat(proxy: ProxyProcess, key: str, text: str) -> tuple[int, str, float]:
@@ -81,7 +48,7 @@ def _chat(proxy: ProxyProcess, key: str, text: str) -> tuple[int, str, float]:
 
 
 def test_postgres_outage_during_a_burst(proxies: dict[str, ProxyProcess],
-                                        forwarder: TcpForwarder, scripted: ScriptedProvider,
+                                        pg_forwarder: TcpForwarder, scripted: ScriptedProvider,
                                         pg_url: str) -> None:
     proxy = proxies["outage"]
     tenant, key = new_tenant(pg_url, "outage", budget="100")
@@ -91,7 +58,7 @@ def test_postgres_outage_during_a_burst(proxies: dict[str, ProxyProcess],
     baseline = [_chat(proxy, key, "baseline") for _ in range(10)]
     wait_for_rows(pg_url, [call for _, call, _ in baseline])
 
-    forwarder.cut()
+    pg_forwarder.cut()
     try:
         time.sleep(OUTAGE_AUTH_TTL * 2)  # cached key expired: it must be served stale
         with ThreadPoolExecutor(max_workers=4) as pool:
@@ -100,7 +67,7 @@ def test_postgres_outage_during_a_burst(proxies: dict[str, ProxyProcess],
         # the proxy really lost PostgreSQL: nothing of the burst got through
         assert len(spend_rows(pg_url, "t.name = %s", (tenant,))) == 3 + 10
     finally:
-        forwarder.restore()
+        pg_forwarder.restore()
 
     statuses = [status for status, _, _ in burst]
     assert statuses == [200] * BURST
