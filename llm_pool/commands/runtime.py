@@ -80,6 +80,7 @@ def _report(config: Path, allow_missing_env: bool, out: TextIO = sys.stdout) -> 
 
 def _settings_problems() -> list[Problem]:
     """The proxy's own settings (``POOL_*``), read as the proxy will read them."""
+    from llm_pool.configcheck import Problem
     from proxy.errors import ConfigError
     from proxy.settings import ProxySettings
 
