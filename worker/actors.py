@@ -25,6 +25,7 @@ from dramatiq.middleware import CurrentMessage
 
 from worker.agents import load_agents
 from worker.broker import build_broker, redis_client
+from worker.counters import Counters
 from worker.db import WorkerDB
 from worker.models import ConfirmMessage, ExpireMessage, InboundMessage, Reply
 from worker.redis_store import RedisStore
@@ -44,13 +45,14 @@ class Actors:
     expire: dramatiq.Actor[..., Any]
 
 
-def build_service(settings: WorkerSettings) -> ConversationService:
+def build_service(settings: WorkerSettings, counters: Counters | None = None
+                  ) -> ConversationService:
     """Everything a worker process needs: pools, the agents file, a gateway."""
     gateway_for = gateways_by_tenant(settings.proxy_url, settings.api_key,
                                      load_tenant_keys(settings.tenant_keys_file))
     store = RedisStore(redis_client(settings.redis_url), settings.namespace)
     return ConversationService(settings, WorkerDB(settings.database_url), store,
-                               load_agents(settings.agents_file), gateway_for)
+                               load_agents(settings.agents_file), gateway_for, counters)
 
 
 def _message_id() -> str:
@@ -101,6 +103,7 @@ def declare(broker: Broker, service: Callable[[], ConversationService]) -> Actor
 settings = WorkerSettings.from_env()
 broker = build_broker(settings)
 dramatiq.set_broker(broker)
-actors = declare(broker, functools.cache(functools.partial(build_service, settings)))
+counters = Counters()  # counting once worker.metrics enables them (pool worker --metrics-port)
+actors = declare(broker, functools.cache(functools.partial(build_service, settings, counters)))
 handle_message = actors.handle_message
 confirm = actors.confirm

@@ -4,14 +4,20 @@
 The same actors as :mod:`worker.actors`, with Dramatiq's Prometheus middleware (off by
 default since Dramatiq 2.0: ``dramatiq_messages_total``, ``dramatiq_message_errors_total``,
 ``..._retries_total``, ``..._rejects_total``, ``dramatiq_messages_inprogress``,
-``dramatiq_message_duration_milliseconds``, per queue and actor) and ours, counted from
-each actor's result (:class:`~worker.models.Reply`):
+``dramatiq_message_duration_milliseconds``, per queue and actor) and ours:
 
-- ``pool_worker_replies_total{actor, status}``: turns finished, by outcome: ``completed``,
-  ``needs_confirmation`` (a confirmation was asked for), ``declined``, ``expired`` (a
-  confirmation answered after its TTL), ``failed``, ``max_iterations``, ``nothing_pending``;
+- ``pool_worker_replies_total{actor, status}``: each actor's result
+  (:class:`~worker.models.Reply`), by status: ``completed``, ``needs_confirmation`` (a
+  confirmation was asked for), ``declined``, ``expired``, ``failed``, ``max_iterations``,
+  ``budget_exceeded``, ``refused`` (a decision refused), ``nothing_pending``; a reply
+  answered again (a redelivered message, a second answer) counts again;
 - ``pool_worker_pending_confirmations``: confirmations waiting for a human now (the
-  pending keys in Redis), re-counted after each message and every :data:`PENDING_EVERY` s.
+  pending keys in Redis), re-counted after each message and every :data:`PENDING_EVERY` s;
+- counted by the service where things happen, each once (see :mod:`worker.counters`):
+  ``pool_worker_turns_total{agent, outcome}`` (conversation turns ended),
+  ``pool_worker_tool_calls_total{agent, tool, outcome}`` (``ok``, ``error``,
+  ``declined``) and ``pool_worker_expire_runs_total{result}`` (the ``expire`` actor:
+  ``expired``, ``decided``, ``gone``, ``early``).
 
 Dramatiq serves them all, added up over the worker processes, from a process of its own
 on ``dramatiq_prom_host``:``dramatiq_prom_port``, from the files in ``dramatiq_prom_db``;
@@ -35,6 +41,7 @@ from dramatiq.middleware.prometheus import DB_PATH, Prometheus
 
 from worker import actors as _actors
 from worker.broker import redis_client
+from worker.counters import Counters
 from worker.redis_store import RedisStore
 
 __all__ = ["ReplyMetrics", "confirm", "handle_message"]
@@ -44,13 +51,15 @@ PENDING_EVERY = 5.0  # seconds between two counts of the pending confirmations
 
 
 class ReplyMetrics(Middleware):
-    """Counts each actor's reply by status, and the pending confirmations (created after
-    Dramatiq's Prometheus middleware has pointed ``prometheus_client`` at its
-    multi-process directory)."""
+    """Counts each actor's reply by status, and the pending confirmations; enables the
+    service's :class:`~worker.counters.Counters` (all created after Dramatiq's
+    Prometheus middleware has pointed ``prometheus_client`` at its multi-process
+    directory)."""
 
-    def __init__(self, store: RedisStore) -> None:
+    def __init__(self, store: RedisStore, counters: Counters) -> None:
         self.replies: Any = None
         self.pending: Any = None
+        self.counters = counters
         self._pattern = store.pending_key("*")
         self._client = store.client
 
@@ -66,6 +75,7 @@ class ReplyMetrics(Middleware):
         self.pending = prom.Gauge("pool_worker_pending_confirmations",
                                   "Confirmations waiting for a human", registry=registry,
                                   multiprocess_mode="livemax")
+        self.counters.enable(registry)
         threading.Thread(target=self._count_forever, name="pool-pending", daemon=True).start()
 
     def count_pending(self) -> None:
@@ -89,6 +99,7 @@ class ReplyMetrics(Middleware):
 
 _actors.broker.add_middleware(Prometheus())
 _actors.broker.add_middleware(ReplyMetrics(
-    RedisStore(redis_client(_actors.settings.redis_url), _actors.settings.namespace)))
+    RedisStore(redis_client(_actors.settings.redis_url), _actors.settings.namespace),
+    _actors.counters))
 handle_message = _actors.handle_message
 confirm = _actors.confirm

@@ -52,6 +52,7 @@ from sdk import (
     Tool,
 )
 from worker.agents import AgentSpec
+from worker.counters import UNKNOWN, Counters, EndStatus
 from worker.db import WorkerDB
 from worker.decisions import ArgumentCheck, Verdict, decide, sdk_decisions, undecided
 from worker.models import (
@@ -60,7 +61,6 @@ from worker.models import (
     InboundMessage,
     PendingCall,
     Reply,
-    ReplyStatus,
 )
 from worker.redis_store import UNCHANGED, PendingChange, RedisStore
 from worker.settings import WorkerSettings
@@ -112,9 +112,11 @@ class ConversationService:
 
     def __init__(self, settings: WorkerSettings, db: WorkerDB, store: RedisStore,
                  agents: dict[str, tuple[AgentSpec, list[Tool]]],
-                 gateway_for: Callable[[str], AsyncGateway]) -> None:
+                 gateway_for: Callable[[str], AsyncGateway],
+                 counters: Counters | None = None) -> None:
         self.settings, self.db, self.store = settings, db, store
         self.agents, self.gateway_for = agents, gateway_for
+        self.counters = counters if counters is not None else Counters()
 
     # ------------------------------------------------------------ handle_message
 
@@ -154,12 +156,12 @@ class ConversationService:
                                         "expires_at": record["expires_at"]})
 
     def _after_run(self, message: InboundMessage, emit: Emitter, result: RunResult,
-                   history_len: int) -> Reply:
+                   history_len: int, all_declined: bool = False) -> Reply:
         new = list(result.messages[history_len:])  # the user message and what followed
         if result.outcome is Outcome.NEEDS_CONFIRMATION and result.pending is not None:
             return self._pause(message, emit, result.pending, history_len, result.text)
-        status: ReplyStatus = ("completed" if result.outcome is Outcome.COMPLETED
-                               else "max_iterations")
+        status: EndStatus = ("max_iterations" if result.outcome is not Outcome.COMPLETED
+                               else "declined" if all_declined else "completed")
         text = result.text or "I could not finish that within my step limit."
         self.db.save_turn(message.conversation_id, message.tenant, message.message_id, new,
                           self.settings.memory_max_messages)
@@ -237,13 +239,9 @@ class ConversationService:
         if isinstance(ran, Reply):
             self._drop_resumed(message.conversation_id, record["resumed_by"])
             return ran
-        reply = self._after_run(message, emit, ran, int(record["history_len"]))
-        if reply.status == "completed" and not any(d["approve"]
-                                                   for d in record["decisions"].values()):
-            reply = reply.model_copy(update={"status": "declined"})
-            self.db.set_outcome(message_id=message.message_id,
-                                conversation_id=message.conversation_id, tenant=message.tenant,
-                                agent_id=message.agent_id, status="declined", reply=reply.text)
+        reply = self._after_run(message, emit, ran, int(record["history_len"]),
+                                all_declined=not any(d["approve"]
+                                                     for d in record["decisions"].values()))
         if reply.status != "needs_confirmation":
             self._drop_resumed(message.conversation_id, record["resumed_by"])
         return reply
@@ -310,7 +308,10 @@ class ConversationService:
         row = self.db.get_outcome(due.message_id)
         if found in ("expire", "elsewhere") and row is not None \
                 and row["status"] == "needs_confirmation":
+            self.counters.expire_run("expired")
             return self._expire_row(row)
+        self.counters.expire_run("decided" if found == "decided" else
+                                 "early" if found == "early" else "gone")
         return None
 
     def _expire(self, message: InboundMessage, record: dict[str, Any]) -> Reply:
@@ -328,6 +329,7 @@ class ConversationService:
         self.db.set_outcome(message_id=message_id, conversation_id=conv,
                             tenant=str(row["tenant"]), agent_id=str(row["agent_id"]),
                             status="expired", reply=EXPIRED_REPLY)
+        self.counters.turn(self._agent_label(str(row["agent_id"])), "expired")
         reply = Reply(conversation_id=conv, message_id=message_id, status="expired",
                       text=EXPIRED_REPLY, pending_tool=row["pending_tool"])
         emit("reply", reply.model_dump())
@@ -362,9 +364,10 @@ class ConversationService:
             log.error("message %s of conversation %s failed: %s. Check POOL_API_KEY, "
                       "POOL_TENANT_KEYS_FILE and the agents file's aliases.",
                       message.message_id, message.conversation_id, cause)
+            self.counters.turn(self._agent_label(message.agent_id), "error")
             raise GatewayRefusedError(cause) from exc
 
-    def _failed(self, message: InboundMessage, emit: Emitter, status: ReplyStatus,
+    def _failed(self, message: InboundMessage, emit: Emitter, status: EndStatus,
                 text: str) -> Reply:
         user = {"role": "user", "content": message.text}
         self.db.save_turn(message.conversation_id, message.tenant, message.message_id,
@@ -375,8 +378,14 @@ class ConversationService:
     # ------------------------------------------------------------ shared
 
     def _turn(self, message: InboundMessage, emit: Emitter, alias: str) -> Turn:
+        _, tools = self.agents[message.agent_id]
         return Turn(self.db, emit, message.tenant, message.conversation_id, message.agent_id,
-                    message.message_id, alias)
+                    message.message_id, alias, counters=self.counters,
+                    tool_names=frozenset(t.name for t in tools))
+
+    def _agent_label(self, agent_id: str) -> str:
+        """The agent's metric label: only ids of the agents file (bounded)."""
+        return agent_id if agent_id in self.agents else UNKNOWN
 
     def _agent(self, agent_id: str, turn: Turn) -> Agent:
         spec, tools = self.agents[agent_id]
@@ -387,11 +396,14 @@ class ConversationService:
                      on_event=turn.on_event, tool_result_cache=turn,
                      tags=[f"conversation:{turn.conversation_id}", f"agent:{agent_id}"])
 
-    def _finish(self, message: InboundMessage, emit: Emitter, status: ReplyStatus,
+    def _finish(self, message: InboundMessage, emit: Emitter, status: EndStatus,
                 text: str) -> Reply:
+        """The turn's final outcome: stored, counted (once: a message handled before
+        is answered by :meth:`_resend`), sent."""
         self.db.set_outcome(message_id=message.message_id,
                             conversation_id=message.conversation_id, tenant=message.tenant,
                             agent_id=message.agent_id, status=status, reply=text)
+        self.counters.turn(self._agent_label(message.agent_id), status)
         reply = Reply(conversation_id=message.conversation_id, message_id=message.message_id,
                       status=status, text=text)
         emit("reply", reply.model_dump())

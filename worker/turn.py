@@ -25,6 +25,7 @@ from sdk import (
     ToolCall,
     ToolCalled,
 )
+from worker.counters import UNKNOWN, Counters
 from worker.db import WorkerDB
 from worker.models import Event, EventType
 from worker.redis_store import RedisStore
@@ -45,20 +46,22 @@ class Emitter:
     stream: str | None = None
     seq: int = 0
 
-    def __call__(self, kind: EventType, data: dict[str, Any] | None = None) -> None:
+    def __call__(self, kind: EventType, data: dict[str, Any] | None = None) -> bool:
         """Append the next event; a ``reply`` has one fixed slot per phase, so a
-        re-sent reply (after a crash between storing and sending it) is deduplicated."""
+        re-sent reply (after a crash between storing and sending it) is deduplicated.
+        False when the event was appended already (by an earlier run of the message)."""
         self.seq += 1
-        self.once(kind, data, "reply" if kind == "reply" else str(self.seq))
+        return self.once(kind, data, "reply" if kind == "reply" else str(self.seq))
 
-    def once(self, kind: EventType, data: dict[str, Any] | None, slot: str) -> None:
+    def once(self, kind: EventType, data: dict[str, Any] | None, slot: str) -> bool:
         """Append an event in its own ``slot`` of this phase (outside the sequence)."""
         event = Event(type=kind, conversation_id=self.conversation_id,
                       message_id=self.message_id, data=data or {})
         marker = f"{self.phase}:{slot}"
-        self.store.append_event(event, marker)
+        added = self.store.append_event(event, marker)
         if self.stream and kind == "reply":
             self.store.append_event(event, marker, stream=self.stream)
+        return added
 
 
 @dataclass
@@ -75,6 +78,8 @@ class Turn:
     decisions: dict[str, tuple[str, str | None]] = field(default_factory=dict)
     calls: dict[str, ToolCall] = field(default_factory=dict)
     started: str | None = None  # the call id of the LLM request in flight
+    counters: Counters = field(default_factory=Counters)
+    tool_names: frozenset[str] = frozenset()  # the agent's tools (metric labels)
 
     # -- the ToolResultCache protocol, backed by audit_tool_calls
     def get(self, call_id: str) -> str | None:
@@ -108,9 +113,13 @@ class Turn:
             if record.approved is False:
                 self.tool_row(record.call_id, record.name, dict(record.arguments),
                               "declined", record.result)
-            self.emit("tool_called", {"tool": record.name, "call_id": record.call_id,
-                                      "ok": record.ok, "approved": record.approved,
-                                      "cached": record.cached})
+            if self.emit("tool_called", {"tool": record.name, "call_id": record.call_id,
+                                         "ok": record.ok, "approved": record.approved,
+                                         "cached": record.cached}):
+                # counted once: a redelivered run's event lands in the same slot
+                self.counters.tool_call(
+                    self.agent_id, record.name if record.name in self.tool_names else UNKNOWN,
+                    "declined" if record.approved is False else "ok" if record.ok else "error")
         elif isinstance(event, ConfirmationRequired):
             for call in event.pending.calls:
                 self.tool_row(call.id, call.name, dict(call.arguments), "pending", None,

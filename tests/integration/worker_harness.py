@@ -74,10 +74,16 @@ class WorkerCluster:
         self.store = RedisStore(redis.Redis.from_url(self.settings.redis_url),
                                 self.settings.namespace)
 
-    def start(self, **extra_env: str) -> WorkerProcess:
+    def start(self, *, metrics_port: int | None = None, **extra_env: str) -> WorkerProcess:
+        """A worker process (``dramatiq worker.actors``), or with ``metrics_port``
+        ``pool worker --metrics-port`` (Prometheus metrics served on that port)."""
         log = self.tmp / f"worker-{len(self.workers)}.log"
         args = [str(Path(sys.executable).with_name("dramatiq")), "worker.actors",
                 "--processes", "1", "--threads", "8"]
+        if metrics_port is not None:
+            args = [sys.executable, "-m", "llm_pool.cli", "worker", "--processes", "1",
+                    "--threads", "8", "--metrics-port", str(metrics_port),
+                    "--metrics-host", "127.0.0.1"]
         with log.open("wb") as out:
             proc = subprocess.Popen(args, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT,
                                     env=proxy_env({**self.env, **extra_env}),
