@@ -9,15 +9,17 @@ Plug points (``Protocol``\\ s):
 
 * :class:`ToolRegistry`: where the agent finds tools by name (:class:`Toolbox`
   is the default, built from a list of :class:`~sdk.tools.Tool`).
-* :class:`ToolResultCache`: results by tool call id. Before running a call the
-  runner asks ``get(call_id)``; a hit is used instead of running the tool again
-  (``cached=True``), and every fresh result is ``put``. A Dramatiq worker that
+* :class:`ToolResultCache`: finished calls by tool call id. Before running a call
+  the runner asks ``get(call_id)``; a hit (the whole :class:`ToolCallRecord`: the
+  result *and* whether the call succeeded) is used instead of running the tool
+  again (``cached=True``), and every fresh record is ``put``. A Dramatiq worker that
   redelivers a message uses it so that side effects happen once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -57,11 +59,13 @@ class ToolRegistry(Protocol):
 
 
 class ToolResultCache(Protocol):
-    """Tool results by tool call id (e.g. in Redis, for at-least-once workers)."""
+    """Finished tool calls by tool call id (e.g. in a database, for at-least-once
+    workers): ``put`` keeps the whole record, ``get`` gives it back (``ok`` included:
+    a tool may well return text that starts with ``"Error:"``)."""
 
-    def get(self, call_id: str) -> str | None: ...
+    def get(self, call_id: str) -> ToolCallRecord | None: ...
 
-    def put(self, call_id: str, result: str) -> None: ...
+    def put(self, record: ToolCallRecord) -> None: ...
 
 
 class Toolbox:
@@ -88,13 +92,13 @@ class Toolbox:
 class InMemoryToolResultCache:
     """A :class:`ToolResultCache` in a dict (tests, single process)."""
 
-    results: dict[str, str] = field(default_factory=dict)
+    records: dict[str, ToolCallRecord] = field(default_factory=dict)
 
-    def get(self, call_id: str) -> str | None:
-        return self.results.get(call_id)
+    def get(self, call_id: str) -> ToolCallRecord | None:
+        return self.records.get(call_id)
 
-    def put(self, call_id: str, result: str) -> None:
-        self.results[call_id] = result
+    def put(self, record: ToolCallRecord) -> None:
+        self.records[record.call_id] = record
 
 
 @dataclass(frozen=True)
@@ -156,9 +160,7 @@ def _prepare(registry: ToolRegistry, call: ToolCall, cache: ToolResultCache | No
     """A final record (cached, or failed before running), or the tool and its arguments."""
     hit = cache.get(call.id) if cache is not None else None
     if hit is not None:
-        return ToolCallRecord(call.id, call.name, call.arguments, hit,
-                              ok=not hit.startswith(ERROR_PREFIX), approved=approved,
-                              cached=True)
+        return dataclasses.replace(hit, approved=approved, cached=True)
     found = _resolve(registry, call, started)
     if isinstance(found, ToolCallRecord):
         return _remember(found, cache)
@@ -183,7 +185,7 @@ def _finish(call: ToolCall, outcome: Any, started: float, approved: bool | None,
 
 def _remember(record: ToolCallRecord, cache: ToolResultCache | None) -> ToolCallRecord:
     if cache is not None:
-        cache.put(record.call_id, record.result)
+        cache.put(record)
     return record
 
 

@@ -33,6 +33,12 @@ def lookup(key: str) -> str:
 
 
 @tool
+def echo(text: str) -> str:
+    """Say the text back (it may well start with "Error:": the call still succeeded)."""
+    return text
+
+
+@tool
 def record_effect(label: str, seconds: float = 0.0) -> str:
     """Record a side effect, after sleeping ``seconds``."""
     time.sleep(seconds)

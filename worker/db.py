@@ -141,10 +141,11 @@ class WorkerDB:
             " %(outcome)s, %(error)s) ON CONFLICT (call_key) DO NOTHING", row)
 
     def tool_result(self, conversation_id: str, tool_call_id: str) -> dict[str, Any] | None:
-        """A finished tool call's recorded result (``outcome`` ok/error), if any."""
+        """A finished tool call's record (``outcome`` ok/error), if any."""
         return self._one(
-            "SELECT outcome, result FROM audit_tool_calls WHERE conversation_id = %(conv)s"
-            " AND tool_call_id = %(id)s AND outcome IN ('ok', 'error')",
+            "SELECT tool_name, arguments, outcome, result FROM audit_tool_calls"
+            " WHERE conversation_id = %(conv)s AND tool_call_id = %(id)s"
+            " AND outcome IN ('ok', 'error')",
             {"conv": conversation_id, "id": tool_call_id})
 
     def audit_tool_call(self, row: dict[str, Any]) -> None:

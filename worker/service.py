@@ -233,7 +233,6 @@ class ConversationService:
                           for cid, d in record["decisions"].items()}
         agent = self._agent(message.agent_id, turn)
         decisions = sdk_decisions(record)
-        turn.calls = {call.id: call for call, _ in agent.plan(pending, decisions=decisions)}
         ran = await self._guarded(agent.aresume(pending, decisions=decisions, note=note),
                                   message, emit, turn)
         if isinstance(ran, Reply):

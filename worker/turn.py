@@ -22,17 +22,15 @@ from sdk import (
     LLMCallFinished,
     LLMCallStarted,
     TextDelta,
-    ToolCall,
     ToolCalled,
+    ToolCallRecord,
 )
 from worker.counters import UNKNOWN, Counters
 from worker.db import WorkerDB
 from worker.models import Event, EventType
 from worker.redis_store import RedisStore
 
-__all__ = ["ERROR_PREFIX", "Emitter", "Turn"]
-
-ERROR_PREFIX = "Error:"
+__all__ = ["Emitter", "Turn"]
 
 
 @dataclass
@@ -76,21 +74,22 @@ class Turn:
     message_id: str
     alias: str
     decisions: dict[str, tuple[str, str | None]] = field(default_factory=dict)
-    calls: dict[str, ToolCall] = field(default_factory=dict)
     started: str | None = None  # the call id of the LLM request in flight
     counters: Counters = field(default_factory=Counters)
     tool_names: frozenset[str] = frozenset()  # the agent's tools (metric labels)
 
-    # -- the ToolResultCache protocol, backed by audit_tool_calls
-    def get(self, call_id: str) -> str | None:
+    # -- the ToolResultCache protocol, backed by audit_tool_calls (its outcome is the
+    # record's ok: the result text says nothing about it)
+    def get(self, call_id: str) -> ToolCallRecord | None:
         row = self.db.tool_result(self.conversation_id, call_id)
-        return str(row["result"]) if row else None
+        if row is None:
+            return None
+        return ToolCallRecord(call_id, str(row["tool_name"]), dict(row["arguments"]),
+                              str(row["result"] or ""), ok=row["outcome"] == "ok")
 
-    def put(self, call_id: str, result: str) -> None:
-        call = self.calls.get(call_id)
-        outcome = "error" if result.startswith(ERROR_PREFIX) else "ok"
-        self.tool_row(call_id, call.name if call else "?",
-                      dict(call.arguments) if call else {}, outcome, result)
+    def put(self, record: ToolCallRecord) -> None:
+        self.tool_row(record.call_id, record.name, dict(record.arguments),
+                      "ok" if record.ok else "error", record.result)
 
     def tool_row(self, call_id: str, name: str, arguments: dict[str, Any], outcome: str,
                  result: str | None, confirmation: str | None = None) -> None:
@@ -134,7 +133,6 @@ class Turn:
 
     def _llm_call(self, event: LLMCallFinished) -> None:
         completion = event.completion
-        self.calls.update((c.id, c) for c in completion.tool_calls)
         self.db.audit_llm_call(self._row(
             self.started or completion.request_id or uuid.uuid4().hex,
             alias=completion.alias, deployment=completion.deployment,

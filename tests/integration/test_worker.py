@@ -11,6 +11,7 @@ import pytest
 from llm_pool.offline.provider import ScriptedProvider
 from tests.integration.worker_harness import (
     HEARTBEAT_MS,
+    SHORT_HEARTBEAT_MS,
     WorkerCluster,
     _call,
     _conversation,
@@ -163,6 +164,33 @@ def test_sigkill_with_messages_in_flight_redelivers_each_once(
         assert sorted((o, i) for _, o, i in audited) == [
             ("error", True), ("ok", False), ("ok", False), ("ok", False)]
         assert _spend_ids(pg_url, conv, len(audited)) == sorted(r[0] for r in audited)
+
+
+def test_tool_text_starting_with_error_is_ok_after_a_redelivery_too(
+        cluster: WorkerCluster, pg_url: str) -> None:
+    quick = {"POOL_WORKER_HEARTBEAT_MS": str(SHORT_HEARTBEAT_MS)}
+    victim = cluster.start(**quick)
+    conv, said = _conversation(), "Error: 42 is a fine answer"
+    label = f"slow-{conv}"
+    text = "echo " + _script({"tool_calls": [
+        {"name": "echo", "arguments": {"text": said}},
+        {"name": "record_effect", "arguments": {"label": label, "seconds": 6}}]},
+        {"text": "Echoed."})
+    message = cluster.send(text, conv)
+    audit = "SELECT tool_name, outcome, result FROM audit_tool_calls WHERE conversation_id = %s"
+    deadline = time.monotonic() + 30
+    while not rows(pg_url, audit, conv):  # echo's record is stored, record_effect sleeps
+        assert time.monotonic() < deadline, victim.text()[-2000:]
+        time.sleep(0.05)
+    victim.kill()  # before either call's tool_called event: the re-run reads echo's record
+    cluster.start(**quick)
+    assert result(message, timeout_ms=90_000)["status"] == "completed"
+    assert rows(pg_url, audit + " ORDER BY id", conv) == [
+        ("echo", "ok", said), ("record_effect", "ok", f"recorded {label}")]
+    echoed = [e["data"] for e in cluster.events(conv)
+              if e["type"] == "tool_called" and e["data"]["tool"] == "echo"]
+    assert [(e["ok"], e["cached"]) for e in echoed] == [(True, True)]
+    assert _effects(pg_url, label) == 1
 
 
 def _spend_ids(pg_url: str, conv: str, expected: int) -> list[str]:

@@ -202,7 +202,21 @@ def test_cache_hit_skips_the_tool() -> None:
     again = run_tool_call(BOX, _call({"quantity": 1, "sku": "A"}), cache)
     assert calls_made == [(1, "A")]
     assert (first.cached, again.cached) == (False, True)
-    assert again.result == first.result == cache.results["call_1"]
+    assert again.result == first.result == cache.records["call_1"].result
+
+
+def test_cache_keeps_whether_the_call_succeeded() -> None:
+    """A tool may return text that starts with "Error:" and still have succeeded."""
+    @tool
+    def echo(text: str) -> str:
+        """Say it back."""
+        return text
+
+    cache, box = InMemoryToolResultCache(), Toolbox([echo])
+    said = _call({"text": "Error: 42 found"}, name="echo")
+    first, again = run_tool_call(box, said, cache), run_tool_call(box, said, cache)
+    assert (first.ok, again.ok, again.cached) == (True, True, True)
+    assert again.result == "Error: 42 found"
 
 
 json_values = st.recursive(
