@@ -27,9 +27,10 @@ from worker.agents import load_agents
 from worker.broker import build_broker, redis_client
 from worker.counters import Counters
 from worker.db import WorkerDB
+from worker.errors import RetryLater
 from worker.models import ConfirmMessage, ExpireMessage, InboundMessage, Reply
 from worker.redis_store import RedisStore
-from worker.service import ConversationService, RetryLater
+from worker.service import ConversationService
 from worker.settings import WorkerSettings
 from worker.tenant_keys import gateways_by_tenant, load_tenant_keys
 
@@ -48,6 +49,7 @@ class Actors:
 def build_service(settings: WorkerSettings, counters: Counters | None = None
                   ) -> ConversationService:
     """Everything a worker process needs: pools, the agents file, a gateway."""
+    settings.require_proxy_key()
     gateway_for = gateways_by_tenant(settings.proxy_url, settings.api_key,
                                      load_tenant_keys(settings.tenant_keys_file))
     store = RedisStore(redis_client(settings.redis_url), settings.namespace)

@@ -28,12 +28,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sdk import Tool
+from worker.errors import AgentConfigError
 
 __all__ = ["AgentConfigError", "AgentSpec", "AgentsFile", "load_agents", "load_tool"]
-
-
-class AgentConfigError(Exception):
-    """The agents file is missing, unreadable, invalid, or names a tool that can't load."""
 
 
 class AgentSpec(BaseModel):

@@ -1,9 +1,10 @@
 """The Dramatiq broker: Redis, with our middleware policy.
 
 - **Retries**: an unexpected error (PostgreSQL away, a bug) is retried with
-  exponential backoff up to ``max_retries`` times; an invalid message or agents
-  file never is (retrying cannot fix it). A provider outage is not an error at
-  all here: the service answers politely and the message completes.
+  exponential backoff up to ``max_retries`` times; an invalid message, a
+  :class:`~worker.errors.WorkerConfigError` (settings, agents or tenant keys file)
+  or a refusal by the gateway never is (retrying cannot fix it). A provider outage
+  is not an error at all here: the service answers politely and the message completes.
 - **TimeLimit**: one message's run is stopped after ``time_limit_ms``.
 - **AgeLimit**, **ShutdownNotifications**, **Callbacks**, **Pipelines**: Dramatiq's defaults.
 - **Results** in Redis: each actor's return value (the :class:`~worker.models.Reply`).
@@ -17,7 +18,7 @@
   this process's heartbeat, even when all its threads are busy) every
   ``MAINTENANCE_INTERVAL_MS``, so messages are back within ``heartbeat_ms`` plus
   about a second.
-- **Rate limits**: :class:`~worker.service.RetryLater` becomes ``dramatiq.Retry``
+- **Rate limits**: :class:`~worker.errors.RetryLater` becomes ``dramatiq.Retry``
   with the gateway's ``Retry-After`` as the delay (up to ``RATE_LIMIT_RETRIES`` times).
 - **Redis restarts**: every client (broker, results, the worker's store; see
   :func:`redis_client`) retries a command through a connection failure for up to
@@ -55,8 +56,7 @@ from pydantic import ValidationError
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from worker.agents import AgentConfigError
-from worker.service import GatewayRefusedError
+from worker.errors import GatewayRefusedError, WorkerConfigError
 from worker.settings import WorkerSettings
 
 __all__ = [
@@ -71,7 +71,7 @@ log = logging.getLogger(__name__)
 MIN_BACKOFF_MS = 1_000
 MAX_BACKOFF_MS = 60_000
 RESULT_TTL_MS = 24 * 3600 * 1000
-PERMANENT_ERRORS = (ValidationError, AgentConfigError, GatewayRefusedError)
+PERMANENT_ERRORS = (ValidationError, WorkerConfigError, GatewayRefusedError)
 RATE_LIMIT_RETRIES = 10  # redeliveries of a rate-limited message (each after Retry-After)
 MAINTENANCE_INTERVAL_MS = 1_000  # queue maintenance and heartbeat, per worker process
 REDIS_OUTAGE_SECONDS = 30.0  # how long a Redis command waits for Redis to come back

@@ -55,6 +55,7 @@ from worker.agents import AgentSpec
 from worker.counters import UNKNOWN, Counters, EndStatus
 from worker.db import WorkerDB
 from worker.decisions import ArgumentCheck, Verdict, decide, sdk_decisions, undecided
+from worker.errors import GatewayRefusedError, RetryLater
 from worker.models import (
     ConfirmMessage,
     ExpireMessage,
@@ -74,7 +75,6 @@ __all__ = [
     "ConversationService",
     "GatewayRefusedError",
     "RetryLater",
-    "UnknownAgentError",
 ]
 
 log = logging.getLogger(__name__)
@@ -88,23 +88,6 @@ EXPIRED_REPLY = ("This request expired before it was confirmed, so nothing was d
 NOTHING_PENDING_REPLY = "There is nothing waiting for your confirmation in this conversation."
 EXPIRY_GRACE = 300  # seconds an undecided record outlives its expiry (the expire message ends it)
 DEFAULT_RETRY_AFTER = 5.0  # seconds, when a rate-limited gateway said nothing
-
-
-class UnknownAgentError(LookupError):
-    """A message names an agent id the agents file does not define."""
-
-
-class GatewayRefusedError(Exception):
-    """The gateway refused the worker's request for a reason retrying cannot fix (a
-    wrong key, an unknown alias, an invalid request): an operator must act."""
-
-
-class RetryLater(Exception):
-    """Run the message again after ``delay_ms`` (the gateway rate-limited it)."""
-
-    def __init__(self, message: str, delay_ms: int) -> None:
-        super().__init__(message)
-        self.delay_ms = delay_ms
 
 
 class ConversationService:

@@ -15,9 +15,9 @@ from pathlib import Path
 import yaml
 
 from sdk import AsyncGateway
-from worker.agents import AgentConfigError
+from worker.errors import TenantKeysError
 
-__all__ = ["gateways_by_tenant", "load_tenant_keys"]
+__all__ = ["TenantKeysError", "gateways_by_tenant", "load_tenant_keys"]
 
 
 def load_tenant_keys(path: Path | None) -> dict[str, str]:
@@ -26,12 +26,12 @@ def load_tenant_keys(path: Path | None) -> dict[str, str]:
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except OSError as exc:
-        raise AgentConfigError(f"cannot read tenant keys file {path}: {exc.strerror}") from exc
+        raise TenantKeysError(f"cannot read tenant keys file {path}: {exc.strerror}") from exc
     except yaml.YAMLError as exc:
-        raise AgentConfigError(f"invalid tenant keys file {path}: {exc}") from exc
+        raise TenantKeysError(f"invalid tenant keys file {path}: {exc}") from exc
     if not isinstance(raw, dict) or not all(
             isinstance(k, str) and isinstance(v, str) and v for k, v in raw.items()):
-        raise AgentConfigError(f"{path}: expected a mapping of tenant name to API key")
+        raise TenantKeysError(f"{path}: expected a mapping of tenant name to API key")
     return dict(raw)
 
 

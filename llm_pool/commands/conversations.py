@@ -71,9 +71,11 @@ def register(subparsers: Any) -> None:
 
 def _one_line(handler: Any) -> Any:
     def run(args: argparse.Namespace) -> int:
+        from worker.errors import WorkerConfigError
+
         try:
             code: int = handler(args)
-        except Unreachable as exc:
+        except (Unreachable, WorkerConfigError) as exc:
             print(f"pool: {exc}", file=sys.stderr)
             return 1
         return code
@@ -123,9 +125,15 @@ def _wait_args(parser: argparse.ArgumentParser) -> None:
 def run_worker(args: argparse.Namespace) -> int:
     from llm_pool.runtime import proxy_env, worker_metrics_env
     from worker.broker import persistence_warning, redis_client
+    from worker.errors import WorkerConfigError
     from worker.settings import WorkerSettings
 
-    warning = persistence_warning(redis_client(WorkerSettings.from_env().redis_url))
+    try:
+        settings = WorkerSettings.from_env().require_proxy_key()
+    except WorkerConfigError as exc:
+        print(f"pool worker: {exc}", file=sys.stderr)
+        return 2
+    warning = persistence_warning(redis_client(settings.redis_url))
     if warning:
         print(warning, file=sys.stderr, flush=True)
     env = proxy_env()

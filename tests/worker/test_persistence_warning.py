@@ -58,7 +58,8 @@ def test_warns_only_when_redis_persists_nothing(bare_redis: tuple[str, redis.Red
 def test_pool_worker_prints_the_warning_at_start(bare_redis: tuple[str, redis.Redis]) -> None:
     url, _ = bare_redis
     proc = subprocess.Popen([sys.executable, "-m", "llm_pool.cli", "worker", "--threads", "1"],
-                            env={"POOL_REDIS_URL": url, "PATH": "/usr/bin:/bin"},
+                            env={"POOL_REDIS_URL": url, "POOL_API_KEY": "sk-any",
+                                 "PATH": "/usr/bin:/bin"},
                             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
                             start_new_session=True)
     try:
