@@ -1,4 +1,5 @@
-"""The worker's PostgreSQL tables (migration ``0010_worker_conversations.sql``).
+"""The worker's PostgreSQL tables (migrations ``0010_worker_conversations.sql``,
+``0040_llm_journal_call_id.sql``).
 
 Every write is idempotent (``ON CONFLICT``) so a redelivered message can repeat it.
 
@@ -113,9 +114,9 @@ class WorkerDB:
 
     def journal_started(self, message_id: str, call_id: str, phase: str) -> None:
         """Note an LLM request about to be sent (see :mod:`worker.turn`)."""
-        self._run("INSERT INTO llm_journal (message_id, request_hash, response)"
-                  " VALUES (%(m)s, %(c)s, %(r)s) ON CONFLICT DO NOTHING",
-                  {"m": message_id, "c": call_id, "r": Jsonb({"phase": phase})})
+        self._run("INSERT INTO llm_journal (message_id, call_id, phase)"
+                  " VALUES (%(m)s, %(c)s, %(p)s) ON CONFLICT DO NOTHING",
+                  {"m": message_id, "c": call_id, "p": phase})
 
     def audit_interrupted(self, row: dict[str, Any]) -> None:
         """An ``error`` audit row for each journaled call of the message that has none:
@@ -124,7 +125,7 @@ class WorkerDB:
             "INSERT INTO audit_llm_calls (tenant, conversation_id, agent_id, message_id,"
             " call_key, alias, request_id, outcome, error)"
             " SELECT %(tenant)s, %(conversation_id)s, %(agent_id)s, j.message_id,"
-            " j.message_id || ':llm:' || j.request_hash, %(alias)s, j.request_hash, 'error',"
+            " j.message_id || ':llm:' || j.call_id, %(alias)s, j.call_id, 'error',"
             " 'interrupted: the worker stopped during this call; the message was redelivered'"
             " FROM llm_journal j WHERE j.message_id = %(message_id)s"
             " ON CONFLICT (call_key) DO NOTHING", row)

@@ -96,11 +96,6 @@ class RedisStore:
     def pending_key(self, conversation_id: str) -> str:
         return f"{self.namespace}:pending:{conversation_id}"
 
-    def put_pending(self, conversation_id: str, payload: str, ttl: int) -> bool:
-        """Store a new pending confirmation; an existing one (the same message run
-        again after a crash, decisions maybe taken) is kept: False then."""
-        return bool(self.client.set(self.pending_key(conversation_id), payload, ex=ttl, nx=True))
-
     def change_pending(self, conversation_id: str,
                        change: Callable[[dict[str, Any] | None], tuple[Any, PendingChange]]
                        ) -> Any:
@@ -129,6 +124,3 @@ class RedisStore:
     def get_pending(self, conversation_id: str) -> str | None:
         value: Any = self.client.get(self.pending_key(conversation_id))
         return value.decode() if value is not None else None
-
-    def delete_pending(self, conversation_id: str) -> None:
-        self.client.delete(self.pending_key(conversation_id))

@@ -1,5 +1,6 @@
--- Worker state: conversation memory, message outcomes (idempotency), the LLM answer
--- journal (replayed on redelivery), the audit log, and the demo tools' effects.
+-- Worker state: conversation memory, message outcomes (idempotency), the journal of LLM
+-- calls (their ids, written before each request: see 0040, which renames its columns to
+-- what they hold), the audit log, and the demo tools' effects.
 
 CREATE TABLE conversation_messages (
     id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -41,7 +42,7 @@ CREATE TABLE audit_llm_calls (
     conversation_id   text NOT NULL,
     agent_id          text NOT NULL,
     message_id        text NOT NULL,
-    call_key          text NOT NULL,      -- message id + request hash: one row per distinct call
+    call_key          text NOT NULL,      -- <message id>:llm:<call id>: one row per call
     alias             text NOT NULL,
     deployment        text,
     request_id        text,
