@@ -16,9 +16,9 @@ def test_journaled_calls_without_an_audit_row_are_audited_as_interrupted(pg_url:
     base: dict[str, Any] = {"tenant": "acme", "conversation_id": f"c-{message[:8]}",
                             "agent_id": "tester", "message_id": message, "alias": "fast"}
     try:
-        db.journal_started(message, "call-1", "run")
-        db.journal_started(message, "call-2", "confirm:d1")
-        db.journal_started(message, "call-2", "confirm:d1")  # a re-run: once
+        db.journal_started(message, "call-1", "confirm:d1")  # the crashed resume's call
+        db.journal_started(message, "call-2", "run")
+        db.journal_started(message, "call-2", "run")  # a re-run: once
         db.audit_llm_call({**base, "call_key": f"{message}:llm:call-2", "deployment": "fast-1",
                            "request_id": "call-2", "prompt_tokens": 3, "completion_tokens": 2,
                            "cost_usd": 0.001, "latency_ms": 5.0, "outcome": "ok",
@@ -33,6 +33,6 @@ def test_journaled_calls_without_an_audit_row_are_audited_as_interrupted(pg_url:
         audit = conn.execute("SELECT call_key, request_id, outcome, error LIKE 'interrupted%%'"
                              " FROM audit_llm_calls WHERE message_id = %s ORDER BY call_key",
                              (message,)).fetchall()
-    assert journal == [("call-1", "run"), ("call-2", "confirm:d1")]
+    assert journal == [("call-1", "confirm:d1"), ("call-2", "run")]
     assert audit == [(f"{message}:llm:call-1", "call-1", "error", True),
                      (f"{message}:llm:call-2", "call-2", "ok", None)]
