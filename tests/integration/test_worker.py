@@ -13,12 +13,13 @@ from tests.integration.worker_harness import (
     HEARTBEAT_MS,
     SHORT_HEARTBEAT_MS,
     WorkerCluster,
-    _call,
-    _conversation,
-    _effects,
-    _script,
+    effects,
+    new_conversation,
+    refund_message,
     result,
     rows,
+    script,
+    tool_call,
 )
 
 pytestmark = pytest.mark.integration
@@ -27,8 +28,8 @@ IN_FLIGHT = 5  # messages a worker holds when it is killed
 
 def test_multi_step_tool_loop(cluster: WorkerCluster, pg_url: str) -> None:
     cluster.start()
-    conv = _conversation()
-    text = "compute please " + _script(_call("add", a=2, b=3), _call("lookup", key="k5"),
+    conv = new_conversation()
+    text = "compute please " + script(tool_call("add", a=2, b=3), tool_call("lookup", key="k5"),
                                        {"text": "The answer is 5 (value-of-k5)."})
     reply = result(cluster.send(text, conv))
     assert reply["status"] == "completed"
@@ -55,7 +56,7 @@ def test_multi_step_tool_loop(cluster: WorkerCluster, pg_url: str) -> None:
 
 def test_memory_carries_over_turns(cluster: WorkerCluster, scripted: ScriptedProvider) -> None:
     cluster.start()
-    conv = _conversation()
+    conv = new_conversation()
     assert result(cluster.send("my name is Ada", conv))["status"] == "completed"
     assert result(cluster.send("what is my name?", conv))["status"] == "completed"
     seen = [(m["role"], m["content"]) for m in scripted.requests()[-1]["messages"]]
@@ -67,13 +68,10 @@ def test_memory_carries_over_turns(cluster: WorkerCluster, scripted: ScriptedPro
 def test_confirmation_approved_resumed_by_another_worker(cluster: WorkerCluster,
                                                          pg_url: str) -> None:
     first = cluster.start()
-    conv = _conversation()
-    text = "refund order 7 " + _script(_call("refund", order_id=7, amount=12.5),
-                                       {"text": "Refund done."})
-    paused = result(cluster.send(text, conv))
-    assert paused["status"] == "needs_confirmation" and paused["pending_tool"] == "refund"
+    conv, paused = cluster.pause(refund_message(7, 12.5, "Refund done."))
+    assert paused["pending_tool"] == "refund"
     assert "refund" in paused["text"] and "Reply yes or no" in paused["text"]
-    assert _effects(pg_url, "7:12.5") == 0
+    assert effects(pg_url, "7:12.5") == 0
     assert rows(pg_url, "SELECT count(*) FROM conversation_messages WHERE conversation_id = %s",
                 conv) == [(0,)]  # not in long-term memory until resolved
     assert rows(pg_url, "SELECT outcome, confirmation FROM audit_tool_calls"
@@ -83,7 +81,7 @@ def test_confirmation_approved_resumed_by_another_worker(cluster: WorkerCluster,
     cluster.start()  # a different worker process resumes
     done = result(cluster.confirm(conv, approved=True))
     assert done["status"] == "completed" and done["text"] == "Refund done."
-    assert _effects(pg_url, "7:12.5") == 1
+    assert effects(pg_url, "7:12.5") == 1
     assert rows(pg_url, "SELECT outcome, confirmation, decided_by, decided_at IS NOT NULL"
                 " FROM audit_tool_calls WHERE conversation_id = %s", conv) == [
         ("ok", "approved", "tester", True)]
@@ -92,19 +90,16 @@ def test_confirmation_approved_resumed_by_another_worker(cluster: WorkerCluster,
     assert [r[0] for r in memory] == ["user", "assistant", "tool", "assistant"]
     # a repeated confirm does nothing more
     again = result(cluster.confirm(conv, approved=True))
-    assert again["status"] == "completed" and _effects(pg_url, "7:12.5") == 1
+    assert again["status"] == "completed" and effects(pg_url, "7:12.5") == 1
 
 
 def test_confirmation_declined(cluster: WorkerCluster, pg_url: str,
                                scripted: ScriptedProvider) -> None:
     cluster.start()
-    conv = _conversation()
-    text = "refund order 8 " + _script(_call("refund", order_id=8, amount=3.0),
-                                       {"text": "Understood, no refund."})
-    assert result(cluster.send(text, conv))["status"] == "needs_confirmation"
+    conv, _ = cluster.pause(refund_message(8, 3.0, "Understood, no refund."))
     done = result(cluster.confirm(conv, approved=False, note="not this one"))
     assert done["status"] == "declined" and done["text"] == "Understood, no refund."
-    assert _effects(pg_url, "8:3.0") == 0
+    assert effects(pg_url, "8:3.0") == 0
     assert rows(pg_url, "SELECT outcome, confirmation FROM audit_tool_calls"
                 " WHERE conversation_id = %s", conv) == [("declined", "declined")]
     tool_message = rows(pg_url, "SELECT body->>'content' FROM conversation_messages"
@@ -114,14 +109,11 @@ def test_confirmation_declined(cluster: WorkerCluster, pg_url: str,
 
 def test_confirmation_expired(cluster: WorkerCluster, pg_url: str) -> None:
     cluster.start(POOL_CONFIRM_TTL="1")
-    conv = _conversation()
-    text = "refund order 9 " + _script(_call("refund", order_id=9, amount=1.0),
-                                       {"text": "should never be said"})
-    assert result(cluster.send(text, conv))["status"] == "needs_confirmation"
+    conv, _ = cluster.pause(refund_message(9, 1.0, "should never be said"))
     time.sleep(1.5)
     late = result(cluster.confirm(conv, approved=True))
     assert late["status"] == "expired" and "expired" in late["text"]
-    assert _effects(pg_url, "9:1.0") == 0
+    assert effects(pg_url, "9:1.0") == 0
     assert rows(pg_url, "SELECT outcome, confirmation FROM audit_tool_calls"
                 " WHERE conversation_id = %s", conv) == [("expired", "expired")]
     assert [e["type"] for e in cluster.events(conv)][-2:] == ["expired", "reply"]
@@ -130,13 +122,13 @@ def test_confirmation_expired(cluster: WorkerCluster, pg_url: str) -> None:
 def test_sigkill_with_messages_in_flight_redelivers_each_once(
         cluster: WorkerCluster, pg_url: str, scripted: ScriptedProvider) -> None:
     victim = cluster.start()
-    convs = [_conversation() for _ in range(IN_FLIGHT)]
-    messages = [cluster.send("do it " + _script(_call("record_effect", label=f"kill-{conv}"),
+    convs = [new_conversation() for _ in range(IN_FLIGHT)]
+    messages = [cluster.send("do it " + script(tool_call("record_effect", label=f"kill-{conv}"),
                                                 {"text": "all done", "delay": 3}), conv)
                 for conv in convs]
     deadline = time.monotonic() + 60
     # every tool ran (async actors: all at once); every next LLM call hangs
-    while any(_effects(pg_url, f"kill-{conv}") == 0 for conv in convs):
+    while any(effects(pg_url, f"kill-{conv}") == 0 for conv in convs):
         assert time.monotonic() < deadline, victim.text()[-2000:]
         time.sleep(0.1)
     time.sleep(0.3)
@@ -151,7 +143,7 @@ def test_sigkill_with_messages_in_flight_redelivers_each_once(
     # redelivered in time: the heartbeat, 10 s, and the 3 s the re-run's provider call takes
     assert time.monotonic() - killed < HEARTBEAT_MS / 1000 + 10 + 3
     for conv in convs:
-        assert _effects(pg_url, f"kill-{conv}") == 1
+        assert effects(pg_url, f"kill-{conv}") == 1
         memory = rows(pg_url, "SELECT role FROM conversation_messages"
                       " WHERE conversation_id = %s ORDER BY id", conv)
         assert [r[0] for r in memory] == ["user", "assistant", "tool", "assistant"]
@@ -170,9 +162,9 @@ def test_tool_text_starting_with_error_is_ok_after_a_redelivery_too(
         cluster: WorkerCluster, pg_url: str) -> None:
     quick = {"POOL_WORKER_HEARTBEAT_MS": str(SHORT_HEARTBEAT_MS)}
     victim = cluster.start(**quick)
-    conv, said = _conversation(), "Error: 42 is a fine answer"
+    conv, said = new_conversation(), "Error: 42 is a fine answer"
     label = f"slow-{conv}"
-    text = "echo " + _script({"tool_calls": [
+    text = "echo " + script({"tool_calls": [
         {"name": "echo", "arguments": {"text": said}},
         {"name": "record_effect", "arguments": {"label": label, "seconds": 6}}]},
         {"text": "Echoed."})
@@ -190,7 +182,7 @@ def test_tool_text_starting_with_error_is_ok_after_a_redelivery_too(
     echoed = [e["data"] for e in cluster.events(conv)
               if e["type"] == "tool_called" and e["data"]["tool"] == "echo"]
     assert [(e["ok"], e["cached"]) for e in echoed] == [(True, True)]
-    assert _effects(pg_url, label) == 1
+    assert effects(pg_url, label) == 1
 
 
 def _spend_ids(pg_url: str, conv: str, expected: int) -> list[str]:
@@ -208,7 +200,7 @@ def test_provider_outage_polite_reply_no_retry_storm(
         cluster: WorkerCluster, pg_url: str, scripted: ScriptedProvider) -> None:
     cluster.start()
     scripted.add_rule("fast-*", {"status": 500, "error_message": "down"})
-    conv = _conversation()
+    conv = new_conversation()
     reply = result(cluster.send("hello?", conv))
     assert reply["status"] == "failed" and "can't reach the language model" in reply["text"]
     sent = len(scripted.requests())
@@ -223,8 +215,8 @@ def test_provider_outage_polite_reply_no_retry_storm(
 
 def test_streaming_agent_puts_text_chunks_on_the_stream(cluster: WorkerCluster) -> None:
     cluster.start()
-    conv = _conversation()
-    reply = result(cluster.send("stream this " + _script({"text": "one two three four"}), conv,
+    conv = new_conversation()
+    reply = result(cluster.send("stream this " + script({"text": "one two three four"}), conv,
                                 agent="streamer"))
     assert reply["text"] == "one two three four"
     deltas = [e["data"]["text"] for e in cluster.events(conv) if e["type"] == "text_delta"]
@@ -239,11 +231,10 @@ def test_operator_drives_a_conversation_from_the_shell(cluster: WorkerCluster,
     from llm_pool.runtime import proxy_env
 
     cluster.start()
-    conv = _conversation()
+    conv = new_conversation()
     env = proxy_env(cluster.env)
     pool = [sys.executable, "-m", "llm_pool.cli"]
-    text = "refund order 5 " + _script(_call("refund", order_id=5, amount=2.0),
-                                       {"text": "Refunded."})
+    text = refund_message(5, 2.0, "Refunded.")
     sent = subprocess.run([*pool, "send", "--tenant", "acme", "--conversation", conv,
                            "--agent", "tester", "--wait", "60", text],
                           env=env, capture_output=True, text=True, timeout=90)
@@ -254,7 +245,7 @@ def test_operator_drives_a_conversation_from_the_shell(cluster: WorkerCluster,
                                capture_output=True, text=True, timeout=90)
     assert confirmed.returncode == 0, confirmed.stderr
     assert "[reply:completed] Refunded." in confirmed.stdout
-    assert _effects(pg_url, "5:2.0") == 1
+    assert effects(pg_url, "5:2.0") == 1
     events = subprocess.run([*pool, "events", conv], env=env, capture_output=True, text=True,
                             timeout=30)
     assert events.stdout.count("[reply:") == 2
@@ -271,7 +262,7 @@ def test_spend_lands_on_the_messages_tenant(cluster: WorkerCluster, pg_url: str,
     keys_file = tmp_path / "tenant-keys.yaml"
     keys_file.write_text(f"{tenant}: {key}\n")
     cluster.start(POOL_TENANT_KEYS_FILE=str(keys_file))
-    own, other = _conversation(), _conversation()
+    own, other = new_conversation(), new_conversation()
     assert result(cluster.send("hello", own, tenant=tenant))["status"] == "completed"
     assert result(cluster.send("hello", other, tenant="no-key-tenant"))["status"] == "completed"
 

@@ -11,11 +11,13 @@ from llm_pool.offline.provider import ScriptedProvider
 from tests.integration.worker_harness import (
     SHORT_HEARTBEAT_MS,
     WorkerCluster,
-    _conversation,
-    _effects,
-    _script,
+    effects,
+    new_conversation,
+    refund_message,
     result,
     rows,
+    script,
+    tool_call,
 )
 
 pytestmark = pytest.mark.integration
@@ -29,8 +31,8 @@ def _two_refunds() -> dict[str, Any]:
 def test_two_gated_calls_one_approved_edited_one_declined(
         cluster: WorkerCluster, pg_url: str, scripted: ScriptedProvider) -> None:
     cluster.start()
-    conv = _conversation()
-    text = "refund 1 and 2 " + _script(_two_refunds(), {"text": "One refund done."})
+    conv = new_conversation()
+    text = "refund 1 and 2 " + script(_two_refunds(), {"text": "One refund done."})
     paused = result(cluster.send(text, conv))
     assert paused["status"] == "needs_confirmation"
     first, second = paused["pending_calls"]
@@ -57,8 +59,8 @@ def test_two_gated_calls_one_approved_edited_one_declined(
         second["id"]: {"approve": False, "note": "wrong order"}}))
     assert done["status"] == "completed" and done["text"] == "One refund done."
 
-    assert _effects(pg_url, "1:5.0") == 1  # ran once, with the edited arguments
-    assert _effects(pg_url, "1:10.0") == 0 and _effects(pg_url, "2:20.0") == 0
+    assert effects(pg_url, "1:5.0") == 1  # ran once, with the edited arguments
+    assert effects(pg_url, "1:10.0") == 0 and effects(pg_url, "2:20.0") == 0
     told = [m["content"] for m in scripted.requests()[-1]["messages"] if m["role"] == "tool"]
     assert told[0].startswith("refunded 5.0 on order 1")
     assert "declined" in told[1] and "wrong order" in told[1]
@@ -68,15 +70,12 @@ def test_two_gated_calls_one_approved_edited_one_declined(
                      ({"order_id": 2, "amount": 20.0}, "declined", "declined")]
     late = result(cluster.confirm(conv, decisions={second["id"]: {"approve": True}}))
     assert late["status"] == "refused"  # decided and finished: refused, nothing runs
-    assert _effects(pg_url, "2:20.0") == 0
+    assert effects(pg_url, "2:20.0") == 0
 
 
 def test_unanswered_confirmation_expires_by_itself(cluster: WorkerCluster, pg_url: str) -> None:
     cluster.start(POOL_CONFIRM_TTL="2")
-    conv = _conversation()
-    text = "refund 3 " + _script({"tool_calls": [
-        {"name": "refund", "arguments": {"order_id": 3, "amount": 1.0}}]}, {"text": "never"})
-    assert result(cluster.send(text, conv))["status"] == "needs_confirmation"
+    conv, _ = cluster.pause(refund_message(3, 1.0, "never"))
     asked = time.monotonic()
     expired = cluster.wait_event(conv, "expired", timeout=30)
     assert time.monotonic() - asked >= 1.5  # not before the TTL
@@ -91,17 +90,16 @@ def test_unanswered_confirmation_expires_by_itself(cluster: WorkerCluster, pg_ur
                 " WHERE conversation_id = %s", conv) == [("expired", "expired")]
     assert rows(pg_url, "SELECT status FROM message_outcomes WHERE conversation_id = %s",
                 conv) == [("expired",)]
-    assert _effects(pg_url, "3:1.0") == 0
+    assert effects(pg_url, "3:1.0") == 0
 
 
 def test_confirmed_tool_crash_after_the_ttl_reports_completed(
         cluster: WorkerCluster, pg_url: str) -> None:
     quick = {"POOL_CONFIRM_TTL": "3", "POOL_WORKER_HEARTBEAT_MS": str(SHORT_HEARTBEAT_MS)}
     victim = cluster.start(**quick)
-    conv = _conversation()
-    text = "send it " + _script({"tool_calls": [
-        {"name": "send_slowly", "arguments": {"to": conv, "seconds": 6}}]}, {"text": "Sent."})
-    assert result(cluster.send(text, conv))["status"] == "needs_confirmation"
+    conv = new_conversation()
+    cluster.pause("send it " + script(tool_call("send_slowly", to=conv, seconds=6),
+                                       {"text": "Sent."}), conv)
     answer = cluster.confirm(conv, approved=True)
     deadline = time.monotonic() + 30
     while not rows(pg_url, "SELECT to_regclass('test_outbox') IS NOT NULL")[0][0] or not rows(

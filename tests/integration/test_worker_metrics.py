@@ -16,10 +16,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from llm_pool.runtime import free_port
 from tests.integration.worker_harness import (
     WorkerCluster,
-    _call,
-    _conversation,
-    _script,
+    new_conversation,
+    refund_message,
     result,
+    script,
 )
 from worker.counters import UNKNOWN
 from worker.models import ExpireMessage
@@ -62,11 +62,6 @@ def _until(port: int, check: Any, timeout: float = 30.0) -> Samples:
         time.sleep(0.2)
 
 
-def _refund(order_id: int) -> str:
-    return f"refund order {order_id} " + _script(_call("refund", order_id=order_id, amount=1.5),
-                                                 {"text": "Done."})
-
-
 def _expire(cluster: WorkerCluster, conversation: str, message_id: str) -> None:
     due = ExpireMessage(conversation_id=conversation, message_id=message_id)
     cluster.actors.expire.send(due.model_dump())
@@ -76,24 +71,22 @@ def test_worker_metrics_after_real_messages(cluster: WorkerCluster, tmp_path: Pa
     keys = tmp_path / "keys.yaml"
     keys.write_text("wrongkey: sk-not-a-key\n")
     port = free_port()
-    cluster.start(metrics_port=port, POOL_TENANT_KEYS_FILE=str(keys))
+    cluster.start_with_metrics(port, POOL_TENANT_KEYS_FILE=str(keys))
 
-    hello, again = _conversation(), uuid.uuid4().hex
+    hello, again = new_conversation(), uuid.uuid4().hex
     assert result(cluster.send("hello there", hello, message_id=again))["status"] == "completed"
     assert result(cluster.send("hello there", hello, message_id=again))["status"] == "completed"
     assert result(cluster.confirm(hello, True))["status"] == "nothing_pending"
 
-    tools, once = _conversation(), uuid.uuid4().hex  # ok, invalid arguments, unknown tool
-    text = "tools " + _script({"tool_calls": [
+    tools, once = new_conversation(), uuid.uuid4().hex  # ok, invalid arguments, unknown tool
+    text = "tools " + script({"tool_calls": [
         {"name": "add", "arguments": {"a": 2, "b": 3}},
         {"name": "add", "arguments": {"a": "two", "b": 3}},
         {"name": "no_such_tool", "arguments": {}}]}, {"text": "Some worked."})
     for _ in range(2):  # the second delivery is answered from storage: nothing counted
         assert result(cluster.send(text, tools, message_id=once))["status"] == "completed"
 
-    refund = _conversation()
-    paused = result(cluster.send(_refund(7), refund))
-    assert paused["status"] == "needs_confirmation"
+    refund, paused = cluster.pause(refund_message(7, 1.5, "Done."))
     _expire(cluster, refund, paused["message_id"])  # before the TTL: nothing done
     found = _until(port, lambda f: _expire_runs(f, "early") == 1)
     assert found[("pool_worker_pending_confirmations", ())] == 1
@@ -101,11 +94,10 @@ def test_worker_metrics_after_real_messages(cluster: WorkerCluster, tmp_path: Pa
     assert _expire_runs(found, "early") == 1
     assert result(cluster.confirm(refund, True))["status"] == "completed"
 
-    declined = _conversation()
-    assert result(cluster.send(_refund(8), declined))["status"] == "needs_confirmation"
+    declined, _ = cluster.pause(refund_message(8, 1.5, "Done."))
     assert result(cluster.confirm(declined, False))["status"] == "declined"
 
-    refused = _conversation()  # the gateway refuses the worker's key: dead-lettered
+    refused = new_conversation()  # the gateway refuses the worker's key: dead-lettered
     cluster.send("hello?", refused, tenant="wrongkey")
     cluster.wait_event(refused, "error")
 
@@ -132,10 +124,8 @@ def test_worker_metrics_after_real_messages(cluster: WorkerCluster, tmp_path: Pa
 
 def test_worker_metrics_count_expiries(cluster: WorkerCluster) -> None:
     port = free_port()
-    cluster.start(metrics_port=port, POOL_CONFIRM_TTL="2")
-    conv = _conversation()
-    paused = result(cluster.send(_refund(9), conv))
-    assert paused["status"] == "needs_confirmation"
+    cluster.start_with_metrics(port, POOL_CONFIRM_TTL="2")
+    conv, paused = cluster.pause(refund_message(9, 1.5, "Done."))
     found = _until(port, lambda f: _turns(f, "expired") == 1)  # the scheduled expire run
     assert _turns(found, "expired") == 1 and _expire_runs(found, "expired") == 1
     assert _replies(found, "expire", "expired") == 1

@@ -14,7 +14,7 @@ from dramatiq.results import ResultFailure
 from llm_pool.offline.provider import ScriptedProvider
 from llm_pool.runtime import ProxyProcess
 from tests.gateway.support import new_tenant, tokens_script
-from tests.integration.worker_harness import WorkerCluster, _conversation, result, rows
+from tests.integration.worker_harness import WorkerCluster, new_conversation, result, rows
 from worker.service import BUDGET_REPLY
 
 pytestmark = pytest.mark.integration
@@ -35,7 +35,7 @@ def test_over_budget_tenant_is_told_so_and_not_retried(
     keys = tmp_path / "keys.yaml"
     keys.write_text(f"{tenant}: {key}\n")
     cluster.start(POOL_TENANT_KEYS_FILE=str(keys))
-    conv = _conversation()
+    conv = new_conversation()
     sent = len(scripted.requests())
     reply = result(cluster.send("hello?", conv, tenant=tenant))
     assert reply["status"] == "budget_exceeded" and reply["text"] == BUDGET_REPLY
@@ -52,7 +52,7 @@ def test_rate_limited_message_is_retried_after_retry_after(
     cluster.start()
     scripted.add_rule("fast-*", {"status": 429, "retry_after": 1,
                                  "error_message": "slow down"})
-    conv = _conversation()
+    conv = new_conversation()
     message = cluster.send("hello after the limit", conv)
     limited = cluster.wait_event(conv, "rate_limited", timeout=60)
     assert limited["data"]["retry_after"] >= 1
@@ -66,7 +66,7 @@ def test_wrong_worker_key_fails_loudly_to_the_dead_letters(
         cluster: WorkerCluster, scripted: ScriptedProvider, redis_url: str,
         redis_prefix: str) -> None:
     worker = cluster.start(POOL_API_KEY="sk-not-a-key")
-    conv = _conversation()
+    conv = new_conversation()
     message = cluster.send("hello?", conv)
     with pytest.raises(ResultFailure):
         result(message)

@@ -74,16 +74,20 @@ class WorkerCluster:
         self.store = RedisStore(redis.Redis.from_url(self.settings.redis_url),
                                 self.settings.namespace)
 
-    def start(self, *, metrics_port: int | None = None, **extra_env: str) -> WorkerProcess:
-        """A worker process (``dramatiq worker.actors``), or with ``metrics_port``
-        ``pool worker --metrics-port`` (Prometheus metrics served on that port)."""
+    def start(self, **extra_env: str) -> WorkerProcess:
+        """A worker process (``dramatiq worker.actors``)."""
+        return self._launch([str(Path(sys.executable).with_name("dramatiq")), "worker.actors",
+                             "--processes", "1", "--threads", "8"], extra_env)
+
+    def start_with_metrics(self, port: int, **extra_env: str) -> WorkerProcess:
+        """A worker process with Prometheus metrics on ``port`` (``pool worker
+        --metrics-port``)."""
+        return self._launch([sys.executable, "-m", "llm_pool.cli", "worker", "--processes", "1",
+                             "--threads", "8", "--metrics-port", str(port),
+                             "--metrics-host", "127.0.0.1"], extra_env)
+
+    def _launch(self, args: list[str], extra_env: dict[str, str]) -> WorkerProcess:
         log = self.tmp / f"worker-{len(self.workers)}.log"
-        args = [str(Path(sys.executable).with_name("dramatiq")), "worker.actors",
-                "--processes", "1", "--threads", "8"]
-        if metrics_port is not None:
-            args = [sys.executable, "-m", "llm_pool.cli", "worker", "--processes", "1",
-                    "--threads", "8", "--metrics-port", str(metrics_port),
-                    "--metrics-host", "127.0.0.1"]
         with log.open("wb") as out:
             proc = subprocess.Popen(args, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT,
                                     env=proxy_env({**self.env, **extra_env}),
@@ -114,6 +118,14 @@ class WorkerCluster:
             "conversation_id": conversation, "approved": approved, "note": note,
             "decisions": decisions, "decided_by": "tester"})
         return self._tag(self.actors.confirm.send(answer.model_dump()))
+
+    def pause(self, text: str, conversation: str | None = None) -> tuple[str, dict[str, Any]]:
+        """Send ``text`` (its script asks for gated calls) in a new conversation (or
+        ``conversation``): the conversation id and the ``needs_confirmation`` reply."""
+        conversation = conversation or new_conversation()
+        reply = result(self.send(text, conversation))
+        assert reply["status"] == "needs_confirmation", reply
+        return conversation, reply
 
     def wait_event(self, conversation: str, kind: str, timeout: float = 60.0
                    ) -> dict[str, Any]:
@@ -155,12 +167,18 @@ HEARTBEAT_MS = DEFAULT_HEARTBEAT_MS  # the workers run with the default settings
 SHORT_HEARTBEAT_MS = 5_000  # POOL_WORKER_HEARTBEAT_MS for tests that only need a redelivery
 
 
-def _script(*steps: dict[str, Any]) -> str:
+def script(*steps: dict[str, Any]) -> str:
     return "[[script:" + json.dumps({"steps": list(steps)}) + "]]"
 
 
-def _call(name: str, **arguments: Any) -> dict[str, Any]:
+def tool_call(name: str, **arguments: Any) -> dict[str, Any]:
     return {"tool_calls": [{"name": name, "arguments": arguments}]}
+
+
+def refund_message(order_id: int, amount: float, then: str) -> str:
+    """A message whose model asks for one gated ``refund``, then says ``then``."""
+    return f"refund order {order_id} " + script(
+        tool_call("refund", order_id=order_id, amount=amount), {"text": then})
 
 
 def worker_env(proxy_url: str, pg_url: str, redis_url: str, redis_prefix: str
@@ -185,11 +203,11 @@ def cluster(offline_proxy: ProxyProcess, pg_url: str, redis_url: str, redis_pref
     running.stop_all()
 
 
-def _conversation() -> str:
+def new_conversation() -> str:
     return f"conv-{uuid.uuid4().hex[:8]}"
 
 
-def _effects(pg_url: str, label: str) -> int:
+def effects(pg_url: str, label: str) -> int:
     found = rows(pg_url, "SELECT to_regclass('test_effects') IS NOT NULL")
     if not found[0][0]:
         return 0
