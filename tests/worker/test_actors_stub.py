@@ -24,6 +24,7 @@ from worker.actors import Actors, declare
 from worker.agents import AgentConfigError, AgentSpec
 from worker.broker import middleware, should_retry
 from worker.db import WorkerDB
+from worker.errors import TenantKeysError, WorkerSettingsError
 from worker.redis_store import RedisStore
 from worker.service import NOTHING_PENDING_REPLY, OUTAGE_REPLY, ConversationService
 from worker.settings import WorkerSettings
@@ -152,6 +153,8 @@ def test_retry_policy() -> None:
         AgentSpec.model_validate({})
     assert not retry(0, caught.value)
     assert not retry(0, AgentConfigError("bad file"))
+    assert not retry(0, TenantKeysError("bad keys file"))  # any WorkerConfigError
+    assert not retry(0, WorkerSettingsError("POOL_API_KEY", "not set"))
 
 
 def test_memory_trims_oldest_whole_turns(db: WorkerDB) -> None:
