@@ -144,7 +144,7 @@ class ConversationService:
         if result.outcome is Outcome.NEEDS_CONFIRMATION and result.pending is not None:
             return self._pause(message, emit, result.pending, history_len, result.text)
         status: EndStatus = ("max_iterations" if result.outcome is not Outcome.COMPLETED
-                               else "declined" if all_declined else "completed")
+                             else "declined" if all_declined else "completed")
         text = result.text or "I could not finish that within my step limit."
         self.db.save_turn(message.conversation_id, message.tenant, message.message_id, new,
                           self.settings.memory_max_messages)
