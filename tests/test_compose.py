@@ -39,6 +39,15 @@ def test_compose_requires_master_key(repo_root: Path, tmp_path: Path) -> None:
     assert "LITELLM_MASTER_KEY" in done.stderr
 
 
+@needs_compose
+def test_compose_worker_requires_its_key(repo_root: Path, tmp_path: Path) -> None:
+    only_master = tmp_path / "master.env"
+    only_master.write_text("LITELLM_MASTER_KEY=sk-x\n")
+    done = _config(repo_root, str(only_master))
+    assert done.returncode != 0
+    assert "POOL_API_KEY" in done.stderr
+
+
 def test_compose_services_and_healthchecks(repo_root: Path) -> None:
     compose = yaml.safe_load((repo_root / "compose.yaml").read_text())
     services = compose["services"]
