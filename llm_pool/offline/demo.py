@@ -37,6 +37,7 @@ __all__ = ["run"]
 
 TENANT = "demo"
 AGENT = "helpdesk"
+WORKER_STOP_TIMEOUT = 20.0
 WORKER_START_TIMEOUT = 60.0
 REPLY_TIMEOUT = 60.0
 LEFTOVER_TTL = 3600  # seconds this run's events stay readable (`pool events`)
@@ -144,8 +145,15 @@ def _worker(env: dict[str, str], tmp: Path) -> Iterator[None]:
             time.sleep(0.1)
         yield
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait()
+        # SIGTERM to Dramatiq's main process only, which stops its worker processes: a
+        # second SIGTERM straight to a worker process (a signal to the whole group) makes
+        # it exit hard while Dramatiq's event-loop thread keeps it alive forever
+        proc.terminate()
+        try:
+            proc.wait(WORKER_STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 def _figure(name: str, value: Any) -> str:
