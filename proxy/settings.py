@@ -50,6 +50,7 @@ from pydantic_settings import (
 
 from proxy.errors import ConfigError
 from proxy.tenants import Caps
+from sdk.settings_errors import describe_settings_error
 
 __all__ = ["DEFAULT_CAPS", "DEFAULT_DATABASE_URL", "ProxySettings"]
 
@@ -154,28 +155,10 @@ class ProxySettings(BaseSettings):
         try:
             return cls()
         except ValidationError as exc:
-            raise _config_error(exc, given) from None
+            raise _config_error(exc) from None
         finally:
             _environ.reset(token)
 
 
-def _config_error(exc: ValidationError, given: Mapping[str, str]) -> ConfigError:
-    problems = []
-    for error in exc.errors():
-        name = str(error["loc"][0]) if error["loc"] else "environment"
-        kind, context = error["type"], error.get("ctx") or {}
-        got = f", got {given.get(name, '')!r}"
-        if kind == "value_error":  # ours: the message names the value already
-            message = str(context.get("error", error["msg"]))
-        elif kind in ("int_parsing", "int_from_float"):
-            message = "expected an integer" + got
-        elif kind == "float_parsing":
-            message = "expected a number" + got
-        elif kind == "greater_than_equal":
-            message = f"must be >= {context['ge']}" + got
-        else:
-            message = str(error["msg"]) + got
-        problems.append((name, message))
-    (name, first), *others = problems
-    also = "".join(f"; {other}: {message}" for other, message in others)
-    return ConfigError(name, first + also)
+def _config_error(exc: ValidationError) -> ConfigError:
+    return ConfigError(*describe_settings_error(exc, ProxySettings))

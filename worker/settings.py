@@ -37,6 +37,7 @@ from typing import Any
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from sdk.settings_errors import describe_settings_error
 from worker.errors import WorkerSettingsError
 
 __all__ = [
@@ -121,26 +122,5 @@ class WorkerSettings(BaseSettings):
         return self
 
 
-def _variable(loc: tuple[int | str, ...]) -> str:
-    """The environment variable an error location points at (a field name or its alias)."""
-    name = str(loc[0]) if loc else "environment"
-    field = WorkerSettings.model_fields.get(name)
-    return str(field.validation_alias) if field is not None else name
-
-
 def _settings_error(exc: ValidationError) -> WorkerSettingsError:
-    problems = []
-    for error in exc.errors(include_url=False):
-        kind, context = error["type"], error.get("ctx") or {}
-        got = f", got {error['input']!r}"
-        if kind == "value_error":  # ours: the message says what is wrong
-            message = str(context.get("error", error["msg"]))
-        elif kind in ("int_parsing", "int_from_float"):
-            message = "expected an integer" + got
-        elif kind == "greater_than_equal":
-            message = f"must be >= {context['ge']}" + got
-        else:
-            message = str(error["msg"]) + got
-        problems.append((_variable(error["loc"]), message))
-    (name, first), *others = problems
-    return WorkerSettingsError(name, first + "".join(f"; {n}: {m}" for n, m in others))
+    return WorkerSettingsError(*describe_settings_error(exc, WorkerSettings))
