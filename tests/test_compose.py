@@ -31,21 +31,17 @@ def test_compose_validates_with_env_example(repo_root: Path) -> None:
 
 
 @needs_compose
-def test_compose_requires_master_key(repo_root: Path, tmp_path: Path) -> None:
-    empty = tmp_path / "empty.env"
-    empty.write_text("")
-    done = _config(repo_root, str(empty))
+@pytest.mark.parametrize(("env", "variable"), [
+    ("", "LITELLM_MASTER_KEY"),
+    ("LITELLM_MASTER_KEY=sk-x\n", "POOL_API_KEY"),  # the worker's key: no silent fallback
+])
+def test_compose_requires_its_keys(repo_root: Path, tmp_path: Path, env: str,
+                                   variable: str) -> None:
+    env_file = tmp_path / "keys.env"
+    env_file.write_text(env)
+    done = _config(repo_root, str(env_file))
     assert done.returncode != 0
-    assert "LITELLM_MASTER_KEY" in done.stderr
-
-
-@needs_compose
-def test_compose_worker_requires_its_key(repo_root: Path, tmp_path: Path) -> None:
-    only_master = tmp_path / "master.env"
-    only_master.write_text("LITELLM_MASTER_KEY=sk-x\n")
-    done = _config(repo_root, str(only_master))
-    assert done.returncode != 0
-    assert "POOL_API_KEY" in done.stderr
+    assert variable in done.stderr
 
 
 def test_compose_services_and_healthchecks(repo_root: Path) -> None:

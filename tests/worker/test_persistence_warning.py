@@ -4,43 +4,24 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
 
+from tests.faults.test_redis_restart import RedisServer
 from worker.broker import persistence_warning
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
-def bare_redis(tmp_path: object) -> Iterator[tuple[str, redis.Redis]]:
-    port = _free_port()
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-                             "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
-                            stdout=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            assert time.monotonic() < deadline, "private redis-server did not start"
-            time.sleep(0.05)
-    yield url, client
-    proc.kill()  # a SIGTERM would make it write its data first
-    proc.wait()
+def bare_redis(tmp_path: Path) -> Iterator[tuple[str, redis.Redis]]:
+    server = RedisServer(tmp_path, ["--save", "", "--appendonly", "no"])
+    server.start()
+    yield server.url, redis.Redis.from_url(server.url)
+    server.crash()  # a SIGTERM would make it write its data first
 
 
 def test_warns_only_when_redis_persists_nothing(bare_redis: tuple[str, redis.Redis]) -> None:
