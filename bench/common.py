@@ -132,7 +132,7 @@ def median(values: list[float]) -> float:
 @contextlib.contextmanager
 def scratch_database(prefix: str = "llm_pool_bench") -> Iterator[str]:
     """A migrated database of its own, dropped afterwards."""
-    from proxy.db import migrate
+    from proxy.storage.db import migrate
 
     base = os.environ.get("POOL_DATABASE_URL", DEFAULT_DATABASE_URL).rsplit("/", 1)[0]
     name = f"{prefix}_{uuid.uuid4().hex[:8]}"

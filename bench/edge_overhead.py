@@ -1,8 +1,8 @@
-"""The edge guard's cost per request (proxy/edge.py), in process, against the bare ASGI app.
+"""The edge guard's cost per request (proxy/edge/guard.py), in process, against the bare ASGI app.
 
     .venv/bin/python -m bench.edge_overhead [--requests 100000] [--rounds 5]
 
-A tenant's chat request through :class:`proxy.edge.EdgeGuard` (key header parsed, route
+A tenant's chat request through :class:`proxy.edge.guard.EdgeGuard` (key header parsed, route
 checked, 25 response headers filtered, the body checked for an error event) against the
 same do-nothing ASGI app called directly, alternating rounds. The guard's absolute cost
 matters against a proxied request's ~10-20 ms (LiteLLM's own work), so both are printed.
@@ -16,7 +16,7 @@ import statistics
 import time
 from typing import Any
 
-from proxy.edge import EdgeGuard, Redactor
+from proxy.edge.guard import EdgeGuard, Redactor
 
 HEADERS = [(b"content-type", b"application/json"), (b"x-litellm-call-id", b"abc"),
            (b"x-litellm-model-id", b"fast-1"), (b"llm_provider-server", b"x"),

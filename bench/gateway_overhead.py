@@ -34,7 +34,7 @@ from bench.common import (
     proxy,
     scratch_database,
 )
-from proxy.tenants import create_key, create_tenant
+from proxy.storage.tenants import create_key, create_tenant
 
 OFFLINE = REPO / "config" / "offline.yaml"
 UNREACHABLE_DB = "postgresql://postgres@127.0.0.1:1/none"
@@ -65,10 +65,10 @@ def hot_path_micro(n: int = 20_000) -> dict[str, float]:
     logging.getLogger("llm_pool.budget").setLevel(logging.ERROR)  # no database here, by design
     from starlette.requests import Request
 
-    from proxy.auth import KeyResolver, authenticate
-    from proxy.budget import BudgetTracker
-    from proxy.spend import SpendWriter, row_from_payload
-    from proxy.tenants import KeyIdentity
+    from proxy.admission.budget import BudgetTracker
+    from proxy.plugin.auth import KeyResolver, authenticate
+    from proxy.spend.rows import SpendWriter, row_from_payload
+    from proxy.storage.tenants import KeyIdentity
 
     key = "sk-pool-" + "x" * 43
     ident = KeyIdentity(key_id=1, label="bench", tenant_id=1, tenant="bench",

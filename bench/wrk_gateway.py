@@ -40,7 +40,7 @@ from bench.common import MASTER_KEY, REPO, proxy, scratch_database
 from bench.gateway_overhead import stock_config
 from llm_pool.runtime import free_port
 from llm_pool.settings import DEFAULT_REDIS_URL
-from proxy.tenants import create_key, create_tenant
+from proxy.storage.tenants import create_key, create_tenant
 
 OFFLINE = REPO / "config" / "offline.yaml"
 BODY = {"model": "fast", "messages": [{"role": "user", "content": "ping"}], "max_tokens": 16}

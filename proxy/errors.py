@@ -11,20 +11,20 @@ modules), and each carries the context a caller needs to act on it::
     ├── TenantNotFound         no tenant of that name (``tenant``)
     ├── KeyNotFound            no key matches a key, prefix or label (``ref``)
     │   └── AmbiguousKey       several keys match; the matches are listed (``matches``)
-    ├── SharedDown             (proxy.shared) Redis unreachable: callers fall back or refuse
-    ├── _ConnectionFailure     (proxy.internals) stands in for a real connection failure
+    ├── SharedDown             (proxy.storage.shared) Redis unreachable: callers fall back or refuse
+    ├── _ConnectionFailure     (proxy.plugin.internals) stands in for a real connection failure
     │                          in LiteLLM's cooldown check; never raised
     └── RequestRefused         a refusal sent to the proxy's client as an HTTP error
-        ├── Unauthorized       401 (proxy.auth)      bad, unknown or revoked key
-        ├── Forbidden          403 (proxy.auth)      route not open to tenant keys
-        ├── StoreDown          503 (proxy.auth)      key store away, key not cached
-        ├── AuthFailed         500 (proxy.auth)      unexpected error inside ``custom_auth``
-        ├── BadRequest         400 (proxy.validation) body refused (schema, credentials)
-        ├── TooLarge           413 (proxy.validation) body over ``POOL_MAX_REQUEST_MB``
-        ├── CapExceeded        400 (proxy.caps)      ``n``/``max_tokens``/prompt over a cap
-        ├── BudgetExceeded     429 (proxy.budget)    monthly budget reached
-        ├── RateLimited        429 (proxy.limits)    rpm/tpm window full
-        └── LimitsUnavailable  503 (proxy.limits)    Redis away with fail-closed limits
+        ├── Unauthorized       401 (proxy.plugin.auth)      bad, unknown or revoked key
+        ├── Forbidden          403 (proxy.plugin.auth)      route not open to tenant keys
+        ├── StoreDown          503 (proxy.plugin.auth)      key store away, key not cached
+        ├── AuthFailed         500 (proxy.plugin.auth)      unexpected error inside ``custom_auth``
+        ├── BadRequest         400 (proxy.edge.validation) body refused (schema, credentials)
+        ├── TooLarge           413 (proxy.edge.validation) body over ``POOL_MAX_REQUEST_MB``
+        ├── CapExceeded        400 (proxy.edge.caps)      ``n``/``max_tokens``/prompt over a cap
+        ├── BudgetExceeded     429 (proxy.admission.budget)    monthly budget reached
+        ├── RateLimited        429 (proxy.admission.limits)    rpm/tpm window full
+        └── LimitsUnavailable  503 (proxy.admission.limits)    Redis away with fail-closed limits
 
 The :class:`RequestRefused` classes are also LiteLLM's ``ProxyException`` (listed first
 in their bases): LiteLLM answers only that class with its status, type and message in

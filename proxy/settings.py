@@ -49,7 +49,7 @@ from pydantic_settings import (
 )
 
 from proxy.errors import ConfigError
-from proxy.tenants import Caps
+from proxy.storage.tenants import Caps
 from sdk.settings_errors import describe_settings_error
 
 __all__ = ["DEFAULT_CAPS", "DEFAULT_DATABASE_URL", "ProxySettings"]

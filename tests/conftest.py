@@ -22,7 +22,7 @@ import redis
 from llm_pool.offline.provider import ScriptedProvider
 from llm_pool.runtime import ProxyProcess, start_proxy
 from llm_pool.settings import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, REPO_ROOT
-from proxy.db import migrate
+from proxy.storage.db import migrate
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 

@@ -70,7 +70,7 @@ def add_cap_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _caps(args: argparse.Namespace) -> Any:
-    from proxy.tenants import Caps
+    from proxy.storage.tenants import Caps
 
     return Caps(**{name: getattr(args, name) for name, _ in CAP_OPTIONS})
 
@@ -156,7 +156,7 @@ def _budget(value: Decimal | None) -> str:
 
 
 def run_migrate(args: argparse.Namespace) -> int:
-    from proxy.db import ensure_database, migrate
+    from proxy.storage.db import ensure_database, migrate
 
     if ensure_database(_database_url()):
         print(f"created database {_database_url().rsplit('/', 1)[-1].split('?')[0]}")
@@ -169,8 +169,8 @@ def run_migrate(args: argparse.Namespace) -> int:
 
 
 def run_tenants_add(args: argparse.Namespace) -> int:
-    from proxy.db import connect
-    from proxy.tenants import create_tenant, parse_budget
+    from proxy.storage.db import connect
+    from proxy.storage.tenants import create_tenant, parse_budget
 
     budget = parse_budget(args.budget)
     with connect(_database_url(), autocommit=True) as conn:
@@ -184,8 +184,8 @@ def run_tenants_add(args: argparse.Namespace) -> int:
 
 
 def run_tenants_list(args: argparse.Namespace) -> int:
-    from proxy.db import connect
-    from proxy.tenants import list_tenants
+    from proxy.storage.db import connect
+    from proxy.storage.tenants import list_tenants
 
     with connect(_database_url(), autocommit=True) as conn:
         tenants = list_tenants(conn)
@@ -197,8 +197,8 @@ def run_tenants_list(args: argparse.Namespace) -> int:
 
 
 def run_keys_create(args: argparse.Namespace) -> int:
-    from proxy.db import connect
-    from proxy.tenants import create_key
+    from proxy.storage.db import connect
+    from proxy.storage.tenants import create_key
 
     with connect(_database_url(), autocommit=True) as conn:
         key, record = create_key(conn, args.tenant, args.label)
@@ -209,8 +209,8 @@ def run_keys_create(args: argparse.Namespace) -> int:
 
 
 def run_keys_list(args: argparse.Namespace) -> int:
-    from proxy.db import connect
-    from proxy.tenants import list_keys
+    from proxy.storage.db import connect
+    from proxy.storage.tenants import list_keys
 
     with connect(_database_url(), autocommit=True) as conn:
         keys = list_keys(conn, args.tenant)
@@ -222,8 +222,8 @@ def run_keys_list(args: argparse.Namespace) -> int:
 
 
 def run_keys_revoke(args: argparse.Namespace) -> int:
-    from proxy.db import connect
-    from proxy.tenants import revoke_key
+    from proxy.storage.db import connect
+    from proxy.storage.tenants import revoke_key
 
     with connect(_database_url(), autocommit=True) as conn:
         record = revoke_key(conn, args.key)
@@ -232,8 +232,8 @@ def run_keys_revoke(args: argparse.Namespace) -> int:
 
 
 def run_spend(args: argparse.Namespace) -> int:
-    from proxy.db import connect
-    from proxy.reports import parse_since, spend_report, total
+    from proxy.storage.db import connect
+    from proxy.storage.reports import parse_since, spend_report, total
 
     since = parse_since(args.since)
     by = args.by or "tenant"

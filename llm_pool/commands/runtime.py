@@ -156,8 +156,8 @@ def run_provider(args: argparse.Namespace) -> int:
 def run_dashboard(args: argparse.Namespace) -> int:
     from llm_pool.dashboard import serve
     from llm_pool.settings import Settings
-    from proxy.db import connect
     from proxy.errors import StoreUnavailable
+    from proxy.storage.db import connect
 
     settings = Settings.from_env()
     if not settings.master_key:

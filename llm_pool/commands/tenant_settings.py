@@ -3,7 +3,7 @@
 
 ``set`` changes the tenant row; every running proxy applies it within
 ``POOL_AUTH_CACHE_TTL`` (its key cache re-reads the tenant). To add a setting, add a
-:class:`Setting` to :data:`SETTINGS` and its column to ``proxy.tenants.TENANT_SETTINGS``.
+:class:`Setting` to :data:`SETTINGS` and its column to ``proxy.storage.tenants.TENANT_SETTINGS``.
 ``show`` prints the limits, the month-to-date spend (PostgreSQL) and the budget
 reserved by requests in flight (Redis, ``POOL_REDIS_URL`` / ``POOL_NAMESPACE``).
 """
@@ -22,7 +22,7 @@ NONE_WORDS = ("none", "-", "")
 
 
 def _budget(raw: str) -> Decimal | None:
-    from proxy.tenants import parse_budget
+    from proxy.storage.tenants import parse_budget
 
     return None if raw.strip().lower() in NONE_WORDS else parse_budget(raw)
 
@@ -41,7 +41,7 @@ def _limit(raw: str) -> int | None:
 @dataclass(frozen=True)
 class Setting:
     option: str
-    column: str  # in proxy.tenants.TENANT_SETTINGS
+    column: str  # in proxy.storage.tenants.TENANT_SETTINGS
     parse: Callable[[str], object]
     metavar: str
     help: str
@@ -77,8 +77,8 @@ def _database_url() -> str:
 
 
 def run_set(args: argparse.Namespace) -> int:
-    from proxy.db import connect
-    from proxy.tenants import update_tenant
+    from proxy.storage.db import connect
+    from proxy.storage.tenants import update_tenant
 
     changes = {s.column: s.parse(raw) for s in SETTINGS
                if (raw := getattr(args, s.column)) is not None}
@@ -90,9 +90,9 @@ def run_set(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    from proxy.budget import TENANT_MONTH_TO_DATE
-    from proxy.db import connect
-    from proxy.tenants import get_tenant, list_keys
+    from proxy.admission.budget import TENANT_MONTH_TO_DATE
+    from proxy.storage.db import connect
+    from proxy.storage.tenants import get_tenant, list_keys
 
     with connect(_database_url(), autocommit=True) as conn:
         tenant = get_tenant(conn, args.name)
@@ -116,9 +116,9 @@ def _reserved(tenant_id: int) -> float | None:
     """USD reserved by the tenant's requests in flight, on every proxy (Redis)."""
     import redis
 
-    from proxy.reservations import live_reserved
+    from proxy.admission.reservations import live_reserved
     from proxy.settings import ProxySettings
-    from proxy.shared import gateway_prefix
+    from proxy.storage.shared import gateway_prefix
 
     settings = ProxySettings.from_env()
     if not settings.redis_url:

@@ -122,7 +122,7 @@ def build_app(master_key: str, connect: Connect) -> Starlette:
 def serve(host: str, port: int, master_key: str, database_url: str) -> None:
     import uvicorn
 
-    from proxy.db import connect
+    from proxy.storage.db import connect
 
     app = build_app(master_key, lambda: connect(database_url, autocommit=True))
     uvicorn.run(app, host=host, port=port, log_level="warning")

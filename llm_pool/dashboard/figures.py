@@ -1,7 +1,7 @@
 """The dashboard's figures, read from PostgreSQL (tables ``spend``, ``tenants``).
 
 Per-tenant, per-alias, per-deployment, per-key and per-day lines come from
-:func:`proxy.reports.spend_report`, the query behind ``pool spend``, so the two
+:func:`proxy.storage.reports.spend_report`, the query behind ``pool spend``, so the two
 always agree. Key secrets never appear: keys are shown by label only.
 """
 
@@ -14,8 +14,8 @@ from typing import Any
 
 import psycopg
 
-from proxy.reports import SpendLine, month_start, spend_report, total
-from proxy.tenants import list_tenants
+from proxy.storage.reports import SpendLine, month_start, spend_report, total
+from proxy.storage.tenants import list_tenants
 
 __all__ = ["PERIODS", "Filters", "figures"]
 

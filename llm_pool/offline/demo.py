@@ -52,9 +52,9 @@ def _say(title: str, detail: str = "") -> None:
 
 
 def _tenant_key(url: str, label: str) -> str:
-    from proxy.db import ensure_database, migrate
     from proxy.errors import TenantExists
-    from proxy.tenants import create_key, create_tenant
+    from proxy.storage.db import ensure_database, migrate
+    from proxy.storage.tenants import create_key, create_tenant
 
     if ensure_database(url):
         print(f"   created the database ({url.rsplit('/', 1)[-1]})", flush=True)
@@ -70,7 +70,7 @@ def _clean_up(url: str, label: str, redis_url: str, namespace: str) -> None:
     """Revoke this run's key; let this run's Redis keys (events, results) expire."""
     import redis
 
-    from proxy.tenants import revoke_key
+    from proxy.storage.tenants import revoke_key
 
     with psycopg.connect(url, autocommit=True) as conn:
         revoke_key(conn, f"{TENANT}/{label}")

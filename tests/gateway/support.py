@@ -17,7 +17,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from llm_pool.runtime import ProxyProcess, start_proxy
-from proxy.tenants import create_key, create_tenant
+from proxy.storage.tenants import create_key, create_tenant
 
 # per-token prices declared in config/offline.yaml (model_info)
 PRICES = {

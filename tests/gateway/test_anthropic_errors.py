@@ -1,4 +1,4 @@
-"""Unit tests of proxy.anthropic_errors: error answers on the Anthropic routes are
+"""Unit tests of proxy.edge.anthropic_errors: error answers on the Anthropic routes are
 rewritten to Anthropic's shape; everything else passes untouched. Through the real
 proxy: tests/clients/test_routes.py and tests/clients/test_anthropic.py."""
 
@@ -13,7 +13,7 @@ import pytest
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from proxy.anthropic_errors import AnthropicErrors, install
+from proxy.edge.anthropic_errors import AnthropicErrors, install
 
 OPENAI_401 = {"error": {"message": "invalid API key", "type": "auth_error", "param": "api_key",
                         "code": "401"}}

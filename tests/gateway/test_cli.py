@@ -15,8 +15,8 @@ import psycopg
 import pytest
 
 from llm_pool.cli import main
-from proxy.reports import month_start
-from proxy.tenants import hash_key
+from proxy.storage.reports import month_start
+from proxy.storage.tenants import hash_key
 from tests.gateway.support import unique
 
 pytestmark = pytest.mark.integration

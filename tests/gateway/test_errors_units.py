@@ -17,8 +17,8 @@ from proxy.errors import ProxyError, RequestRefused
 
 
 def _modules() -> Iterator[ModuleType]:
-    for info in pkgutil.iter_modules(proxy.__path__):
-        yield importlib.import_module(f"proxy.{info.name}")
+    for info in pkgutil.walk_packages(proxy.__path__, "proxy."):
+        yield importlib.import_module(info.name)
 
 
 def _classes(owner: object, module: str) -> Iterator[type]:

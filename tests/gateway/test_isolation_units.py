@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 from starlette.requests import Request
 
-from proxy import edge, internals
-from proxy.auth import KeyResolver, LegacyKeys, Unauthorized, authenticate
-from proxy.caps import CapExceeded, Limits, check_caps, estimate_prompt_tokens
-from proxy.tenants import (
+from proxy.edge import guard as edge
+from proxy.edge.caps import CapExceeded, Limits, check_caps, estimate_prompt_tokens
+from proxy.plugin import internals
+from proxy.plugin.auth import KeyResolver, LegacyKeys, Unauthorized, authenticate
+from proxy.storage.tenants import (
     KEY_FORMAT_CHECKSUM,
     KEY_FORMAT_LEGACY,
     Caps,

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
-from proxy import health, metrics
-from proxy.spend import WriterStats
+from proxy.plugin import health, metrics
+from proxy.spend.rows import WriterStats
 
 
 def _value(name: str) -> float:

@@ -27,8 +27,8 @@ import redis
 
 from llm_pool.offline.provider import ScriptedProvider
 from llm_pool.runtime import ProxyProcess, start_proxy
-from proxy.shared import gateway_prefix
-from proxy.tenants import generate_key
+from proxy.storage.shared import gateway_prefix
+from proxy.storage.tenants import generate_key
 from tests.faults.test_redis_restart import RedisServer
 from tests.gateway.support import new_tenant, spend_rows, start_many, wait_metric
 from tests.gateway.tcp_forwarder import TcpForwarder, outage_env

@@ -24,8 +24,8 @@ import redis
 from llm_pool.cli import main
 from llm_pool.offline.provider import ScriptedProvider
 from llm_pool.runtime import ProxyProcess
-from proxy.reservations import live_reserved, month_key
-from proxy.shared import gateway_prefix
+from proxy.admission.reservations import live_reserved, month_key
+from proxy.storage.shared import gateway_prefix
 from tests.gateway.support import new_tenant, spend_rows, start_many
 
 pytestmark = pytest.mark.integration

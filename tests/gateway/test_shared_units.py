@@ -10,11 +10,11 @@ import pytest
 
 from llm_pool.commands.runtime import default_workers
 from llm_pool.configcheck import check_text
+from proxy.admission.limits import Ask, LocalLimits, Ticket
+from proxy.admission.tickets import TicketBook
 from proxy.errors import ConfigError
-from proxy.limits import Ask, LocalLimits, Ticket
 from proxy.settings import ProxySettings
-from proxy.spend import SpendRow, row_from_json, row_to_json
-from proxy.tickets import TicketBook
+from proxy.spend.rows import SpendRow, row_from_json, row_to_json
 
 
 class Clock:
@@ -140,8 +140,8 @@ def test_key_identity_round_trips_through_the_shared_key_cache() -> None:
     import dataclasses
     import json
 
-    from proxy.keycache import identity_from_json
-    from proxy.tenants import Caps, KeyIdentity
+    from proxy.admission.keycache import identity_from_json
+    from proxy.storage.tenants import Caps, KeyIdentity
 
     identity = KeyIdentity(key_id=1, label="svc", tenant_id=2, tenant="acme",
                            monthly_budget_usd=5.0, rpm_limit=60, tpm_limit=None, revoked=False,

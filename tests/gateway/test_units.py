@@ -10,13 +10,13 @@ from typing import Any
 import psycopg
 import pytest
 
-from proxy.auth import KeyResolver, StoreDown
-from proxy.budget import BudgetExceeded, format_usd
-from proxy.db import discover_migrations
+from proxy.admission.budget import BudgetExceeded, format_usd
 from proxy.errors import ConfigError, InvalidInput
+from proxy.plugin.auth import KeyResolver, StoreDown
 from proxy.settings import ProxySettings
-from proxy.spend import SpendRow, dedupe, row_from_payload
-from proxy.tenants import Caps, KeyIdentity, hash_key, parse_budget
+from proxy.spend.rows import SpendRow, dedupe, row_from_payload
+from proxy.storage.db import discover_migrations
+from proxy.storage.tenants import Caps, KeyIdentity, hash_key, parse_budget
 
 
 def payload(**overrides: Any) -> dict[str, Any]:
@@ -268,7 +268,7 @@ def test_a_slow_store_does_not_hold_requests_of_known_keys(clock: list[float]) -
 
 def test_writer_buffer_is_bounded_and_overflow_is_counted(caplog: pytest.LogCaptureFixture
                                                           ) -> None:
-    from proxy.spend import SpendWriter
+    from proxy.spend.rows import SpendWriter
 
     async def no_database() -> Any:
         raise psycopg.OperationalError("PostgreSQL is away")
@@ -296,7 +296,8 @@ def test_the_cli_side_never_imports_litellm() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, proxy, proxy.db, proxy.tenants, proxy.reports, proxy.settings, "
+    code = ("import sys, proxy, proxy.storage.db, proxy.storage.tenants, "
+            "proxy.storage.reports, proxy.storage.shared, proxy.settings, "
             "llm_pool.commands.gateway; print(sorted(m for m in sys.modules "
             "if m.split('.')[0] == 'litellm'))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

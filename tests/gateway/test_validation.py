@@ -1,4 +1,4 @@
-"""Unit tests of the request-body checks (proxy.validation, proxy.credentials): the
+"""Unit tests of the request-body checks (proxy.edge.validation, proxy.edge.credentials): the
 tested lists of what passes and what is refused on the four model routes. The same
 cases go through the real proxy in tests/clients/test_body_checks.py and
 tests/faults/test_hostile_input.py."""
@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy.credentials import find_refused, refused_field
-from proxy.internals import guard_body_reader
-from proxy.validation import SCHEMAS, BadRequest, TooLarge, check_body, not_an_object
+from proxy.edge.credentials import find_refused, refused_field
+from proxy.edge.validation import SCHEMAS, BadRequest, TooLarge, check_body, not_an_object
+from proxy.plugin.internals import guard_body_reader
 
 CHAT = "/v1/chat/completions"
 EMBEDDINGS = "/v1/embeddings"
@@ -204,7 +204,7 @@ def test_any_json_body_is_accepted_or_a_clean_400(route: str, body: dict[str, An
 
 
 def test_litellms_own_list_of_refused_fields_is_found_and_applied() -> None:
-    from proxy.internals import litellm_banned_body_params
+    from proxy.plugin.internals import litellm_banned_body_params
 
     banned = litellm_banned_body_params()
     assert {"api_base", "user_config", "langfuse_host", "input_cost_per_token"} <= set(banned)

@@ -1,15 +1,15 @@
 """Tenant rpm/tpm limits and budget reservations: admitted before the provider call,
 settled after it.
 
-:class:`Limits` runs the atomic Lua of :mod:`proxy.reservations` in Redis when
+:class:`Limits` runs the atomic Lua of :mod:`proxy.admission.reservations` in Redis when
 ``POOL_REDIS_URL`` is set, so every process and replica shares the same windows and
 reservations. Without Redis, or while Redis is unreachable, the same rules run in
 this process only (:class:`LocalLimits`; the month-to-date spend then comes from
-:class:`proxy.budget.BudgetTracker`), unless ``POOL_LIMITS_FAIL_CLOSED=1``: then a
+:class:`proxy.admission.budget.BudgetTracker`), unless ``POOL_LIMITS_FAIL_CLOSED=1``: then a
 tenant with a budget or a limit gets 503 with ``Retry-After`` until Redis is back.
 
 Refusals: ``429`` ``rate_limit_error`` (rpm/tpm, with ``Retry-After``) and ``429``
-``budget_exceeded`` (:class:`proxy.budget.BudgetExceeded`).
+``budget_exceeded`` (:class:`proxy.admission.budget.BudgetExceeded`).
 """
 
 from __future__ import annotations
@@ -26,9 +26,8 @@ from typing import Any
 
 from litellm.proxy._types import ProxyException
 
-from proxy.budget import BudgetExceeded, BudgetTracker
-from proxy.errors import RequestRefused
-from proxy.reservations import (
+from proxy.admission.budget import BudgetExceeded, BudgetTracker
+from proxy.admission.reservations import (
     ADMIT,
     HISTORY,
     SETTLE,
@@ -37,7 +36,8 @@ from proxy.reservations import (
     parse_admission,
     tenant_keys,
 )
-from proxy.shared import SharedDown, SharedRedis
+from proxy.errors import RequestRefused
+from proxy.storage.shared import SharedDown, SharedRedis
 
 __all__ = ["Ask", "Limits", "LimitsUnavailable", "LocalLimits", "RateLimited", "Ticket"]
 
@@ -114,7 +114,7 @@ def _refuse(ask: Ask, found: Admission) -> None:
 
 
 class LocalLimits:
-    """The rules of :data:`proxy.reservations.ADMIT`, for this process only."""
+    """The rules of :data:`proxy.admission.reservations.ADMIT`, for this process only."""
 
     def __init__(self, default_completion: int, reservation_ttl: float,
                  clock: Callable[[], float] = time.monotonic) -> None:

@@ -1,30 +1,30 @@
 """``custom_auth`` for the stock proxy: a tenant API key -> ``UserAPIKeyAuth``.
 
-Loaded by name from the YAML (``general_settings.custom_auth: proxy.auth.custom_auth``).
+Loaded by name from the YAML (``general_settings.custom_auth: proxy.plugin.auth.custom_auth``).
 LiteLLM then calls it for every authenticated route, the master key included.
 
 - The master key (``LITELLM_MASTER_KEY``) is the admin key, as without custom auth.
 - A tenant key maps to ``team_id``/``team_alias`` = the tenant name, ``key_alias`` =
   the key label. The tenant id, budget and rpm/tpm limits travel in ``metadata`` to
-  the limits hook (:mod:`proxy.limits`, per tenant across all its keys and every
+  the limits hook (:mod:`proxy.admission.limits`, per tenant across all its keys and every
   proxy process) and the spend rows.
-- Tenant keys may call the routes of :data:`proxy.edge.TENANT_ROUTES` only: 403
-  elsewhere (:mod:`proxy.edge` refuses the others before LiteLLM sees them; the same
+- Tenant keys may call the routes of :data:`proxy.edge.guard.TENANT_ROUTES` only: 403
+  elsewhere (:mod:`proxy.edge.guard` refuses the others before LiteLLM sees them; the same
   check here covers a tenant key sent beside the master key in another header).
 - Model-route bodies (chat, embeddings, Responses, Messages) are then checked
-  (:mod:`proxy.validation`): 413 when too large, 400 naming the field when malformed
+  (:mod:`proxy.edge.validation`): 413 when too large, 400 naming the field when malformed
   or carrying credentials, and against the tenant's consumption caps
-  (:mod:`proxy.caps`), before any provider call.
+  (:mod:`proxy.edge.caps`), before any provider call.
 - Unknown, revoked or missing key: HTTP 401 ``{"error": {"type": "auth_error", ...}}``.
   A key that is not of the gateway's format (prefix, length, CRC32 checksum; see
-  :func:`proxy.tenants.key_format`) is refused without a lookup; a key of the
+  :func:`proxy.storage.tenants.key_format`) is refused without a lookup; a key of the
   legacy shape is looked up only while legacy keys are active (:class:`LegacyKeys`).
 
 Lookups are cached in memory (:class:`KeyCache`) for ``POOL_AUTH_CACHE_TTL`` seconds,
 unknown keys included, so a request costs a dict lookup and a revocation shows
 within that TTL. While PostgreSQL is unreachable, keys seen before keep working
 for ``POOL_AUTH_MAX_STALE`` seconds, also in a process that never saw them (a
-restart) when Redis is configured (:mod:`proxy.keycache`); a never-seen key gets 503.
+restart) when Redis is configured (:mod:`proxy.admission.keycache`); a never-seen key gets 503.
 """
 
 from __future__ import annotations
@@ -41,11 +41,14 @@ import psycopg
 from fastapi import Request
 from litellm.proxy._types import LitellmUserRoles, ProxyErrorTypes, ProxyException, UserAPIKeyAuth
 
-from proxy import anthropic_errors, edge, health, internals
-from proxy.caps import CAPPED_ROUTES, Limits, check_caps
+from proxy.edge import anthropic_errors
+from proxy.edge import guard as edge
+from proxy.edge.caps import CAPPED_ROUTES, Limits, check_caps
+from proxy.edge.validation import check_body, not_an_object, validated_route
 from proxy.errors import RequestRefused
+from proxy.plugin import health, internals
 from proxy.settings import DEFAULT_CAPS
-from proxy.tenants import (
+from proxy.storage.tenants import (
     KEY_FORMAT_LEGACY,
     KEY_PREFIX,
     Caps,
@@ -53,7 +56,6 @@ from proxy.tenants import (
     hash_key,
     key_format,
 )
-from proxy.validation import check_body, not_an_object, validated_route
 
 __all__ = ["AuthFailed", "Forbidden", "KeyCache", "KeyResolver", "LegacyKeys", "StoreDown",
            "Unauthorized", "custom_auth", "identity_auth"]
@@ -121,7 +123,7 @@ Lookup = Callable[[str], Awaitable[KeyIdentity | None]]
 
 
 class SharedKeys(Protocol):
-    """Lookups shared by every proxy process (:class:`proxy.keycache.RedisKeyCache`)."""
+    """Lookups shared by every proxy process (:class:`proxy.admission.keycache.RedisKeyCache`)."""
 
     async def store(self, key_hash: str, identity: KeyIdentity) -> None: ...
 
@@ -230,7 +232,7 @@ def identity_auth(identity: KeyIdentity, key_hash: str) -> UserAPIKeyAuth:
             "pool_tenant_id": str(identity.tenant_id),
             "pool_tenant": identity.tenant,
             "pool_budget_usd": "" if budget is None else repr(budget),
-            # enforced by proxy.limits (shared through Redis), not the stock limiter
+            # enforced by proxy.admission.limits (shared through Redis), not the stock limiter
             "pool_rpm": identity.rpm_limit,
             "pool_tpm": identity.tpm_limit,
         },
@@ -321,7 +323,7 @@ async def custom_auth(request: Request, api_key: str | None) -> UserAPIKeyAuth:
     Only ``ProxyException`` may leave it: LiteLLM turns any other exception from
     custom auth into a bare 500 (it probes it for Prisma errors, and Prisma is absent).
     """
-    from proxy.gateway import proxy_state
+    from proxy.plugin.gateway import proxy_state
 
     try:
         gw = proxy_state()
@@ -336,13 +338,13 @@ async def custom_auth(request: Request, api_key: str | None) -> UserAPIKeyAuth:
 
 
 def _master_key() -> str | None:
-    from proxy.gateway import proxy_state
+    from proxy.plugin.gateway import proxy_state
 
     return proxy_state().settings.master_key
 
 
 def _metrics_key() -> str | None:
-    from proxy.gateway import proxy_state
+    from proxy.plugin.gateway import proxy_state
 
     return proxy_state().settings.metrics_key
 

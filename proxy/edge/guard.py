@@ -1,7 +1,7 @@
 """The gateway's edge: what reaches LiteLLM, and what leaves it, for anyone but the operator.
 
 :class:`EdgeGuard` is an ASGI layer in front of the whole proxy app (LiteLLM's own
-middlewares and routes included), put there when LiteLLM loads :mod:`proxy.auth`.
+middlewares and routes included), put there when LiteLLM loads :mod:`proxy.plugin.auth`.
 
 **Routes, deny by default.** A request that does not carry the master key reaches
 LiteLLM only on an explicit allowlist (:data:`TENANT_ROUTES`: chat completions,
@@ -70,7 +70,7 @@ TENANT_HEADERS = frozenset({
     "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests",
     "x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens",
     "x-ratelimit-reset-requests", "x-ratelimit-reset-tokens",
-    "x-pool-limits",  # shared | local: whether limits are shared (proxy.limits)
+    "x-pool-limits",  # shared | local: whether limits are shared (proxy.admission.limits)
 })
 _RELAYED = {b"llm_provider-retry-after": b"retry-after",
             b"llm_provider-retry-after-ms": b"retry-after-ms"}
@@ -296,7 +296,7 @@ class _Filtered:
 def install(app: Any, master_key: Callable[[], str | None], redactor: Redactor,
             metrics_key: Callable[[], str | None] = lambda: None) -> bool:
     """Put an :class:`EdgeGuard` in front of ``app`` (a Starlette app), once."""
-    from proxy.internals import wrap_app
+    from proxy.plugin.internals import wrap_app
 
     return wrap_app(app, EdgeGuard, master_key=master_key, redactor=redactor,
                     metrics_key=metrics_key)

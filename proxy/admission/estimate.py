@@ -15,7 +15,7 @@ from typing import Any
 
 import litellm
 
-from proxy.internals import group_deployments
+from proxy.plugin.internals import group_deployments
 
 __all__ = ["alias_prices", "prompt_tokens", "requested_completion", "warm_up_tokenizer"]
 

@@ -1,6 +1,6 @@
 """Request bodies checked at the edge, before anything reaches a provider.
 
-Called from ``custom_auth`` (:mod:`proxy.auth`) once the key is known, for the
+Called from ``custom_auth`` (:mod:`proxy.plugin.auth`) once the key is known, for the
 model routes (:data:`SCHEMAS`: chat completions, embeddings, the Responses API,
 Anthropic Messages and its token count; with and without ``/v1``):
 
@@ -10,7 +10,7 @@ Anthropic Messages and its token count; with and without ``/v1``):
   ``max_tokens`` an integer ...): else **400** with a message naming the field;
 - credentials, upstream routing and price fields (``api_key``, ``api_base``,
   ``aws_*`` ...) and the router's and logger's controls (``num_retries``,
-  ``fallbacks``, ``mock_*``, ``no-log`` ...; see :mod:`proxy.credentials`) are refused
+  ``fallbacks``, ``mock_*``, ``no-log`` ...; see :mod:`proxy.edge.credentials`) are refused
   with **400** naming the field, at the top level and inside ``metadata``/``extra_body``;
 - every other field passes through to LiteLLM and the provider, unknown ones
   included: provider parameters (``top_k``, ``thinking``, ``reasoning_effort``,
@@ -24,7 +24,7 @@ deep inside the call) and read bodies of any size.
 
 A body that is valid JSON but not an object (``[...]``, ``"x"``) crashed LiteLLM
 in its own pre-auth checks, before ``custom_auth`` runs (a bare 500); the narrow
-guard :func:`install_body_guard` (installed when LiteLLM loads ``proxy.auth``)
+guard :func:`install_body_guard` (installed when LiteLLM loads ``proxy.plugin.auth``)
 makes LiteLLM treat it as unparsable JSON: a 400.
 """
 
@@ -36,7 +36,7 @@ from typing import Any, Literal
 from litellm.proxy._types import ProxyErrorTypes, ProxyException
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
 
-from proxy.credentials import find_refused
+from proxy.edge.credentials import find_refused
 from proxy.errors import RequestRefused
 
 __all__ = ["SCHEMAS", "BadRequest", "TooLarge", "check_body", "not_an_object",
@@ -60,7 +60,7 @@ class BadRequest(ProxyException, RequestRefused):
 
 def not_an_object() -> BadRequest:
     """The 400 for a JSON body that is not an object (also given to LiteLLM's body
-    reader, see :func:`proxy.internals.install_non_object_body_guard`)."""
+    reader, see :func:`proxy.plugin.internals.install_non_object_body_guard`)."""
     return BadRequest("the request body must be a JSON object")
 
 

@@ -1,14 +1,14 @@
 """The gateway's process-wide state, and the ``CustomLogger`` the YAML names.
 
-``litellm_settings.callbacks: ["proxy.gateway.callbacks"]`` loads :data:`callbacks`:
+``litellm_settings.callbacks: ["proxy.plugin.gateway.callbacks"]`` loads :data:`callbacks`:
 
 - ``async_pre_call_hook``: admits a tenant's request against its rpm/tpm limits and
   reserves its estimated cost against its monthly budget (429 ``rate_limit_error``
-  / ``budget_exceeded``, see :mod:`proxy.limits`);
+  / ``budget_exceeded``, see :mod:`proxy.admission.limits`);
 - ``async_log_success_event`` / ``async_log_failure_event``: settle the reservation
   to the real cost and journal one spend row per request (Redis Stream drained into
-  PostgreSQL, :mod:`proxy.journal`; without Redis, the batched in-process writer,
-  :mod:`proxy.spend`);
+  PostgreSQL, :mod:`proxy.spend.journal`; without Redis, the batched in-process writer,
+  :mod:`proxy.spend.rows`);
 - ``async_post_call_response_headers_hook``: ``x-pool-limits: shared|local``.
 
 The state (settings, Redis, PostgreSQL pool, key cache, limits, spend journal and
@@ -40,19 +40,19 @@ from litellm.integrations.custom_logger import CustomLogger
 from litellm.proxy._types import UserAPIKeyAuth
 from psycopg_pool import AsyncConnectionPool
 
-from proxy import internals, metrics
-from proxy.auth import KeyResolver, LegacyKeys
-from proxy.budget import BudgetTracker, month_spend
-from proxy.db import open_async_pool
-from proxy.estimate import warm_up_tokenizer
-from proxy.journal import SpendJournal
-from proxy.keycache import RedisKeyCache
-from proxy.limits import Limits, LocalLimits, Outcome, Ticket
+from proxy.admission.budget import BudgetTracker, month_spend
+from proxy.admission.estimate import warm_up_tokenizer
+from proxy.admission.keycache import RedisKeyCache
+from proxy.admission.limits import Limits, LocalLimits, Outcome, Ticket
+from proxy.admission.tickets import TicketBook, ask_for
+from proxy.plugin import internals, metrics
+from proxy.plugin.auth import KeyResolver, LegacyKeys
 from proxy.settings import ProxySettings
-from proxy.shared import SharedRedis, gateway_prefix, safe_url
-from proxy.spend import SpendRow, SpendWriter, insert_rows, row_from_payload, row_to_json
-from proxy.tenants import KeyIdentity, legacy_keys_active, lookup_key
-from proxy.tickets import TicketBook, ask_for
+from proxy.spend.journal import SpendJournal
+from proxy.spend.rows import SpendRow, SpendWriter, insert_rows, row_from_payload, row_to_json
+from proxy.storage.db import open_async_pool
+from proxy.storage.shared import SharedRedis, gateway_prefix, safe_url
+from proxy.storage.tenants import KeyIdentity, legacy_keys_active, lookup_key
 
 __all__ = ["ProxyCallbacks", "ProxyState", "callbacks", "proxy_state"]
 
@@ -173,7 +173,7 @@ class ProxyCallbacks(CustomLogger):
 
     async def _admit(self, meta: dict[str, Any], data: dict[str, Any], call_type: str) -> None:
         """Count the request against its tenant's rpm/tpm and reserve its estimated cost
-        (429 / 503 when refused, see :mod:`proxy.limits`)."""
+        (429 / 503 when refused, see :mod:`proxy.admission.limits`)."""
         gw = proxy_state()
         ask = ask_for(meta, data, call_type)
         gw.tickets.add(ask.request_id, await gw.limits.admit(ask))

@@ -5,7 +5,7 @@ and written to PostgreSQL in batches, off the request path.
 flushes them every ``flush_interval`` seconds, or as soon as ``batch_size`` rows
 wait. While PostgreSQL is away the rows stay buffered and the task retries with a
 capped backoff; past ``buffer_max`` rows, new rows are dropped, counted and logged.
-On SIGTERM/SIGINT (see :mod:`proxy.gateway`) the buffer is written at once,
+On SIGTERM/SIGINT (see :mod:`proxy.plugin.gateway`) the buffer is written at once,
 synchronously, and rows of requests still draining are written as they come; a
 cancelled writer task (loop shutdown) and an ``atexit`` hook write what is left.
 
@@ -14,7 +14,7 @@ commit was not acknowledged) lands once, and a success replaces an earlier error
 row of the same request (a fallback: the first deployment failed, the next answered).
 Clients may choose the request id (``x-litellm-call-id``), so a row only ever replaces
 an error row of the same tenant: a tenant cannot overwrite another tenant's rows (and
-cannot name a failed attempt's row, ``<id>/attempt-N``: :mod:`proxy.edge` refuses ids
+cannot name a failed attempt's row, ``<id>/attempt-N``: :mod:`proxy.edge.guard` refuses ids
 with a ``/``).
 """
 
@@ -36,7 +36,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from proxy import internals
+from proxy.plugin import internals
 
 __all__ = ["SpendRow", "SpendWriter", "WriterStats", "dedupe", "insert_rows", "row_from_json",
            "row_from_payload", "row_to_json"]
@@ -85,7 +85,7 @@ class SpendRow:
 
 
 def row_to_json(row: SpendRow) -> str:
-    """The row as one JSON object (the spend journal's entry, :mod:`proxy.journal`)."""
+    """The row as one JSON object (the spend journal's entry, :mod:`proxy.spend.journal`)."""
     values = asdict(row)
     values["created_at"] = row.created_at.isoformat()
     return json.dumps(values, separators=(",", ":"))

@@ -5,7 +5,7 @@ mounts ``/metrics`` and counts requests, failures by exception class, tokens, sp
 latency, time to first token, fallbacks and cooldowns, labelled by tenant (``team``,
 ``team_alias``), key label (``api_key_alias``), alias (``model_group``) and deployment
 (``model_id``). ``litellm_settings.require_auth_for_metrics_endpoint: false`` leaves the
-gate to :mod:`proxy.edge`: the master key, or exactly ``POOL_METRICS_KEY`` on
+gate to :mod:`proxy.edge.guard`: the master key, or exactly ``POOL_METRICS_KEY`` on
 ``GET /metrics`` only; tenants and anonymous callers are refused.
 
 The gateway adds (one set per proxy process; with several workers, ``pool proxy``

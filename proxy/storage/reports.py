@@ -11,7 +11,7 @@ import psycopg
 from psycopg.rows import class_row
 
 from proxy.errors import InvalidInput
-from proxy.tenants import get_tenant
+from proxy.storage.tenants import get_tenant
 
 __all__ = ["GROUPINGS", "SpendLine", "month_start", "parse_since", "spend_report", "total"]
 

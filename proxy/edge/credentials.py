@@ -65,7 +65,7 @@ NESTED_KEYS = ("metadata", "litellm_metadata", "extra_body", "litellm_embedding_
 
 @functools.cache
 def _litellm_refused() -> frozenset[str]:
-    from proxy.internals import litellm_banned_body_params
+    from proxy.plugin.internals import litellm_banned_body_params
 
     return frozenset(litellm_banned_body_params())
 

@@ -27,7 +27,7 @@ from typing import Any
 from litellm.proxy._types import ProxyErrorTypes, ProxyException
 
 from proxy.errors import RequestRefused
-from proxy.tenants import Caps
+from proxy.storage.tenants import Caps
 
 __all__ = ["CapExceeded", "Limits", "check_caps", "estimate_prompt_tokens"]
 

@@ -5,20 +5,20 @@ settings) cover most of what the gateway needs. What they do not cover is here,
 one small function per internal symbol, each saying why. An upgrade that moves a
 symbol fails in ``tests/gateway/test_isolation_units.py`` with its name.
 
-- :func:`proxy_app`: the proxy's FastAPI app (to put :mod:`proxy.edge` in front).
+- :func:`proxy_app`: the proxy's FastAPI app (to put :mod:`proxy.edge.guard` in front).
 - :func:`router_api_bases`: the upstream URLs of the loaded router (to redact them).
 - :func:`install_client_error_policy`: client-caused provider errors (4xx other
   than 408/429) neither cool a deployment down nor trigger fallbacks to another
   group: LiteLLM cools down on 401/404 and falls back on any error, so one
   tenant's bad request could take an alias away from every other tenant.
 - :func:`group_deployments`: the deployments of one alias (their prices, for the
-  budget reservation's estimate, :mod:`proxy.estimate`).
+  budget reservation's estimate, :mod:`proxy.admission.estimate`).
 - :func:`install_unprocessable_fix`: with ``drop_params: true``, an upstream 422
   that names no droppable parameter made LiteLLM's OpenAI handler fall out of its
   retry loop and return ``None`` (the client got HTTP 200 with body ``null``).
 - :func:`litellm_banned_body_params`: LiteLLM's own list of request-body fields it
   refuses (credentials, endpoints, observability hosts, price overrides), so the
-  gateway's body check (:mod:`proxy.credentials`) refuses at least those, with a
+  gateway's body check (:mod:`proxy.edge.credentials`) refuses at least those, with a
   400 naming the field, on every model route.
 - :func:`request_route`, :func:`read_request_body`: the route and the parsed body
   exactly as LiteLLM's own auth sees them (``root_path`` stripped; the body parsed
@@ -77,7 +77,7 @@ SIGNATURES: dict[str, tuple[str, ...] | None] = {
     "litellm.proxy.proxy_server:llm_router": None,
     "litellm.router_utils.cooldown_handlers:_should_run_cooldown_logic": (
         "litellm_router_instance", "deployment", "exception_status", "original_exception",
-        "time_to_cooldown"),
+        "time_to_cooldown", "request_kwargs"),
     "litellm.router:Router.async_function_with_fallbacks_common_utils": ("self", "e"),
     "litellm.router:Router.get_model_list": ("self", "model_name"),
     "litellm.llms.openai.openai:drop_params_from_unprocessable_entity_error": ("e", "data"),
@@ -196,13 +196,14 @@ def install_client_error_policy() -> None:
         @functools.wraps(should_run)
         def run_cooldown_logic(litellm_router_instance: Any, deployment: str | None,
                                exception_status: str | int, original_exception: Exception,
-                               time_to_cooldown: float | None = None) -> bool:
+                               time_to_cooldown: float | None = None,
+                               request_kwargs: Mapping[str, object] | None = None) -> bool:
             if _status(exception_status) in CLIENT_ERROR_STATUSES:
                 return False
             if is_connection_failure(original_exception):
                 original_exception = _ConnectionFailure(str(exception_status))
             return bool(should_run(litellm_router_instance, deployment, exception_status,
-                                   original_exception, time_to_cooldown))
+                                   original_exception, time_to_cooldown, request_kwargs))
 
         run_cooldown_logic.__dict__["pool_wrapped"] = True
         cooldown_handlers._should_run_cooldown_logic = run_cooldown_logic

@@ -1,7 +1,7 @@
 """PostgreSQL access for the gateway: versioned migrations (``pool db migrate``), a
 plain connection for the CLI, and the pooled async connections the proxy uses.
 
-Migrations are the files ``proxy/migrations/NNNN_name.sql``, applied in order, each
+Migrations are the files ``proxy/storage/migrations/NNNN_name.sql``, applied in order, each
 in its own transaction, recorded in ``schema_migrations``; applying them again
 is a no-op. A PostgreSQL advisory lock makes concurrent ``migrate`` calls safe.
 """

@@ -1,4 +1,4 @@
-"""From a request to what it asks of its tenant's limits (:class:`proxy.limits.Ask`), and
+"""From a request to what it asks of its tenant's limits (:class:`proxy.admission.limits.Ask`), and
 back: the admitted requests of this process (:class:`TicketBook`), until their
 spend row settles them.
 
@@ -18,9 +18,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from proxy.estimate import alias_prices, prompt_tokens, requested_completion
-from proxy.limits import Ask, Ticket
-from proxy.spend import SpendRow
+from proxy.admission.estimate import alias_prices, prompt_tokens, requested_completion
+from proxy.admission.limits import Ask, Ticket
+from proxy.spend.rows import SpendRow
 
 __all__ = ["ESTIMATED_ERRORS", "Settlement", "TicketBook", "ask_for", "costed"]
 

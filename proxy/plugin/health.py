@@ -9,7 +9,7 @@ put in front of LiteLLM's, answers with what the gateway depends on:
 "litellm_version": "..."}``, always HTTP 200: with PostgreSQL or Redis away the gateway
 still serves (known keys from the cache, spend rows buffered), so it is ``degraded``,
 not down. Like every route but liveness, it is the operator's (master key, see
-:mod:`proxy.edge`).
+:mod:`proxy.edge.guard`).
 
 Settings: ``POOL_REDIS_URL`` (optional here) the Redis the gateway shares state in.
 """
@@ -34,7 +34,7 @@ def _redis_url() -> str | None:
 
 
 async def _postgres() -> str:
-    from proxy.gateway import proxy_state
+    from proxy.plugin.gateway import proxy_state
 
     try:
         async with asyncio.timeout(PROBE_TIMEOUT):
@@ -66,7 +66,7 @@ async def _redis() -> str:
 async def readiness() -> JSONResponse:
     import litellm
 
-    from proxy.gateway import proxy_state
+    from proxy.plugin.gateway import proxy_state
 
     postgres, redis = await asyncio.gather(_postgres(), _redis())
     healthy = postgres == "connected" and redis in ("connected", "not configured")

@@ -3,7 +3,7 @@ restart) may use while PostgreSQL is unreachable.
 
 A successful lookup in PostgreSQL is copied to Redis (``<ns>:gw:key:<sha256>``,
 expiring after ``POOL_AUTH_MAX_STALE``); only when PostgreSQL cannot answer does
-:class:`proxy.auth.KeyResolver` read it, so a known key keeps working across a
+:class:`proxy.plugin.auth.KeyResolver` read it, so a known key keeps working across a
 proxy restart during an outage, while a never-seen key still gets 503. While
 PostgreSQL answers, every process re-reads it after ``POOL_AUTH_CACHE_TTL``: a
 revocation or a ``pool tenants set`` shows within that TTL everywhere.
@@ -17,8 +17,8 @@ import json
 import logging
 from typing import Any
 
-from proxy.shared import SharedDown, SharedRedis
-from proxy.tenants import KeyIdentity
+from proxy.storage.shared import SharedDown, SharedRedis
+from proxy.storage.tenants import KeyIdentity
 
 __all__ = ["RedisKeyCache", "identity_from_json"]
 

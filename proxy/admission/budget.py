@@ -27,7 +27,7 @@ from litellm.proxy._types import ProxyErrorTypes, ProxyException
 from psycopg_pool import AsyncConnectionPool
 
 from proxy.errors import RequestRefused
-from proxy.spend import SpendRow
+from proxy.spend.rows import SpendRow
 
 __all__ = ["BudgetExceeded", "BudgetTracker", "format_usd", "month_spend"]
 

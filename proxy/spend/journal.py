@@ -2,7 +2,7 @@
 
 With ``POOL_REDIS_URL`` set, a request's spend row is appended to the stream
 ``<ns>:gw:spend`` in the same atomic script that settles its reservation
-(:mod:`proxy.reservations`), so the row outlives the process the moment the
+(:mod:`proxy.admission.reservations`), so the row outlives the process the moment the
 request is settled: SIGTERM, SIGKILL or a crash lose nothing, even while
 PostgreSQL is down (Redis must persist, e.g. AOF, for the journal to survive a
 Redis crash too).
@@ -31,8 +31,8 @@ import psycopg
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from proxy.shared import REDIS_ERRORS
-from proxy.spend import SpendRow, row_from_json
+from proxy.spend.rows import SpendRow, row_from_json
+from proxy.storage.shared import REDIS_ERRORS
 
 __all__ = ["GROUP", "SpendJournal"]
 

@@ -13,7 +13,7 @@ Per tenant (``<ns>:gw:t:<tenant id>:...``):
   after ``POOL_RESERVATION_TTL``.
 - ``spent:<YYYY-MM>``: month-to-date spend, seeded from PostgreSQL on the month's
   first request (``SET NX``), then increased by each settled request, in the same
-  script that journals its spend row (:mod:`proxy.journal`).
+  script that journals its spend row (:mod:`proxy.spend.journal`).
 - ``hist``: the last 100 completion sizes; their p95 is the completion estimate of
   a request without ``max_tokens`` (with no history yet: ``POOL_COMPLETION_ESTIMATE``,
   or the whole tpm limit when there is one, so a new tenant's first burst cannot

@@ -23,7 +23,7 @@ import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from proxy import internals
+from proxy.plugin import internals
 
 __all__ = ["ANTHROPIC_ROUTES", "AnthropicErrors", "anthropic_error_body", "install"]
 
@@ -116,6 +116,6 @@ class AnthropicErrors:
 
 def install(app: Any) -> bool:
     """Put :class:`AnthropicErrors` in front of ``app`` (a Starlette app), once."""
-    from proxy.internals import wrap_app
+    from proxy.plugin.internals import wrap_app
 
     return wrap_app(app, AnthropicErrors)
