@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
 from llm_pool.extras import missing_extra_message
 
-__all__ = ["COMMAND_MODULES", "build_parser", "main", "run"]
+__all__ = ["COMMAND_ENV", "COMMAND_MODULES", "build_parser", "main", "run"]
 
 COMMAND_MODULES = (
     "llm_pool.commands.client",
@@ -40,7 +41,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What every ``pool`` command sets before anything imports LiteLLM: the local cost map
+# (never a download at import: 3-8 s and warnings offline), and no ``.env`` read behind the
+# operator's back (LiteLLM's load_dotenv() at import is off outside LITELLM_MODE=DEV).
+# The proxy gets the same (``llm_pool.runtime.BASE_ENV``).
+COMMAND_ENV = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_MODE": "PRODUCTION"}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.update(COMMAND_ENV)
     return run(build_parser().parse_args(argv))
 
 

@@ -37,6 +37,10 @@ PROXY_START_TIMEOUT = 120.0  # seconds; a cold start takes ~20-25 s on 2 cores
 WORKER_HEALTHCHECK_TIMEOUT = "60"
 BASE_ENV = {
     "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # never fetch the cost map from the internet
+    # LiteLLM calls load_dotenv() at import unless LITELLM_MODE is PRODUCTION; python-dotenv
+    # walks up from LiteLLM's own directory, so a .venv inside the repository reads the
+    # repository's .env, filling whatever the operator left unset: never behind their back
+    "LITELLM_MODE": "PRODUCTION",
     "LITELLM_DONT_SHOW_FEEDBACK_BOX": "True",
     "LITELLM_TELEMETRY": "False",
 }

@@ -42,7 +42,8 @@ def _register_tenants(subparsers: Any) -> None:
     tenants.set_defaults(extra="proxy")
     sub = tenants.add_subparsers(dest="tenants_command", metavar="COMMAND", required=True)
     add = sub.add_parser("add", help="create a tenant")
-    add.add_argument("name", help="tenant name (letters, digits, - and _)")
+    add.add_argument("name", help="tenant name: 1 to 63 lowercase letters, digits, '_', '-', "
+                                  "'.', first a letter or digit")
     add.add_argument("--budget", default=None, help="monthly budget in USD (default: none)")
     add.add_argument("--rpm", type=int, default=None, help="requests per minute (all its keys)")
     add.add_argument("--tpm", type=int, default=None, help="tokens per minute (all its keys)")
@@ -190,9 +191,10 @@ def run_tenants_list(args: argparse.Namespace) -> int:
     with connect(_database_url(), autocommit=True) as conn:
         tenants = list_tenants(conn)
     rows = [(t.name, _budget(t.monthly_budget_usd), _usd(t.month_spend_usd), _opt(t.rpm_limit),
-             _opt(t.tpm_limit), t.active_keys, t.created_at.date()) for t in tenants]
-    print(_table(("tenant", "budget_usd", "month_spend_usd", "rpm", "tpm", "keys", "created"),
-                 rows))
+             _opt(t.tpm_limit), *(value for _, value in tenant_settings.cap_values(t)),
+             t.active_keys, t.created_at.date()) for t in tenants]
+    print(_table(("tenant", "budget_usd", "month_spend_usd", "rpm", "tpm",
+                  *tenant_settings.CAP_COLUMNS, "keys", "created"), rows))
     return 0
 
 

@@ -45,6 +45,9 @@ def register(subparsers: Any) -> None:
 
     check = subparsers.add_parser(
         "check-config", help="validate a proxy YAML (syntax, aliases, fallbacks, env, plug-ins)")
+    check.add_argument("path", type=Path, nargs="?", default=None, metavar="CONFIG",
+                       help="proxy YAML, as --config (default: $POOL_CONFIG or "
+                            "config/config.yaml)")
     check.add_argument("--config", type=Path, default=None,
                        help="proxy YAML (default: $POOL_CONFIG or config/config.yaml)")
     check.add_argument("--allow-missing-env", action="store_true",
@@ -96,7 +99,11 @@ def _errors(problems: list[Problem]) -> bool:
 
 
 def run_check_config(args: argparse.Namespace) -> int:
-    config = (args.config or default_config_path()).resolve()
+    if args.path and args.config and args.path.resolve() != args.config.resolve():
+        print(f"pool check-config: two configs given ({args.path} and --config "
+              f"{args.config}): give one", file=sys.stderr)
+        return 2
+    config = (args.path or args.config or default_config_path()).resolve()
     if _errors(_report(config, args.allow_missing_env)):
         return 1
     print(f"{config}: ok")

@@ -152,6 +152,11 @@ def _route(scope: Scope) -> str:
     return path
 
 
+def _metrics_slash(scope: Scope) -> Scope:
+    path = str(scope.get("path") or "/") + "/"
+    return {**scope, "path": path, "raw_path": path.encode()}
+
+
 def _same(key: str | None, expected: str | None) -> bool:
     return bool(expected and key and secrets.compare_digest(key.encode(), expected.encode()))
 
@@ -175,6 +180,8 @@ class EdgeGuard:
         if kind not in ("http", "websocket"):
             return await self.app(scope, receive, send)
         key = request_key(scope.get("headers") or ())
+        if kind == "http" and _route(scope) == "/metrics":
+            scope = _metrics_slash(scope)  # LiteLLM mounts it at /metrics/: no 307 detour
         if self._is_master(key):
             return await self.app(scope, receive, send)
         method = str(scope.get("method") or "GET") if kind == "http" else "WEBSOCKET"

@@ -95,6 +95,9 @@ class TenantSummary:
     active_keys: int
     month_spend_usd: Decimal
     created_at: datetime
+    max_n: int | None = None
+    max_tokens: int | None = None
+    max_prompt_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -225,7 +228,8 @@ def create_tenant(conn: psycopg.Connection[tuple[object, ...]], name: str, *,
     return row
 
 
-TENANT_SETTINGS = ("monthly_budget_usd", "rpm_limit", "tpm_limit")  # what `tenants set` changes
+TENANT_SETTINGS = ("monthly_budget_usd", "rpm_limit", "tpm_limit", "max_n", "max_tokens",
+                   "max_prompt_tokens")  # what `tenants set` changes
 TENANT_COLUMNS = ("id, name, monthly_budget_usd, rpm_limit, tpm_limit, created_at, max_n, "
                   "max_tokens, max_prompt_tokens")  # those of Tenant
 
@@ -280,7 +284,7 @@ def list_tenants(conn: psycopg.Connection[tuple[object, ...]]) -> list[TenantSum
                  WHERE s.tenant_id = t.id
                    AND s.created_at >= date_trunc('month', now() AT TIME ZONE 'UTC')
                                        AT TIME ZONE 'UTC'), 0) AS month_spend_usd,
-               t.created_at
+               t.created_at, t.max_n, t.max_tokens, t.max_prompt_tokens
           FROM tenants t ORDER BY t.name"""
     with conn.cursor(row_factory=class_row(TenantSummary)) as cur:
         return cur.execute(query).fetchall()

@@ -130,6 +130,12 @@ def test_metrics_are_refused_to_tenants_and_anonymous_callers(
     assert other.status_code == 403
 
 
+def test_get_metrics_without_the_slash_answers_200(two_worker_proxy: ProxyProcess) -> None:
+    bare = httpx.get(f"{two_worker_proxy.url}/metrics", timeout=30,
+                     headers={"Authorization": f"Bearer {METRICS_KEY}"})
+    assert bare.status_code == 200 and "pool_spend_buffer_rows" in bare.text  # not a 307
+
+
 def test_readiness_reports_our_postgres_and_redis(two_worker_proxy: ProxyProcess) -> None:
     ready = httpx.get(f"{two_worker_proxy.url}/health/readiness",
                       headers={"Authorization": "Bearer sk-test-master-key"}, timeout=30)
