@@ -61,8 +61,11 @@ def register(subparsers: Any) -> None:
     provider.set_defaults(handler=run_provider)
 
     dashboard = subparsers.add_parser(
-        "dashboard", help="read-only spend dashboard in the browser (master key required)")
+        "dashboard", help="read-only operator's console in the browser (master key required)")
     _listen(dashboard, "127.0.0.1", DEFAULT_DASHBOARD_PORT)
+    dashboard.add_argument("--config", type=Path, default=None,
+                           help="the proxy YAML whose deployments the health page lists "
+                                "(default: $POOL_CONFIG or config/config.yaml)")
     dashboard.set_defaults(handler=run_dashboard, extra="all")
 
     demo = subparsers.add_parser(
@@ -176,9 +179,20 @@ def run_dashboard(args: argparse.Namespace) -> int:
     except StoreUnavailable as exc:
         print(f"pool dashboard: {exc}", file=sys.stderr)
         return 1
-    print(f"spend dashboard on http://{args.host}:{args.port}/ (JSON: /api/figures; "
+    from proxy.errors import ConfigError
+    from proxy.settings import ProxySettings
+
+    try:
+        proxy = ProxySettings.from_env()
+    except ConfigError as exc:
+        print(f"pool dashboard: {exc}", file=sys.stderr)
+        return 2
+    print(f"dashboard on http://{args.host}:{args.port}/ (JSON: /api/figures; "
           "Ctrl-C to stop)", flush=True)
-    serve(args.host, args.port, settings.master_key, settings.database_url)
+    serve(args.host, args.port, settings.master_key, settings.database_url,
+          redis_url=proxy.redis_url, namespace=proxy.namespace,
+          router_namespace=os.environ.get("POOL_NAMESPACE") or None,
+          config=(args.config or default_config_path()).resolve())
     return 0
 
 

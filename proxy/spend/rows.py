@@ -46,12 +46,13 @@ log = logging.getLogger("llm_pool.spend")
 FINAL_FLUSH_TIMEOUT = 5.0  # seconds, at shutdown
 INITIAL_RETRY = 0.1  # seconds; doubles up to settings.spend_retry_max
 OVERFLOW_LOG_EVERY = 1000  # log the 1st dropped row, then every Nth
+ERROR_MESSAGE_MAX = 1000  # characters of an error's message kept on its row
 
 INSERT = """
 INSERT INTO spend (request_id, tenant_id, key_label, call_type, model_alias, deployment,
                    provider_model, prompt_tokens, completion_tokens, cost_usd, latency_ms,
-                   status, error_class, tags, created_at, estimated)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                   status, error_class, tags, created_at, estimated, ttfb_ms, error_message)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (request_id) DO UPDATE SET
     tenant_id = EXCLUDED.tenant_id, key_label = EXCLUDED.key_label,
     call_type = EXCLUDED.call_type, model_alias = EXCLUDED.model_alias,
@@ -59,7 +60,8 @@ ON CONFLICT (request_id) DO UPDATE SET
     prompt_tokens = EXCLUDED.prompt_tokens, completion_tokens = EXCLUDED.completion_tokens,
     cost_usd = EXCLUDED.cost_usd, latency_ms = EXCLUDED.latency_ms, status = EXCLUDED.status,
     error_class = EXCLUDED.error_class, tags = EXCLUDED.tags, created_at = EXCLUDED.created_at,
-    estimated = EXCLUDED.estimated
+    estimated = EXCLUDED.estimated, ttfb_ms = EXCLUDED.ttfb_ms,
+    error_message = EXCLUDED.error_message
 WHERE spend.status = 'error' AND spend.tenant_id IS NOT DISTINCT FROM EXCLUDED.tenant_id
 """
 
@@ -82,6 +84,8 @@ class SpendRow:
     tags: list[str] = field(default_factory=list, hash=False)
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     estimated: bool = False  # cost estimated (a timed-out or cut call), not reported
+    ttfb_ms: float | None = None  # time to the first token (streamed) or to the answer
+    error_message: str | None = None  # the error's text, at most ERROR_MESSAGE_MAX characters
 
 
 def row_to_json(row: SpendRow) -> str:
@@ -120,6 +124,10 @@ def row_from_payload(payload: Mapping[str, Any] | None) -> SpendRow | None:
     start, end = payload.get("startTime"), payload.get("endTime")
     latency = (end - start) * 1000.0 if isinstance(start, float) and isinstance(end, float) \
         else None
+    first = payload.get("completionStartTime")
+    ttfb = (first - start) * 1000.0 if ok and isinstance(start, float) and \
+        isinstance(first, float) and first >= start else None
+    message = None if ok else str(error.get("error_message") or "")[:ERROR_MESSAGE_MAX] or None
     metadata = payload.get("metadata") or {}
     label = metadata.get("user_api_key_alias") or ("master key" if kind == "master" else None)
     return SpendRow(
@@ -139,6 +147,8 @@ def row_from_payload(payload: Mapping[str, Any] | None) -> SpendRow | None:
         tags=[str(t) for t in payload.get("request_tags") or []],
         created_at=datetime.fromtimestamp(start, UTC) if isinstance(start, float)
         else datetime.now(UTC),
+        ttfb_ms=ttfb,
+        error_message=message,
     )
 
 

@@ -44,6 +44,15 @@ def test_success_payload_row() -> None:
     assert row.created_at.timestamp() == 100.0
 
 
+def test_rows_carry_time_to_first_token_and_the_error_message() -> None:
+    row = row_from_payload(payload(completionStartTime=100.125))
+    assert row is not None and (row.ttfb_ms, row.error_message) == (125.0, None)
+    failed = row_from_payload(payload(status="failure", error_information={
+        "error_class": "ServiceUnavailableError", "error_message": "x" * 5000}))
+    assert failed is not None and failed.ttfb_ms is None
+    assert failed.error_message == "x" * 1000  # bounded (ERROR_MESSAGE_MAX)
+
+
 def test_rejected_before_routing_has_no_deployment() -> None:
     row = row_from_payload(payload(status="failure", api_base="", response_cost=0.0,
                                    error_information={"error_class": "BudgetExceeded"}))
