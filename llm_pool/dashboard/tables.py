@@ -57,6 +57,8 @@ def money(value: object) -> str:
 def cell_text(kind: str, value: object) -> str:
     if value is None:
         return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     if kind == "usd":
         return usd(value)
     if kind == "money":

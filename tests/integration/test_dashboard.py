@@ -132,9 +132,10 @@ def _ask(proxy: ProxyProcess, key: str, model: str, content: str, stream: bool =
     return str(reply.headers["x-litellm-call-id"])
 
 
-def _traffic(proxy: ProxyProcess, pg_url: str, scripted: ScriptedProvider) -> dict[str, str]:
-    """Two keys of a tenant with a budget under a cent, several aliases, a stream; another
-    tenant; then economy fails until LiteLLM cools its one deployment down."""
+def _traffic(proxy: ProxyProcess, pg_url: str, scripted: ScriptedProvider, redis_url: str,
+             namespace: str) -> dict[str, str]:
+    """Two keys of a tenant with a budget under a cent, several aliases, a stream, a failed
+    request; another tenant, for whom quality-a fails until LiteLLM cools it down."""
     tenant, web = new_tenant(pg_url, "dash", budget="0.0005", label="web")
     batch = add_key(pg_url, tenant, "batch")
     other_tenant, other = new_tenant(pg_url, "dash-other", budget="5", rpm=100, tpm=100_000)
@@ -146,17 +147,21 @@ def _traffic(proxy: ProxyProcess, pg_url: str, scripted: ScriptedProvider) -> di
            _ask(proxy, other, "quality", tokens_script(200, 100))]
     wait_for_rows(pg_url, ids)
     scripted.add_rule("economy-*", {"status": 503, "error_message": "overloaded upstream"})
-    cooled = False
-    for _ in range(8):
-        answer = httpx.post(f"{proxy.url}/v1/chat/completions", timeout=60,
-                            headers={"Authorization": f"Bearer {batch}"},
-                            json={"model": "economy", "messages": [{"role": "user",
-                                                                    "content": "x"}]})
-        if answer.status_code == 429 and "cooldown" in answer.text.lower():
-            cooled = True
+    failed = httpx.post(f"{proxy.url}/v1/chat/completions", timeout=60,
+                        headers={"Authorization": f"Bearer {batch}"},
+                        json={"model": "economy", "messages": [{"role": "user", "content": "x"}]})
+    assert failed.status_code == 503, failed.text
+    # quality-a fails (quality-b or the fallback answers) until LiteLLM cools it down
+    scripted.add_rule("quality-a", {"status": 503, "error_message": "quality-a is down"})
+    cooldown_key = f"{namespace}:deployment:quality-a:cooldown"
+    shared = redis.Redis.from_url(redis_url)
+    for _ in range(30):
+        if shared.exists(cooldown_key):
             break
-    assert cooled, "economy-1 was never cooled down"
-    _wait(lambda: _count(pg_url, "s.status = 'error' AND s.deployment = 'economy-1'") > 0)
+        _ask(proxy, other, "quality", tokens_script(20, 10))
+    assert shared.exists(cooldown_key), "LiteLLM never cooled quality-a down"
+    _wait(lambda: _count(pg_url, "s.status = 'error' AND s.deployment = 'economy-1'") > 0
+          and _count(pg_url, "s.status = 'error' AND s.deployment = 'quality-a'") > 0)
     return {"tenant": tenant, "other": other_tenant, "other_key": other}
 
 
@@ -236,7 +241,7 @@ def test_the_operators_console_in_a_browser_matches_sql(
         proxy: ProxyProcess, pg_url: str, redis_url: str, namespace: str,
         scripted: ScriptedProvider, dashboard: str, browser: webdriver.Chrome,
         tmp_path: Path) -> None:
-    names = _traffic(proxy, pg_url, scripted)
+    names = _traffic(proxy, pg_url, scripted, redis_url, namespace)
     tenant, other = names["tenant"], names["other"]
     bad = Mismatches()
     shots = tmp_path / "screenshots"
@@ -365,21 +370,27 @@ def test_the_operators_console_in_a_browser_matches_sql(
                    for r in expected])
     browser.save_screenshot(str(shots / "latency.png"))
 
-    # deployment health: economy-1 cooling down now (LiteLLM's key in Redis), its failures
+    # deployment health: quality-a cooling down now (LiteLLM's key in Redis), its failures
     _load(browser, f"{dashboard}/health")
     health = {row[0]: row for row in _table(browser, "health")}
-    cooled = redis.Redis.from_url(redis_url).pttl(f"{namespace}:deployment:economy-1:cooldown")
+    cooled = redis.Redis.from_url(redis_url).pttl(f"{namespace}:deployment:quality-a:cooldown")
     assert cooled > 0, "LiteLLM's cooldown key is not in Redis"
-    bad.check("economy-1 state", health["economy-1"][2], "cooling down")
-    remaining = int(health["economy-1"][3])
+    bad.check("quality-a state", health["quality-a"][2], "cooling down")
+    remaining = int(health["quality-a"][3])
     assert 0 < remaining <= COOLDOWN
+    # the cause as LiteLLM recorded it (it masks the message's tail itself)
+    assert health["quality-a"][4] == "503", health["quality-a"]
+    assert health["quality-a"][5].startswith("litellm.ServiceUnavailableError"), health
+    bad.check("quality-a last error", "quality-a is down" in health["quality-a"][11], True)
     hour = datetime.now(UTC) - timedelta(hours=1)
-    for deployment in ("economy-1", "fast-1"):
+    for deployment in ("quality-a", "economy-1", "fast-1"):
         bad.check(f"{deployment} errors 1 h", health[deployment][7], str(_count(
             pg_url, "s.deployment = %s AND s.status = 'error' AND s.created_at >= %s",
             (deployment, hour))))
-    bad.check("fast-1 state", health["fast-1"][2], "ok")
-    assert "quality-b" in health  # from the config, with or without traffic
+        if deployment != "quality-a":
+            bad.check(f"{deployment} state", health[deployment][2],
+                      "failing" if health[deployment][7] != "0" else "ok")
+    assert "local-1" in health  # from the config, with or without traffic
     browser.save_screenshot(str(shots / "health.png"))
 
     # live use: a request in flight holds a reservation; the page shows what Redis holds
