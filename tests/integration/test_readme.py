@@ -67,6 +67,17 @@ def test_every_block_is_marked() -> None:
     assert kinds <= {"run", "background", "skip"}, kinds
 
 
+def test_every_relative_link_of_the_readme_and_docs_exists() -> None:
+    pages = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
+    broken = []
+    for page in pages:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
+            if "://" not in target and not (page.parent / target).exists():
+                broken.append(f"{page.name} -> {target}")
+    assert broken == []
+    assert len(REPO_ROOT.joinpath("README.md").read_text().splitlines()) <= 150
+
+
 class Session:
     """Shell 3: an environment that exported variables carry over, and the background
     processes started so far (stopped at the end)."""
