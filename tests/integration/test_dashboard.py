@@ -27,6 +27,7 @@ import pytest
 import redis
 import yaml
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
@@ -187,10 +188,19 @@ def _sql(pg_url: str, query: str, params: Any = ()) -> list[tuple[Any, ...]]:
 # ----------------------------------------------------------------- the browser
 
 
-def _load(driver: webdriver.Chrome, url: str) -> None:
-    driver.get(url)
-    WebDriverWait(driver, 60).until(
-        lambda d: d.execute_script("return document.readyState") == "complete")
+def _load(driver: webdriver.Chrome, url: str, attempts: int = 3) -> None:
+    """Open ``url``; on a loaded 2-core machine Chromium's renderer can miss its own
+    deadline ("Timed out receiving message from renderer"): that is retried, a page that
+    does not render after three tries is a failure."""
+    for attempt in range(attempts):
+        try:
+            driver.get(url)
+            WebDriverWait(driver, 60).until(
+                lambda d: d.execute_script("return document.readyState") == "complete")
+            return
+        except WebDriverException:
+            if attempt == attempts - 1:
+                raise
 
 
 def _submit(driver: webdriver.Chrome, button: str) -> None:
