@@ -161,3 +161,14 @@ def test_tables_sort_on_the_server_and_export_raw_values() -> None:
     assert [r["name"] for r in table.rows] == ["b", "c", "a"]  # empty cells last
     sort_rows(table, "name", False)
     assert to_csv(table).splitlines() == ["name,cost_usd", "a,", "b,0.5", "c,0.000001"]
+
+
+def test_csv_cells_a_spreadsheet_would_run_are_quoted() -> None:
+    import csv
+    import io
+
+    table = Table("t", "T", [Column("tag", "Tag"), Column("n", "N", "int")],
+                  [{"tag": '=HYPERLINK("http://x")', "n": 1}, {"tag": "@sum", "n": 2},
+                   {"tag": "-plain", "n": 3}])
+    rows = list(csv.reader(io.StringIO(to_csv(table))))
+    assert rows[1:] == [["'=HYPERLINK(\"http://x\")", "1"], ["'@sum", "2"], ["-plain", "3"]]

@@ -105,12 +105,22 @@ def _raw(value: object) -> str:
     return str(value)
 
 
+FORMULA_START = ("=", "+", "@", "\t", "\r")
+
+
+def _safe(text: str) -> str:
+    """A text cell a spreadsheet would run as a formula is quoted (tenants write some of
+    these values: tags, call ids)."""
+    return "'" + text if text.startswith(FORMULA_START) else text
+
+
 def to_csv(table: Table) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow([c.key for c in table.columns])
     for row in table.rows:
-        writer.writerow([_raw(row.get(c.key)) for c in table.columns])
+        writer.writerow([_raw(row.get(c.key)) if c.kind not in ("text", "link")
+                         else _safe(_raw(row.get(c.key))) for c in table.columns])
     return out.getvalue()
 
 
