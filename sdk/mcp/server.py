@@ -16,7 +16,11 @@ the server's tool names (``None``: all); ``prefix`` is put before each name the 
 sees. ``requires_confirmation``: ``True`` (every tool), a collection of the server's
 tool names, or a predicate ``(tool_name, arguments) -> bool`` deciding per call (a
 predicate that raises counts as "ask"). ``timeout`` bounds one call, ``connect_timeout``
-one connection attempt; results longer than ``max_result_chars`` are cut.
+one connection attempt; results longer than ``max_result_chars`` are cut. ``mode``:
+``"legacy"`` (default) opens a session with the ``initialize`` handshake (protocol
+revision 2025-11-25, what every current server speaks); ``"auto"`` lets the ``mcp``
+package negotiate 2026-07-28 where the server offers it (stateless: a server restart is
+invisible, so the "schema changed after a reconnect" check does not apply).
 
 The object holds the connection (opened on first use, reopened after it breaks; see
 :mod:`sdk.mcp.session`); :meth:`close` ends it. Creating one connects to nothing.
@@ -55,7 +59,7 @@ class MCPServer:
                  timeout: float = DEFAULT_TIMEOUT,
                  connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
                  max_result_chars: int = DEFAULT_MAX_RESULT_CHARS,
-                 mode: Literal["auto", "legacy"] = "auto") -> None:
+                 mode: Literal["legacy", "auto"] = "legacy") -> None:
         if (url is None) == (command is None):
             raise ValueError(f"MCP server {name!r}: give either url= or command=")
         if command is not None and (isinstance(command, str) or not command):

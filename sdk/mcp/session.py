@@ -5,10 +5,11 @@ streamable HTTP) lives on an event loop of its own, in a daemon thread: sync cal
 (:meth:`Session.call`) and async callers on any loop (:meth:`Session.acall`) reach it
 the same way, and a caller's loop never holds the connection. The connection is
 opened on first use; when it breaks (the server died, the HTTP stream ended) it is
-marked dead and the next request opens a new one. After a reconnect the tool list is
-fetched again, and a tool whose input schema changed (or that disappeared) is refused
-(:class:`~sdk.mcp.errors.MCPSchemaError`): a human approved the call against the
-schema that was listed.
+marked dead and the next request opens a new one; a request an HTTP server refused
+because it no longer knows the session (it restarted) is sent once more on a new one.
+After a reconnect the tool list is fetched again, and a tool whose input schema
+changed (or that disappeared) is refused (:class:`~sdk.mcp.errors.MCPSchemaError`): a
+human approved the call against the schema that was listed.
 
 Importing this module imports ``mcp`` (the ``mcp`` extra); :mod:`sdk.mcp.server`
 imports it only when a server is first used.
@@ -37,7 +38,7 @@ from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError as WireError
-from mcp_types.jsonrpc import CONNECTION_CLOSED, INVALID_PARAMS
+from mcp_types.jsonrpc import CONNECTION_CLOSED, INVALID_PARAMS, INVALID_REQUEST
 
 from sdk.mcp.errors import (
     MCPError,
@@ -235,20 +236,25 @@ class Session:
                           if name not in now}}
 
     async def _call(self, name: str, arguments: dict[str, Any], key: str) -> str:
-        live = await self._connected()
-        if name in self._changed:
-            raise MCPSchemaError(f"the tool {name!r} of MCP server {self.server.name!r} "
-                                 "changed or disappeared since it was listed; not run",
-                                 server=self.server.name)
-        try:
-            with anyio.fail_after(self.server.timeout):
-                result = await live.client.call_tool(name, arguments, meta=_meta(key))
-        except TimeoutError as exc:
-            raise MCPTimeoutError(f"the MCP server {self.server.name!r} did not answer "
-                                  f"within {self.server.timeout:g} s (the call may still "
-                                  "run there)", server=self.server.name) from exc
-        except Exception as exc:
-            raise self._call_error(exc, live) from exc
+        for attempt in range(2):
+            live = await self._connected()
+            if name in self._changed:
+                raise MCPSchemaError(f"the tool {name!r} of MCP server {self.server.name!r} "
+                                     "changed or disappeared since it was listed; not run",
+                                     server=self.server.name)
+            try:
+                with anyio.fail_after(self.server.timeout):
+                    result = await live.client.call_tool(name, arguments, meta=_meta(key))
+                break
+            except TimeoutError as exc:
+                raise MCPTimeoutError(f"the MCP server {self.server.name!r} did not answer "
+                                      f"within {self.server.timeout:g} s (the call may still "
+                                      "run there)", server=self.server.name) from exc
+            except Exception as exc:
+                if attempt == 0 and _session_gone(exc):  # refused unrun: a new session
+                    live.end()
+                    continue
+                raise self._call_error(exc, live) from exc
         if result.is_error:
             raise MCPToolError(short_error(result_text(result), self.server.secrets()),
                                server=self.server.name)
@@ -270,6 +276,13 @@ class Session:
         live.end()
         return self._unreachable("closed the connection during the call (it may or may "
                                   "not have run)", during_call=True)
+
+
+def _session_gone(exc: Exception) -> bool:
+    """The HTTP server does not know our session (it restarted): the request was refused
+    before it ran, so it can be sent again on a new session."""
+    return isinstance(exc, WireError) and exc.code == INVALID_REQUEST \
+        and "session" in exc.message.lower()
 
 
 def _meta(key: str) -> mcp_types.RequestParamsMeta:

@@ -2,8 +2,8 @@
 
 :func:`redact` replaces the secrets we know (header values, the stdio server's
 environment values, anything that looks like a bearer token, a ``key=value``
-credential or a URL's ``user:password@``) with ``[redacted]``; :func:`cap` keeps at most ``limit`` characters
-and says how many were cut.
+credential or a URL's ``user:password@``) with ``[redacted]``; :func:`cap` keeps at
+most ``limit`` characters and says how many were cut.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ Run: ``python tests/mcp/fastmcp_server.py PORT STATE_FILE [--strict-amount]``.
 ``{"event": "call", ...}`` *before* the tool acts; effects as ``{"event": "effect", ...}``.
 """
 
-from __future__ import annotations
+# no `from __future__ import annotations`: FastMCP reads the tools' real annotations
 
 import json
 import sys
