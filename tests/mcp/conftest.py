@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from llm_pool.runtime import free_port
+from tests.integration.worker_harness import cluster  # noqa: F401 (a fixture)
 
 HERE = Path(__file__).resolve().parent
 EVERYTHING_JS = HERE / "node_modules" / "@modelcontextprotocol" / "server-everything" / \
