@@ -32,6 +32,7 @@ import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
+from sdk.mcp.errors import MCPError
 from sdk.mcp.tools import MCPTool, make_tools
 
 if TYPE_CHECKING:
@@ -89,7 +90,11 @@ class MCPServer:
     def session(self) -> Session:
         with self._lock:
             if self._session is None:
-                from sdk.mcp.session import Session  # imports `mcp` (the extra)
+                try:
+                    from sdk.mcp.session import Session  # imports `mcp` (the extra)
+                except ImportError as exc:
+                    raise MCPError(f"MCP server {self.name!r} needs the mcp extra: pip install "
+                                   f"'llm-pool[mcp]' ({exc})", server=self.name) from exc
                 self._session = Session(self)
             return self._session
 
