@@ -127,7 +127,8 @@ class Session:
 
     def _start(self) -> BlockingPortal:
         with self._thread_lock:
-            if self._portal is not None:
+            if self._portal is not None and self._thread is not None \
+                    and self._thread.is_alive():
                 return self._portal
             ready: queue.Queue[BlockingPortal] = queue.Queue(maxsize=1)
             self._thread = threading.Thread(target=anyio.run, args=(self._main, ready),
