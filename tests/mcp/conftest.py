@@ -102,7 +102,9 @@ class Billing(HttpServer):
     def rows(self, event: str) -> list[dict[str, Any]]:
         if not self.state.exists():
             return []
-        rows = [json.loads(line) for line in self.state.read_text().splitlines()]
+        text = self.state.read_text()
+        complete = text[:text.rfind("\n") + 1]  # not a line the server is still writing
+        rows = [json.loads(line) for line in complete.splitlines()]
         return [row for row in rows if row["event"] == event]
 
 
