@@ -119,3 +119,46 @@ def test_result_text_describes_what_is_not_text() -> None:
                                    "[resource link: file:///a.txt]")
     structured = mcp_types.CallToolResult(content=[], structured_content={"t": 1})
     assert result_text(structured) == '{"t": 1}'
+
+
+# ----------------------------------------------------------------- the agents file
+
+
+def test_the_shipped_agents_file_declares_the_demo_ticket_desk() -> None:
+    from llm_pool.settings import REPO_ROOT
+    from worker.agents import load_agents
+
+    spec, tools = load_agents(REPO_ROOT / "config" / "agents.yaml")["helpdesk"]
+    (server,) = spec.mcp_servers
+    assert server.command == ["python", "-m", "llm_pool.offline.mcp_server"]
+    assert server.confirm == ["create_ticket"] and server.allowed_tools == ["create_ticket"]
+    assert [t.name for t in tools] == ["lookup_order", "send_email"]  # nothing connected
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"name": "s"}, "give either url or command"),
+    ({"name": "s", "url": "http://a/mcp", "command": ["x"]}, "give either url or command"),
+    ({"name": "s", "url": "ftp://a/mcp"}, "should match pattern"),
+    ({"name": "s p", "url": "http://a/mcp"}, "should match pattern"),
+    ({"name": "s", "url": "http://a/mcp", "headers": {"A": "b"}}, "Extra inputs"),
+])
+def test_a_bad_server_declaration_is_refused(fields: dict[str, Any], message: str) -> None:
+    from worker.mcp_sessions import MCPServerSpec
+
+    with pytest.raises(pydantic.ValidationError, match=message):
+        MCPServerSpec.model_validate(fields)
+
+
+def test_headers_come_from_the_environment_and_a_missing_variable_is_named() -> None:
+    from worker.errors import AgentConfigError
+    from worker.mcp_sessions import MCPServerSpec, close_servers, server_for
+
+    spec = MCPServerSpec(name="s", url="http://127.0.0.1:9/mcp", bearer_token_env="TOK",
+                         headers_from_env={"X-Tenant": "TEN"}, confirm="all")
+    assert spec.headers({"TOK": "abc", "TEN": "t1"}) == {"Authorization": "Bearer abc",
+                                                        "X-Tenant": "t1"}
+    with pytest.raises(AgentConfigError, match=r"variable TOK \(for the Authorization header\)"):
+        spec.headers({"TEN": "t1"})
+    server = server_for(spec, {"TOK": "abc", "TEN": "t1"})
+    assert server is server_for(spec, {}) and server.requires_confirmation is True
+    close_servers()
