@@ -56,13 +56,17 @@ class MCPTool(Tool):
     def validate(self, arguments: Mapping[str, Any]) -> dict[str, Any]:
         from jsonschema.validators import validator_for  # a dependency of `mcp`
 
-        validator = validator_for(self.parameters)(self.parameters)
-        problems = sorted(validator.iter_errors(dict(arguments)), key=lambda e: list(e.path))
+        try:
+            validator = validator_for(self.parameters)(self.parameters)
+            problems = sorted(validator.iter_errors(dict(arguments)),
+                              key=lambda e: [str(part) for part in e.path])
+        except Exception as exc:  # a server's schema jsonschema cannot use (bad, $ref away)
+            raise _invalid(self.name, (), arguments,
+                           f"the server's input schema for this tool cannot be used "
+                           f"({type(exc).__name__}); the call is not sent") from exc
         if problems:
             raise ValidationError.from_exception_data(self.name, [
-                {"type": PydanticCustomError("mcp_schema", "{reason}",
-                                             {"reason": problem.message[:300]}),
-                 "loc": tuple(problem.path), "input": problem.instance}
+                _line(tuple(problem.path), problem.instance, problem.message)
                 for problem in problems])
         return dict(arguments)
 
@@ -76,6 +80,15 @@ class MCPTool(Tool):
             except Exception:  # a broken predicate asks (fails closed)
                 return True
         return self.remote_name in policy
+
+
+def _line(loc: tuple[Any, ...], value: Any, reason: str) -> Any:
+    return {"type": PydanticCustomError("mcp_schema", "{reason}", {"reason": reason[:300]}),
+            "loc": loc, "input": value}
+
+
+def _invalid(title: str, loc: tuple[Any, ...], value: Any, reason: str) -> ValidationError:
+    return ValidationError.from_exception_data(title, [_line(loc, value, reason)])
 
 
 def model_tool_name(prefix: str, remote: str) -> str:

@@ -99,6 +99,20 @@ def test_arguments_are_checked_with_the_servers_json_schema() -> None:
     assert error["loc"] == ("amount",) and "900 is greater than the maximum of 500" in error["msg"]
 
 
+@pytest.mark.parametrize("schema", [
+    {"type": "object", "properties": {"a": {"$ref": "https://example.invalid/s.json"}}},
+    {"type": "object", "properties": {"a": {"type": 12}}},
+])
+def test_a_schema_jsonschema_cannot_use_fails_validation_and_fetches_nothing(
+        schema: dict[str, Any]) -> None:
+    bad = mcp_types.Tool(name="odd", input_schema=schema)
+    (tool,) = make_tools(MCPServer("s", url="http://a/mcp"), [bad])
+    with pytest.raises(pydantic.ValidationError, match="input schema for this tool cannot be") \
+            as caught:
+        tool.validate({"a": 1})
+    assert not isinstance(caught.value.__cause__, AssertionError)  # no attempt to reach a host
+
+
 def test_redaction_and_caps() -> None:
     text = ("failed: postgres://app:hunter2@db/x Authorization: Bearer sk-abc.def "
             "api_key=K123 and my-own-secret-value\x07")
