@@ -5,6 +5,7 @@ FastMCP server over streamable HTTP (``fastmcp_server.py``)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -18,7 +19,15 @@ import pytest
 
 from llm_pool.offline.provider import ScriptedProvider
 from llm_pool.runtime import ProxyProcess
-from sdk import Agent, Approve, Decline, Gateway, Outcome, PendingConfirmation
+from sdk import (
+    Agent,
+    Approve,
+    AsyncGateway,
+    Decline,
+    Gateway,
+    Outcome,
+    PendingConfirmation,
+)
 from sdk.errors import InvalidDecisionError
 from sdk.mcp import MCPServer
 from tests.conftest import MASTER_KEY
@@ -253,3 +262,27 @@ def test_a_tool_whose_schema_changed_after_a_reconnect_is_not_run(
         invoice.run(invoice.validate({"customer": "C", "amount": 5.0}))
     assert type(caught.value).__name__ == "MCPSchemaError"
     assert billing.rows("call") == []
+
+
+def test_async_agent_runs_parallel_mcp_calls_on_one_connection_and_resumes(
+        offline_proxy: ProxyProcess, scripted: ScriptedProvider, everything_js: Path,
+        servers: list[MCPServer]) -> None:
+    server = everything_stdio(everything_js, servers, requires_confirmation=_big_sum)
+
+    async def scenario() -> tuple[Any, Any]:
+        agent = Agent(name="calc", alias="fast", gateway=AsyncGateway(offline_proxy.url,
+                                                                      MASTER_KEY),
+                      mcp_servers=[server])
+        steps = script(calls(("echo", {"message": "one"}), ("echo", {"message": "two"}),
+                             ("get-sum", {"a": 2, "b": 3}), ("get-sum", {"a": 200, "b": 3})),
+                       {"text": "all done"})
+        first = await agent.arun(f"go {steps}")
+        assert first.pending is not None
+        return first, await agent.aresume(first.pending, approved=True)
+
+    first, resumed = asyncio.run(scenario())
+    assert [r.result for r in first.tool_calls] == ["Echo: one", "Echo: two",
+                                                    "The sum of 2 and 3 is 5."]
+    assert resumed.outcome is Outcome.COMPLETED and resumed.text == "all done"
+    assert resumed.tool_calls[0].result == "The sum of 200 and 3 is 203."
+    assert server.session.connects == 1
