@@ -425,7 +425,8 @@ class _Handler(BaseHTTPRequestHandler):
         step = self._decide(body, model)
         self.server.state.record({"model": model, "path": "chat", "time": time.time(),
                                   "stream": bool(body.get("stream")),
-                                  "messages": body.get("messages")})
+                                  "messages": body.get("messages"),
+                                  "tools": body.get("tools") or []})
         if self._fail(step):
             return
         if body.get("stream"):
