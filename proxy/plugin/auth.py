@@ -349,13 +349,19 @@ def _metrics_key() -> str | None:
     return proxy_state().settings.metrics_key
 
 
+def _max_request_bytes() -> int:
+    from proxy.plugin.gateway import proxy_state
+
+    return proxy_state().settings.max_request_bytes
+
+
 def _install() -> None:
     """When LiteLLM loads this module (``custom_auth``), before any request."""
     internals.install_non_object_body_guard(not_an_object)
     internals.install_client_error_policy()
     internals.install_unprocessable_fix()
     edge.install(internals.proxy_app(), _master_key, edge.Redactor(internals.router_api_bases),
-                 _metrics_key)
+                 _metrics_key, _max_request_bytes)
     anthropic_errors.install(internals.proxy_app())  # outermost: edge answers reshaped too
     health.install(internals.proxy_app())
 
