@@ -45,10 +45,11 @@ from litellm.proxy._types import LitellmUserRoles, ProxyErrorTypes, ProxyExcepti
 from proxy.edge import anthropic_errors
 from proxy.edge import guard as edge
 from proxy.edge.caps import CAPPED_ROUTES, Limits, check_caps
+from proxy.edge.tags import TAG_HEADER, check_tags
 from proxy.edge.validation import check_body, not_an_object, validated_route
 from proxy.errors import RequestRefused
 from proxy.plugin import health, internals
-from proxy.settings import DEFAULT_CAPS
+from proxy.settings import DEFAULT_CAPS, DEFAULT_TAG_LIMITS, TagLimits
 from proxy.storage.tenants import (
     KEY_FORMAT_HMAC,
     KEY_PREFIX,
@@ -311,7 +312,7 @@ async def _known_format(api_key: str, formats: KeyFormats | None) -> None:
 async def authenticate(resolver: KeyResolver, master_key: str | None, request: Request,
                        api_key: str, max_request_bytes: int = 4_000_000, *,
                        default_caps: Caps = DEFAULT_CAPS, formats: KeyFormats | None = None,
-                       ) -> UserAPIKeyAuth:
+                       tags: TagLimits = DEFAULT_TAG_LIMITS) -> UserAPIKeyAuth:
     route = internals.request_route(request)
     if master_key and secrets.compare_digest(api_key.encode(), master_key.encode()):
         await _check_request(request, route, max_request_bytes)
@@ -327,6 +328,7 @@ async def authenticate(resolver: KeyResolver, master_key: str | None, request: R
         raise Forbidden(f"{request.method} {route} is not available to tenant keys; they may "
                         "call the model endpoints only")
     body = await _check_request(request, route, max_request_bytes)
+    check_tags(body, request.headers.getlist(TAG_HEADER), tags)
     check_caps(route, body, Limits.of(entry.identity.caps, default_caps), entry.identity.tenant)
     auth = entry.auth.model_copy(deep=False)  # LiteLLM sets per-request fields on it
     auth.metadata = dict(entry.auth.metadata)
@@ -346,7 +348,7 @@ async def custom_auth(request: Request, api_key: str | None) -> UserAPIKeyAuth:
         return await authenticate(gw.keys, gw.settings.master_key, request, api_key or "",
                                   gw.settings.max_request_bytes,
                                   default_caps=gw.settings.default_caps,
-                                  formats=gw.key_formats)
+                                  formats=gw.key_formats, tags=gw.settings.tag_limits)
     except ProxyException:
         raise
     except Exception as exc:
