@@ -13,8 +13,8 @@ LiteLLM then calls it for every authenticated route, the master key included.
   check here covers a tenant key sent beside the master key in another header).
 - Model-route bodies (chat, embeddings, Responses, Messages) are then checked
   (:mod:`proxy.edge.validation`): 413 when too large, 400 naming the field when malformed
-  or carrying credentials, and against the tenant's consumption caps
-  (:mod:`proxy.edge.caps`), before any provider call.
+  or carrying credentials, tags bounded (:mod:`proxy.edge.tags`), and against the
+  tenant's consumption caps (:mod:`proxy.edge.caps`), before any provider call.
 - Unknown, revoked or missing key: HTTP 401 ``{"error": {"type": "auth_error", ...}}``.
   A key that is not of the gateway's format (prefix, length, and an HMAC checksum
   keyed with the server secret; see :func:`proxy.storage.tenants.key_format`) is
@@ -265,19 +265,30 @@ class KeyFormats:
         self._ttl = ttl
         self._clock = clock
         self._known: KeyGate | None = None
-        self._read_at: float | None = None
+        self._read_at = 0.0
+        self._reading: asyncio.Task[None] | None = None
 
     async def gate(self) -> KeyGate | None:
+        """The gate; the caller that finds it due reads it, and until a first one is
+        known every caller waits for that read (a burst of forged keys at start-up is
+        refused by the gate too, not looked up)."""
         now = self._clock()
-        if self._read_at is None or now - self._read_at >= self._ttl:
+        reading = self._reading
+        if reading is None or (reading.done() and now - self._read_at >= self._ttl):
             self._read_at = now
-            try:
-                known = await self._read()
-            except STORE_ERRORS:
-                return self._known
-            self._announce(known)
-            self._known = known
+            self._reading = asyncio.get_running_loop().create_task(self._refresh())
+            await asyncio.shield(self._reading)
+        elif self._known is None and not reading.done():
+            await asyncio.shield(reading)
         return self._known
+
+    async def _refresh(self) -> None:
+        try:
+            known = await self._read()
+        except STORE_ERRORS:
+            return  # the last gate read stays
+        self._announce(known)
+        self._known = known
 
     def _announce(self, gate: KeyGate) -> None:
         """Log what changed: older formats now active, a missing secret."""

@@ -129,3 +129,34 @@ def test_the_gate_is_reread_after_its_ttl_and_kept_while_the_store_cannot_say() 
     now[0] = 30.0
     assert asyncio.run(formats.gate()) == KeyGate(SECRET, frozenset({3}))
     assert answers == []
+
+
+def test_a_burst_of_forged_keys_during_the_first_gate_read_costs_no_lookup() -> None:
+    lookups: list[str] = []
+
+    async def lookup(key_hash: str) -> KeyIdentity | None:
+        lookups.append(key_hash)
+        return None
+
+    async def run() -> None:
+        release = asyncio.Event()
+        reads: list[int] = []
+
+        async def slow_gate() -> KeyGate:
+            reads.append(1)
+            await release.wait()
+            return KeyGate(SECRET, frozenset({KEY_FORMAT_HMAC}))
+
+        resolver = KeyResolver(lookup, ttl=60, max_stale=60)
+        formats = KeyFormats(slow_gate, ttl=60)
+        burst = [asyncio.ensure_future(authenticate(resolver, "sk-master", _request(),
+                                                    crc_key(), formats=formats))
+                 for _ in range(50)]
+        await asyncio.sleep(0.05)
+        assert not any(task.done() for task in burst)  # all wait for the one read
+        release.set()
+        results = await asyncio.gather(*burst, return_exceptions=True)
+        assert all(isinstance(r, Unauthorized) for r in results) and reads == [1]
+
+    asyncio.run(run())
+    assert lookups == []
