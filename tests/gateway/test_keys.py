@@ -17,6 +17,7 @@ from llm_pool.runtime import ProxyProcess
 from proxy.storage.tenants import generate_key, hash_key
 from tests.gateway.support import metric, new_tenant
 from tests.gateway.test_keys_units import crc_key
+from tests.gateway.test_series import NEW_SERIES_MAX, series
 
 pytestmark = pytest.mark.integration
 
@@ -46,6 +47,7 @@ def test_forged_keys_cost_no_lookup(offline_proxy: ProxyProcess, pg_url: str) ->
     forged = [crc_key() if i % 2 else generate_key(secrets.token_bytes(32))
               for i in range(FORGED)]
     misses = metric(offline_proxy.url, "pool_key_cache_misses_total")
+    known_series = series(offline_proxy.url)
     before = _xacts(pg_url)
     started = time.monotonic()
     with httpx.Client(base_url=offline_proxy.url, timeout=60) as client, \
@@ -57,11 +59,13 @@ def test_forged_keys_cost_no_lookup(offline_proxy: ProxyProcess, pg_url: str) ->
     time.sleep(1.0)  # PostgreSQL flushes its statistics at most every second
     xacts = _xacts(pg_url) - before
     lookups = metric(offline_proxy.url, "pool_key_cache_misses_total") - misses
+    added = series(offline_proxy.url) - known_series
     print(f"{FORGED} forged keys in {elapsed:.1f} s: {lookups:.0f} key lookups, "
-          f"{xacts} PostgreSQL transactions")
+          f"{xacts} PostgreSQL transactions, {len(added)} new series")
     assert statuses == [401] * FORGED
     assert lookups == 0
     assert xacts < BACKGROUND_XACTS_MAX
+    assert len(added) < NEW_SERIES_MAX, sorted(added)[:10]  # no series per forged key
 
 
 def _insert_key(pg_url: str, tenant: str, key: str, key_format: int) -> None:

@@ -22,7 +22,8 @@ NEW_SERIES_MAX = 100
 HI = [{"role": "user", "content": "hi"}]
 
 
-def _series(url: str) -> set[tuple[str, tuple[tuple[str, str], ...]]]:
+def series(url: str) -> set[tuple[str, tuple[tuple[str, str], ...]]]:
+    """Every (sample name, labels) ``/metrics`` shows."""
     from prometheus_client.parser import text_string_to_metric_families
 
     text = httpx.get(f"{url}/metrics/", headers={"Authorization": "Bearer sk-test-master-key"},
@@ -67,10 +68,10 @@ def test_tenant_chosen_values_add_no_series(offline_proxy: ProxyProcess,
         return http.post("/v1/chat/completions", json=body, headers=headers).status_code
 
     assert send(0) == 200 and send(4) in (400, 404)  # every kind of series exists once
-    before = _series(offline_proxy.url)
+    before = series(offline_proxy.url)
     with ThreadPoolExecutor(4) as pool:
         statuses = list(pool.map(send, range(1, REQUESTS + 1)))
-    added = _series(offline_proxy.url) - before
+    added = series(offline_proxy.url) - before
     print(f"{REQUESTS} requests: {len(added)} new series, statuses "
           f"{sorted((s, statuses.count(s)) for s in set(statuses))}")
     assert all(s == 200 for i, s in enumerate(statuses, 1) if i % 6 != 4)
