@@ -124,6 +124,7 @@ class ApiKey:
     label: str
     created_at: datetime
     revoked_at: datetime | None
+    key_format: int = 3  # KEY_FORMAT_HMAC; 1 and 2: older formats, worth replacing
 
 
 @dataclass(frozen=True)
@@ -332,8 +333,8 @@ def list_tenants(conn: psycopg.Connection[tuple[object, ...]]) -> list[TenantSum
 
 # ----------------------------------------------------------------- API keys
 
-_KEY_COLUMNS = """k.id, t.name AS tenant, k.key_prefix, k.label, k.created_at, k.revoked_at
-                  FROM api_keys k JOIN tenants t ON t.id = k.tenant_id"""
+_KEY_COLUMNS = """k.id, t.name AS tenant, k.key_prefix, k.label, k.created_at, k.revoked_at,
+                  k.key_format FROM api_keys k JOIN tenants t ON t.id = k.tenant_id"""
 
 
 def create_key(conn: psycopg.Connection[tuple[object, ...]], tenant: str,

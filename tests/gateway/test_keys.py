@@ -96,3 +96,30 @@ def test_real_keys_of_every_format_work(offline_proxy: ProxyProcess, pg_url: str
         with psycopg.connect(pg_url, autocommit=True) as conn:
             conn.execute("UPDATE api_keys SET revoked_at = now() WHERE key_format < 3")
     _wait_status(offline_proxy.url, old_crc, 401, GATE_TTL + 30)
+
+
+def test_the_cli_makes_keys_with_the_databases_secret_and_marks_old_ones(
+        pg_url: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from llm_pool.cli import main
+    from proxy.storage.tenants import KEY_FORMAT_HMAC, key_format, key_secret
+
+    monkeypatch.setenv("POOL_DATABASE_URL", pg_url)
+    tenant, _ = new_tenant(pg_url, "cli-keys")
+    assert main(["keys", "create", tenant, "--label", "svc"]) == 0
+    key = capsys.readouterr().out.strip()
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        secret = key_secret(conn)
+        stored = conn.execute("SELECT key_format FROM api_keys WHERE key_hash = %s",
+                              (hash_key(key),)).fetchone()
+    assert key_format(key, secret) == KEY_FORMAT_HMAC and stored == (KEY_FORMAT_HMAC,)
+    assert key_format(key, secrets.token_bytes(32)) is None
+    _insert_key(pg_url, tenant, crc_key(), 2)
+    try:
+        assert main(["keys", "list", tenant]) == 0
+        listed = capsys.readouterr().out
+        assert listed.count("active (old format: replace it)") == 1
+        assert listed.count("active") == 3  # main, svc, format-2
+    finally:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute("UPDATE api_keys SET revoked_at = now() WHERE key_format < 3")
