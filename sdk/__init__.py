@@ -42,6 +42,7 @@ from sdk.retries import RetryPolicy
 from sdk.tool_calls import (
     InMemoryToolResultCache,
     Toolbox,
+    ToolCallClaims,
     ToolCallRecord,
     ToolRegistry,
     ToolResultCache,
@@ -84,6 +85,7 @@ __all__ = [
     "TextDelta",
     "Tool",
     "ToolCall",
+    "ToolCallClaims",
     "ToolCallRecord",
     "ToolCalled",
     "ToolContext",

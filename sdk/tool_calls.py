@@ -14,6 +14,11 @@ Plug points (``Protocol``\\ s):
   result *and* whether the call succeeded) is used instead of running the tool
   again (``cached=True``), and every fresh record is ``put``. A Dramatiq worker that
   redelivers a message uses it so that side effects happen once.
+* :class:`ToolCallClaims`: a cache that also *claims* a call durably right before
+  it runs (``claim(call)``: ``None`` = claimed, run it; a record = finished
+  meanwhile, use it; an exception = this run may not go on, it propagates). The
+  claim is what lets a second delivery, or the next owner of a dead worker's run,
+  know that the call was started (see the worker's docs/workers.md).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from sdk.tools import Tool, ToolContext, format_result, tool_context
 __all__ = [
     "DEFAULT_MAX_TOOL_THREADS",
     "InMemoryToolResultCache",
+    "ToolCallClaims",
     "ToolCallRecord",
     "ToolRegistry",
     "ToolResultCache",
@@ -66,6 +72,18 @@ class ToolResultCache(Protocol):
     def get(self, call_id: str) -> ToolCallRecord | None: ...
 
     def put(self, record: ToolCallRecord) -> None: ...
+
+
+@runtime_checkable
+class ToolCallClaims(Protocol):
+    """A :class:`ToolResultCache` that claims a call before it runs (see the module
+    docstring); ``put`` then records the claimed call's result."""
+
+    def get(self, call_id: str) -> ToolCallRecord | None: ...
+
+    def put(self, record: ToolCallRecord) -> None: ...
+
+    def claim(self, call: ToolCall) -> ToolCallRecord | None: ...
 
 
 class Toolbox:
@@ -165,11 +183,16 @@ def _prepare(registry: ToolRegistry, call: ToolCall, cache: ToolResultCache | No
     if isinstance(found, ToolCallRecord):
         return _remember(found, cache)
     try:
-        return found, found.validate(call.arguments)
+        kwargs = found.validate(call.arguments)
     except ValidationError as exc:
         return _remember(_failure(call, f"invalid arguments for {call.name}: "
                                         f"{_validation_text(exc)}. Fix them and call the tool "
                                         "again.", started), cache)
+    if isinstance(cache, ToolCallClaims):
+        finished = cache.claim(call)
+        if finished is not None:
+            return dataclasses.replace(finished, approved=approved, cached=True)
+    return found, kwargs
 
 
 def _finish(call: ToolCall, outcome: Any, started: float, approved: bool | None,

@@ -13,7 +13,7 @@ PUBLIC = {
     "RateLimitedError", "RetryPolicy", "RunResult", "SDKError", "StructuredOutputError",
     "TextDelta", "Tool", "ToolCall", "ToolCallRecord", "ToolCalled", "ToolDefinitionError",
     "ToolRegistry", "ToolResultCache", "Toolbox", "UnknownAliasError", "Usage",
-    "ToolContext", "build_system_prompt", "current_tool_call", "tool",
+    "ToolCallClaims", "ToolContext", "build_system_prompt", "current_tool_call", "tool",
     "Approve", "Decline", "Decision", "InvalidDecisionError", "LLMCallStarted",
 }
 

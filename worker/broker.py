@@ -37,6 +37,7 @@ from typing import Any
 
 import dramatiq
 import redis
+import redis.asyncio as aioredis
 from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import (
@@ -62,7 +63,7 @@ from worker.settings import WorkerSettings
 __all__ = [
     "MAINTENANCE_INTERVAL_MS", "MAX_BACKOFF_MS", "MIN_BACKOFF_MS", "RATE_LIMIT_RETRIES",
     "REDIS_OUTAGE_SECONDS", "RESULT_TTL_MS", "Maintenance", "PoolRedisBroker", "ToolThreads",
-    "build_broker",
+    "async_redis_client", "build_broker",
     "middleware", "persistence_warning", "redis_client", "should_retry",
 ]
 
@@ -84,6 +85,15 @@ def redis_client(url: str, **options: Any) -> redis.Redis:
     retries = int(REDIS_OUTAGE_SECONDS / REDIS_RETRY_PAUSE) + 4
     retry = Retry(ExponentialBackoff(cap=REDIS_RETRY_PAUSE, base=0.05), retries)
     return redis.Redis.from_url(url, retry=retry, **options)
+
+
+def async_redis_client(url: str, **options: Any) -> aioredis.Redis:
+    """The ``redis.asyncio`` twin of :func:`redis_client` (same outage ride-out)."""
+    from redis.asyncio.retry import Retry as AsyncRetry
+
+    retries = int(REDIS_OUTAGE_SECONDS / REDIS_RETRY_PAUSE) + 4
+    retry = AsyncRetry(ExponentialBackoff(cap=REDIS_RETRY_PAUSE, base=0.05), retries)
+    return aioredis.Redis.from_url(url, retry=retry, **options)
 
 
 def persistence_warning(client: redis.Redis) -> str | None:

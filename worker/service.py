@@ -3,8 +3,15 @@ confirmation. Coroutines: the agent runs with :class:`~sdk.AsyncGateway` and
 :meth:`~sdk.Agent.arun` on the worker's event loop (sync tools run on the loop's
 bounded thread pool); PostgreSQL and Redis writes are short and made inline.
 
-At-least-once safety (a message may be redelivered after a crash, at any point):
+At-least-once safety (a message may be redelivered after a crash, at any point, or
+delivered twice at once; see docs/workers.md):
 
+- a delivery works on a run (a message and its resumed confirmations) only while it
+  holds the run's lease (:mod:`worker.lease`); a second delivery waits for it, then
+  answers from what the first stored, in the first's reply slot (no second reply);
+- every tool call is claimed in PostgreSQL before it runs (:meth:`Turn.claim`), and
+  its result recorded after; a claim whose worker died is taken over by the run's
+  next lease holder, which runs the tool again with the same idempotency key;
 - the agent's tool call ids are derived from the run id (= the message id), so a
   re-run asks for the same ids; every tool result is stored in PostgreSQL keyed
   by conversation + call id *as soon as the tool returns* and is reused on re-run
@@ -52,10 +59,12 @@ from sdk import (
     Tool,
 )
 from worker.agents import AgentSpec
+from worker.broker import async_redis_client
 from worker.counters import UNKNOWN, Counters, EndStatus
 from worker.db import WorkerDB
 from worker.decisions import ArgumentCheck, Verdict, decide, sdk_decisions, undecided
 from worker.errors import GatewayRefusedError, RetryLater
+from worker.lease import Lease, RunLeases
 from worker.models import (
     ConfirmMessage,
     ExpireMessage,
@@ -96,14 +105,23 @@ class ConversationService:
     def __init__(self, settings: WorkerSettings, db: WorkerDB, store: RedisStore,
                  agents: dict[str, tuple[AgentSpec, list[Tool]]],
                  gateway_for: Callable[[str], AsyncGateway],
-                 counters: Counters | None = None) -> None:
+                 counters: Counters | None = None, leases: RunLeases | None = None) -> None:
         self.settings, self.db, self.store = settings, db, store
         self.agents, self.gateway_for = agents, gateway_for
         self.counters = counters if counters is not None else Counters()
+        self.leases = leases if leases is not None else RunLeases(
+            lambda: async_redis_client(settings.redis_url), settings.namespace,
+            settings.heartbeat_ms)
 
     # ------------------------------------------------------------ handle_message
 
     async def handle(self, message: InboundMessage) -> Reply:
+        """Run a message, holding its run's lease (a second delivery waits, then
+        answers from the stored outcome)."""
+        async with self.leases.hold(message.message_id) as lease:
+            return await self._handle(message, lease)
+
+    async def _handle(self, message: InboundMessage, lease: Lease) -> Reply:
         emit = Emitter(self.store, message.conversation_id, message.message_id, "run",
                        message.reply_channel)
         done = self.db.get_outcome(message.message_id)
@@ -115,7 +133,7 @@ class ConversationService:
                                 f"Sorry, there is no agent called {message.agent_id!r} here.")
         spec, _ = self.agents[message.agent_id]
         memory = self.db.load_memory(message.conversation_id)
-        turn = self._turn(message, emit, spec.alias)
+        turn = self._turn(message, emit, spec.alias, lease)
         turn.audit_interrupted()
         agent = self._agent(message.agent_id, turn)
         request = [*memory, {"role": "user", "content": message.text}]
@@ -166,7 +184,8 @@ class ConversationService:
                             conversation_id=message.conversation_id, tenant=message.tenant,
                             agent_id=message.agent_id, status="needs_confirmation",
                             reply=kept["question"], pending_tool=calls[0].name if calls else None,
-                            pending_ttl=self.settings.confirm_ttl)
+                            pending_ttl=self.settings.confirm_ttl,
+                            resumed_by=emit.decision_id)
         emit("confirmation_required", {
             "calls": [c.model_dump() for c in calls], "tool": calls[0].name if calls else None,
             "expires_in": self.settings.confirm_ttl, "expires_at": kept["expires_at"]})
@@ -180,6 +199,23 @@ class ConversationService:
     # ------------------------------------------------------------ confirm
 
     async def confirm(self, answer: ConfirmMessage, decision_id: str) -> Reply:
+        """Take a decision on the conversation's pending confirmation, holding the lease
+        of the run it belongs to (a second delivery of the same decision waits, then
+        answers from what the first did)."""
+        while True:
+            run = self._pending_run(answer.conversation_id)
+            if run is None:  # nothing pending: nothing will run
+                return await self._confirm(answer, decision_id, None)
+            async with self.leases.hold(run) as lease:
+                if self._pending_run(answer.conversation_id) in (run, None):
+                    return await self._confirm(answer, decision_id, lease)
+
+    def _pending_run(self, conversation_id: str) -> str | None:
+        raw = self.store.get_pending(conversation_id)
+        return str(json.loads(raw)["message"]["message_id"]) if raw is not None else None
+
+    async def _confirm(self, answer: ConfirmMessage, decision_id: str,
+                       lease: Lease | None) -> Reply:
         verdict: Verdict = self.store.change_pending(
             answer.conversation_id,
             lambda record: decide(record, answer, decision_id, time.time(),
@@ -190,6 +226,13 @@ class ConversationService:
             if verdict.record else None
         if verdict.kind == "expired" and message is not None:
             return self._expire(message, verdict.record)
+        if verdict.kind == "spent" and message is not None:  # this decision's run went on
+            return self._answered(message.message_id, decision_id)
+        if verdict.kind == "resume" and message is not None and (
+                lease is None or lease.run != message.message_id):
+            # the record changed hands between the look and the lease: come back for it
+            raise RetryLater(f"message_id={message.message_id}: decision {decision_id} "
+                             "recorded; its run is taken up by the redelivery", 100)
         emit = Emitter(self.store, answer.conversation_id,
                        message.message_id if message else "-", f"confirm:{decision_id}",
                        message.reply_channel if message else None)
@@ -204,13 +247,22 @@ class ConversationService:
                           pending_calls=calls, expires_at=verdict.record["expires_at"])
             emit("reply", reply.model_dump())
             return reply
-        return await self._resume(message, emit, verdict.record, answer.note)
+        assert lease is not None  # checked above
+        return await self._resume(message, emit, verdict.record, answer.note, lease)
+
+    def _answered(self, message_id: str, decision_id: str) -> Reply:
+        """The stored outcome of the run ``decision_id`` resumed, re-sent in that
+        decision's own reply slot (so a redelivered decision adds no reply)."""
+        row = self.db.get_outcome(message_id)
+        assert row is not None  # a run that went on stored its outcome
+        return self._resend(row, Emitter(self.store, str(row["conversation_id"]), message_id,
+                                         f"confirm:{decision_id}"))
 
     async def _resume(self, message: InboundMessage, emit: Emitter, record: dict[str, Any],
-                      note: str | None) -> Reply:
+                      note: str | None, lease: Lease) -> Reply:
         pending = PendingConfirmation.from_json(record["pending"])
         spec, _ = self.agents[message.agent_id]
-        turn = self._turn(message, emit, spec.alias)
+        turn = self._turn(message, emit, spec.alias, lease)
         turn.audit_interrupted()
         turn.decisions = {cid: ("approved" if d["approve"] else "declined", d["by"])
                           for cid, d in record["decisions"].items()}
@@ -263,6 +315,8 @@ class ConversationService:
             return Reply(conversation_id=answer.conversation_id, message_id="-",
                          status="nothing_pending", text=NOTHING_PENDING_REPLY)
         message_id = str(latest["message_id"])
+        if latest.get("resumed_by") == decision_id:  # this decision, redelivered: done
+            return self._answered(message_id, decision_id)
         if latest["status"] == "needs_confirmation":  # its record is gone: past its time
             return self._expire_row(latest)
         if answer.decisions is not None:
@@ -359,11 +413,12 @@ class ConversationService:
 
     # ------------------------------------------------------------ shared
 
-    def _turn(self, message: InboundMessage, emit: Emitter, alias: str) -> Turn:
+    def _turn(self, message: InboundMessage, emit: Emitter, alias: str,
+              lease: Lease | None) -> Turn:
         _, tools = self.agents[message.agent_id]
         return Turn(self.db, emit, message.tenant, message.conversation_id, message.agent_id,
                     message.message_id, alias, counters=self.counters,
-                    tool_names=frozenset(t.name for t in tools))
+                    tool_names=frozenset(t.name for t in tools), lease=lease)
 
     def _agent_label(self, agent_id: str) -> str:
         """The agent's metric label: only ids of the agents file (bounded)."""
@@ -384,7 +439,8 @@ class ConversationService:
         is answered by :meth:`_resend`), sent."""
         self.db.set_outcome(message_id=message.message_id,
                             conversation_id=message.conversation_id, tenant=message.tenant,
-                            agent_id=message.agent_id, status=status, reply=text)
+                            agent_id=message.agent_id, status=status, reply=text,
+                            resumed_by=emit.decision_id)
         self.counters.turn(self._agent_label(message.agent_id), status)
         reply = Reply(conversation_id=message.conversation_id, message_id=message.message_id,
                       status=status, text=text)
@@ -397,7 +453,9 @@ class ConversationService:
         again only if a crash kept it from being sent (the slot is deduplicated)."""
         reply = Reply(conversation_id=str(row["conversation_id"]),
                       message_id=str(row["message_id"]), status=row["status"],
-                      text=str(row["reply"] or ""), pending_tool=row.get("pending_tool"))
+                      text=str(row["reply"] or ""),
+                      pending_tool=row.get("pending_tool")
+                      if row["status"] in ("needs_confirmation", "expired") else None)
         emit("reply", reply.model_dump())
         return reply
 
@@ -416,9 +474,11 @@ def _replace(old: dict[str, Any] | None, new: dict[str, Any]
              ) -> tuple[dict[str, Any], PendingChange]:
     """Store ``new`` unless the same message's record is there already (a re-run
     after a crash: decisions may have been taken on it)."""
-    if old is not None and old["message"]["message_id"] == new["message"]["message_id"] \
-            and old.get("resumed_by") is None:
+    same = old is not None and old["message"]["message_id"] == new["message"]["message_id"]
+    if same and old is not None and old.get("resumed_by") is None:
         return old, UNCHANGED
+    if same and old is not None:  # the resumed run paused again: its decisions are spent
+        new = {**new, "spent": [*old.get("spent", []), old["resumed_by"]]}
     return new, PendingChange(new, int(new["expires_at"] - time.time()) + EXPIRY_GRACE)
 
 
