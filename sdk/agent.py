@@ -27,7 +27,12 @@ other calls of that turn are run, and :class:`PendingConfirmation` holds
 everything needed to go on, as self-contained JSON. :meth:`Agent.resume` runs
 (``approved=True``) or declines all the pending calls, or takes one
 :class:`Approve` / :class:`Decline` per call (``decisions=``), telling the model,
-and continues with a fresh iteration budget. Arguments edited by the human
+and continues **within the same budget**: ``max_iterations`` bounds the LLM calls
+for one user message across every pause and resume (a resume that starts with the
+budget spent runs the approved calls, then ends ``max_iterations`` without asking
+the model again). ``PendingConfirmation`` carries the calls made so far, so the
+resumed :class:`RunResult`'s ``llm_calls``, ``usage`` and ``cost`` cover the whole
+turn, not only the part after the pause. Arguments edited by the human
 (``Approve(arguments=...)``) are validated against the tool's schema before
 anything runs (:class:`~sdk.errors.InvalidDecisionError`); every pending call
 needs exactly one decision (:class:`~sdk.errors.ConfirmationError` otherwise).
@@ -99,7 +104,7 @@ __all__ = [
     "ToolCalled",
 ]
 
-DEFAULT_MAX_ITERATIONS = 5  # LLM calls per run (and per resume)
+DEFAULT_MAX_ITERATIONS = 5  # LLM calls per user message, across pauses and resumes
 CALL_ID_HEADER = "x-litellm-call-id"  # the proxy takes the client's call id
 DEFAULT_AGENT_VERSION = "1"
 PENDING_FORMAT_VERSION = 1
@@ -136,7 +141,9 @@ class PendingConfirmation:
 
     ``messages`` is the whole conversation so far (system prompt, the assistant
     turn with the calls, the results of the calls already run); ``calls`` are the
-    calls waiting for the answer. ``iterations`` LLM calls were made so far.
+    calls waiting for the answer. ``iterations`` LLM calls were made so far (they
+    count against the resumed run's ``max_iterations``); ``llm_calls`` and
+    ``tool_calls`` are what the run did so far (carried into the resumed result).
     """
 
     agent_name: str
@@ -150,6 +157,8 @@ class PendingConfirmation:
     expires_at: float | None = None
     user: str | None = None
     format_version: int = PENDING_FORMAT_VERSION
+    llm_calls: tuple[Completion, ...] = ()
+    tool_calls: tuple[ToolCallRecord, ...] = ()
 
     def to_json(self) -> str:
         return _PENDING_ADAPTER.dump_json(self).decode()
@@ -382,7 +391,7 @@ class Agent:
 
     def _loop(self, run: _Run) -> _Loop:
         text = ""
-        for _ in range(self.max_iterations):
+        while run.iterations < self.max_iterations:
             request_id = uuid.uuid4().hex
             self._emit(LLMCallStarted(run.run_id, run.iterations + 1, request_id))
             completion = yield _AskModel(list(run.messages), run.run_id, run.user, request_id)
@@ -399,7 +408,8 @@ class Agent:
 
     def _resume_loop(self, pending: PendingConfirmation,
                      plan: list[tuple[ToolCall, Decision]], note: str | None) -> _Loop:
-        run = _Run(pending.run_id, list(pending.messages), pending.iterations, pending.user)
+        run = _Run(pending.run_id, list(pending.messages), pending.iterations, pending.user,
+                   list(pending.llm_calls), list(pending.tool_calls))
         approved = tuple(call for call, decision in plan if isinstance(decision, Approve))
         ran: list[ToolCallRecord] = (yield _RunTools(approved, True, run.run_id)) \
             if approved else []
@@ -456,6 +466,7 @@ class Agent:
             agent_name=self.name, agent_version=self.version, alias=self.alias,
             run_id=run.run_id, messages=tuple(run.messages), calls=calls,
             iterations=run.iterations, created_at=now, user=run.user,
+            llm_calls=tuple(run.llm_calls), tool_calls=tuple(run.records),
             expires_at=now + self.confirmation_ttl if self.confirmation_ttl else None)
         self._emit(ConfirmationRequired(run.run_id, pending))
         return run.result(Outcome.NEEDS_CONFIRMATION, text, pending)

@@ -192,7 +192,8 @@ def test_resume_approved_in_a_new_agent_runs_the_call() -> None:
                                      approved=True, note="ok by Sam")
     assert result.outcome is Outcome.COMPLETED and result.text == "Refunded 30.00."
     assert ran == ["lookup 9", "refund 9 30.0"]
-    assert result.tool_calls[0].approved is True
+    assert [(r.name, r.approved) for r in result.tool_calls] == [  # the whole turn's calls
+        ("lookup_order", None), ("refund_order", True)]
     told = _tool_messages(proxy.messages(0))[-1]
     assert told.startswith("refunded 30.00 on order 9") and "ok by Sam" in told
     assert proxy.requests[0]["user"] == "cust-1"
@@ -205,7 +206,7 @@ def test_resume_declined_never_runs_the_call_and_tells_the_model() -> None:
     assert ran == ["lookup 9"]
     told = _tool_messages(proxy.messages(0))[-1]
     assert "declined" in told and "amount too high" in told
-    assert result.tool_calls[0].approved is False and not result.tool_calls[0].ok
+    assert result.tool_calls[-1].approved is False and not result.tool_calls[-1].ok
 
 
 def test_a_gated_call_with_invalid_arguments_is_rejected_without_asking() -> None:
@@ -343,3 +344,22 @@ def test_bad_decisions_are_refused_before_anything_runs(decisions: Any, error: t
     assert ran == [] and proxy.requests == []
     with pytest.raises(ConfirmationError, match="either"):
         agent_for(proxy).resume(pending)
+
+
+def test_a_turn_is_bounded_across_resumes_and_keeps_its_usage() -> None:
+    asks = [chat(f"step {i}", [("refund_order", {"order_id": i, "amount": 1.0}, f"r{i}")],
+                 usage=(10, 1), cost=0.25) for i in range(1, 4)]
+    proxy = FakeProxy(*asks, chat("never asked"))
+    agent = agent_for(proxy, max_iterations=3)
+    result = agent.run("refund everything")
+    resumes = 0
+    while result.outcome is Outcome.NEEDS_CONFIRMATION and result.pending is not None:
+        pending = PendingConfirmation.from_json(result.pending.to_json())
+        result = agent.resume(pending, approved=True)
+        resumes += 1
+    assert resumes == 3 and result.outcome is Outcome.MAX_ITERATIONS
+    assert len(proxy.requests) == 3  # 3 LLM calls for the user message, not 3 per resume
+    assert ran == ["refund 1 1.0", "refund 2 1.0", "refund 3 1.0"]
+    assert len(result.llm_calls) == 3 and result.usage.total_tokens == 33
+    assert result.cost == pytest.approx(0.75)
+    assert [r.approved for r in result.tool_calls] == [True, True, True]
