@@ -21,12 +21,14 @@ from sdk.agent import (
 )
 from sdk.client import AsyncCompletionStream, AsyncGateway, CompletionStream, Gateway
 from sdk.errors import (
+    CONFIGURATION_ERRORS,
     AuthError,
     BadModelOutputError,
     BudgetExceededError,
     ConfirmationError,
     ConfirmationExpiredError,
     GatewayError,
+    GatewayUnreachableError,
     InvalidDecisionError,
     InvalidRequestError,
     ProviderUnavailableError,
@@ -51,6 +53,7 @@ from sdk.tools import Tool, ToolContext, current_tool_call, tool
 
 __all__ = [
     "AI_TRANSPARENCY_CLAUSE",
+    "CONFIGURATION_ERRORS",
     "Agent",
     "AgentEvent",
     "Approve",
@@ -69,6 +72,7 @@ __all__ = [
     "EmbeddingResult",
     "Gateway",
     "GatewayError",
+    "GatewayUnreachableError",
     "InMemoryToolResultCache",
     "InvalidDecisionError",
     "InvalidRequestError",

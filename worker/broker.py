@@ -57,7 +57,8 @@ from pydantic import ValidationError
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from worker.errors import GatewayRefusedError, WorkerConfigError
+from worker.errors import GatewayRefusedError, InvalidMessage, WorkerConfigError
+from worker.logs import LogPolicy
 from worker.settings import WorkerSettings
 
 __all__ = [
@@ -72,7 +73,7 @@ log = logging.getLogger(__name__)
 MIN_BACKOFF_MS = 1_000
 MAX_BACKOFF_MS = 60_000
 RESULT_TTL_MS = 24 * 3600 * 1000
-PERMANENT_ERRORS = (ValidationError, WorkerConfigError, GatewayRefusedError)
+PERMANENT_ERRORS = (ValidationError, WorkerConfigError, GatewayRefusedError, InvalidMessage)
 RATE_LIMIT_RETRIES = 10  # redeliveries of a rate-limited message (each after Retry-After)
 MAINTENANCE_INTERVAL_MS = 1_000  # queue maintenance and heartbeat, per worker process
 REDIS_OUTAGE_SECONDS = 30.0  # how long a Redis command waits for Redis to come back
@@ -189,7 +190,7 @@ def middleware(settings: WorkerSettings) -> list[Middleware]:
         Callbacks(), Pipelines(),
         Retries(max_retries=settings.max_retries, min_backoff=MIN_BACKOFF_MS,
                 max_backoff=MAX_BACKOFF_MS, retry_when=should_retry(settings.max_retries)),
-        AsyncIO(), CurrentMessage(), ToolThreads(settings.tool_threads),
+        AsyncIO(), CurrentMessage(), ToolThreads(settings.tool_threads), LogPolicy(),
     ]
 
 

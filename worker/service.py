@@ -30,9 +30,13 @@ What a gateway failure becomes (the truth, not one polite reply for all):
   ``budget_exceeded`` event, status ``budget_exceeded``; never retried;
 - **rate limited** (still, after the SDK's own retries): :class:`RetryLater`, the
   actor retries the message after the gateway's ``Retry-After``;
+- **gateway unreachable** (a wrong ``POOL_PROXY_URL``, a stopped proxy):
+  :class:`GatewayUnreachable`, an ``error`` event; the actor logs one line and the
+  message is retried with backoff, then dead-lettered. Never the polite outage reply;
 - **auth or configuration** (401/403, unknown alias, a 4xx): :class:`GatewayRefusedError`,
-  an ``error`` event and a log line naming the cause; the message is dead-lettered;
-- **provider outage** (5xx, unreachable): a polite reply, status ``failed``, not retried.
+  an ``error`` event; the actor logs one line naming the cause; dead-lettered at once;
+- **provider outage** (a 5xx from the proxy, a timeout): a polite reply, status
+  ``failed``, not retried.
 """
 
 from __future__ import annotations
@@ -47,10 +51,12 @@ from typing import Any
 import pydantic
 
 from sdk import (
+    CONFIGURATION_ERRORS,
     Agent,
     AsyncGateway,
     BudgetExceededError,
     GatewayError,
+    GatewayUnreachableError,
     Outcome,
     PendingConfirmation,
     ProviderUnavailableError,
@@ -63,7 +69,7 @@ from worker.broker import async_redis_client
 from worker.counters import UNKNOWN, Counters, EndStatus
 from worker.db import WorkerDB
 from worker.decisions import ArgumentCheck, Verdict, decide, sdk_decisions, undecided
-from worker.errors import GatewayRefusedError, RetryLater
+from worker.errors import GatewayRefusedError, GatewayUnreachable, RetryLater
 from worker.lease import Lease, RunLeases
 from worker.models import (
     ConfirmMessage,
@@ -391,17 +397,27 @@ class ConversationService:
             turn.failed_llm_call(exc)
             emit("error", {"error": type(exc).__name__, "detail": str(exc)[:500]})
             return self._failed(message, emit, "failed", OUTAGE_REPLY)
+        except GatewayUnreachableError as exc:
+            turn.failed_llm_call(exc)
+            emit.once("error", {"error": type(exc).__name__, "detail": str(exc)[:500]},
+                      f"unreachable:{uuid.uuid4().hex}")  # one per attempt
+            raise GatewayUnreachable(str(exc)) from exc
         except GatewayError as exc:
             turn.failed_llm_call(exc)
+            hint = (" Check POOL_API_KEY, POOL_TENANT_KEYS_FILE and the agents file's aliases."
+                    if isinstance(exc, CONFIGURATION_ERRORS) else "")
             cause = (f"the gateway refused the worker's request ({type(exc).__name__}, "
-                     f"HTTP {exc.status}): {exc}")
+                     f"HTTP {exc.status}): {exc}.{hint}")
             emit("error", {"error": type(exc).__name__, "status": exc.status, "fatal": True,
                            "detail": str(exc)[:500]})
-            log.error("message %s of conversation %s failed: %s. Check POOL_API_KEY, "
-                      "POOL_TENANT_KEYS_FILE and the agents file's aliases.",
-                      message.message_id, message.conversation_id, cause)
             self.counters.turn(self._agent_label(message.agent_id), "error")
             raise GatewayRefusedError(cause) from exc
+
+    def dead_lettered(self, conversation_id: str, message_id: str | None,
+                      cause: BaseException) -> None:
+        """Tell the conversation's stream that a message was dead-lettered, and why."""
+        emit = Emitter(self.store, conversation_id, message_id or "-", "dead")
+        emit.once("dead_lettered", {"cause": f"{type(cause).__name__}: {cause}"[:500]}, "final")
 
     def _failed(self, message: InboundMessage, emit: Emitter, status: EndStatus,
                 text: str) -> Reply:

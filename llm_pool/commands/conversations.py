@@ -196,6 +196,9 @@ def _watch(store: Any, conversation: str, after: str, message_id: str | None,
             _print_event(event)
             if event["type"] == "reply" and message_id in (None, event["message_id"]):
                 return 1 if event["data"].get("status") == "refused" else 0
+            if event["type"] == "dead_lettered" and message_id in (None, event["message_id"]):
+                print(f"dead-lettered: {event['data'].get('cause')}", file=sys.stderr)
+                return 1
     print(f"no reply within {wait:.0f} s (is `pool worker` running?)", file=sys.stderr)
     return 1
 

@@ -256,3 +256,21 @@ def test_fallback_is_visible_in_the_agent_audit(gateway: Gateway,
     result = Agent(name="a", alias="quality", gateway=gateway).run("hello")
     assert result.outcome is Outcome.COMPLETED
     assert [(c.alias, c.deployment) for c in result.llm_calls] == [("quality", "fast-1")]
+
+
+# quality (2 deployments) -> fast (1), num_retries: 1 in config/offline.yaml
+OUTAGE_UPSTREAM_ATTEMPTS = 4  # measured below; documented in sdk/retries.py and docs/sdk.md
+
+
+def test_retries_do_not_stack_one_sdk_call_in_an_outage(
+        offline_proxy: ProxyProcess, scripted: ScriptedProvider) -> None:
+    from sdk import ProviderUnavailableError
+
+    scripted.add_rule("*", {"status": 503, "error_message": "everything is down"})
+    gateway = Gateway(offline_proxy.url, MASTER_KEY)  # the default RetryPolicy
+    with pytest.raises(ProviderUnavailableError):
+        gateway.complete("quality", "anyone there?")
+    tried = [r["model"] for r in scripted.requests()]
+    print("upstream attempts for one SDK call:", tried)
+    assert len(tried) <= OUTAGE_UPSTREAM_ATTEMPTS, tried
+    assert "fast-1" in tried and {"quality-a", "quality-b"} & set(tried)
