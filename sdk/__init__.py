@@ -42,6 +42,7 @@ from sdk.prompts import AI_TRANSPARENCY_CLAUSE, build_system_prompt
 from sdk.results import Completion, EmbeddingResult, ToolCall, Usage
 from sdk.retries import RetryPolicy
 from sdk.tool_calls import (
+    AsyncToolCallClaims,
     InMemoryToolResultCache,
     Toolbox,
     ToolCallClaims,
@@ -59,6 +60,7 @@ __all__ = [
     "Approve",
     "AsyncCompletionStream",
     "AsyncGateway",
+    "AsyncToolCallClaims",
     "AuthError",
     "BadModelOutputError",
     "BudgetExceededError",

@@ -50,20 +50,25 @@ For callers that audit or persist (the Dramatiq worker):
 * every LLM request carries its own id (``x-litellm-call-id``, the proxy's call
   id and spend row key): :class:`LLMCallStarted` names it before the request is
   sent, so a caller can journal a call that a crash interrupts;
-* ``on_event``: called synchronously, in order, with :class:`LLMCallStarted`,
-  :class:`LLMCallFinished`,
-  :class:`ToolCalled` (after each batch of calls), :class:`ConfirmationRequired`
-  and, when ``stream=True``, :class:`TextDelta`. An exception it raises stops the run.
+* ``on_event``: called in order with :class:`LLMCallStarted` (before the request
+  is sent), :class:`LLMCallFinished`, :class:`ToolCalled` (after each batch of
+  calls), :class:`ConfirmationRequired` and, when ``stream=True``,
+  :class:`TextDelta`. An exception it raises stops the run. With
+  :meth:`Agent.arun`/:meth:`Agent.aresume` it may be a coroutine function: it is
+  awaited, so a handler that writes to a database need not block the event loop;
+* ``tool_result_cache`` with coroutine methods ``aget``/``aput``/``aclaim``
+  (:class:`~sdk.tool_calls.AsyncToolCallClaims`) is awaited by the async runs.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import inspect
 import json
 import time
 import uuid
-from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -237,7 +242,7 @@ class TextDelta:
 
 AgentEvent = (LLMCallStarted | LLMCallFinished | ToolCalled | ConfirmationRequired
               | TextDelta)
-EventHandler = Callable[[AgentEvent], None]
+EventHandler = Callable[[AgentEvent], Awaitable[None] | None]
 
 
 # ----------------------------------------------------------------- the loop (no I/O)
@@ -271,6 +276,14 @@ class _Run:
     user: str | None = None
     llm_calls: list[Completion] = field(default_factory=list)
     records: list[ToolCallRecord] = field(default_factory=list)
+    events: list[AgentEvent] = field(default_factory=list)  # for the driver to dispatch
+
+    def emit(self, event: AgentEvent) -> None:
+        self.events.append(event)
+
+    def take_events(self) -> list[AgentEvent]:
+        events, self.events = self.events, []
+        return events
 
     def result(self, outcome: Outcome, text: str,
                pending: PendingConfirmation | None = None) -> RunResult:
@@ -318,12 +331,14 @@ class Agent:
     def run(self, messages: Messages, *, run_id: str | None = None,
             user: str | None = None) -> RunResult:
         """Run the loop on a conversation (a user prompt or OpenAI-format messages)."""
-        return self._drive(self._loop(self._new_run(messages, run_id, user)))
+        run = self._new_run(messages, run_id, user)
+        return self._drive(run, self._loop(run))
 
     async def arun(self, messages: Messages, *, run_id: str | None = None,
                    user: str | None = None) -> RunResult:
         """The async twin of :meth:`run` (needs an :class:`AsyncGateway`)."""
-        return await self._adrive(self._loop(self._new_run(messages, run_id, user)))
+        run = self._new_run(messages, run_id, user)
+        return await self._adrive(run, self._loop(run))
 
     def resume(self, pending: PendingConfirmation, *, approved: bool | None = None,
                note: str | None = None,
@@ -334,15 +349,17 @@ class Agent:
         to the model with the calls' results. Raises :class:`ConfirmationError`
         (nothing runs) when a decision names a call that is not pending, a call
         has no decision, or edited arguments are invalid."""
-        return self._drive(self._resume_loop(pending, self.plan(pending, approved, decisions),
-                                             note))
+        plan = self.plan(pending, approved, decisions)
+        run = self._resumed_run(pending)
+        return self._drive(run, self._resume_loop(run, pending, plan, note))
 
     async def aresume(self, pending: PendingConfirmation, *, approved: bool | None = None,
                       note: str | None = None,
                       decisions: Mapping[str, Decision] | None = None) -> RunResult:
         """The async twin of :meth:`resume`."""
-        return await self._adrive(self._resume_loop(
-            pending, self.plan(pending, approved, decisions), note))
+        plan = self.plan(pending, approved, decisions)
+        run = self._resumed_run(pending)
+        return await self._adrive(run, self._resume_loop(run, pending, plan, note))
 
     def plan(self, pending: PendingConfirmation, approved: bool | None = None,
              decisions: Mapping[str, Decision] | None = None
@@ -393,7 +410,7 @@ class Agent:
         text = ""
         while run.iterations < self.max_iterations:
             request_id = uuid.uuid4().hex
-            self._emit(LLMCallStarted(run.run_id, run.iterations + 1, request_id))
+            run.emit(LLMCallStarted(run.run_id, run.iterations + 1, request_id))
             completion = yield _AskModel(list(run.messages), run.run_id, run.user, request_id)
             completion = self._observe(run, completion)
             text = completion.text
@@ -406,10 +423,13 @@ class Agent:
                 return self._pause(run, gated, text)
         return run.result(Outcome.MAX_ITERATIONS, text)
 
-    def _resume_loop(self, pending: PendingConfirmation,
+    @staticmethod
+    def _resumed_run(pending: PendingConfirmation) -> _Run:
+        return _Run(pending.run_id, list(pending.messages), pending.iterations, pending.user,
+                    list(pending.llm_calls), list(pending.tool_calls))
+
+    def _resume_loop(self, run: _Run, pending: PendingConfirmation,
                      plan: list[tuple[ToolCall, Decision]], note: str | None) -> _Loop:
-        run = _Run(pending.run_id, list(pending.messages), pending.iterations, pending.user,
-                   list(pending.llm_calls), list(pending.tool_calls))
         approved = tuple(call for call, decision in plan if isinstance(decision, Approve))
         ran: list[ToolCallRecord] = (yield _RunTools(approved, True, run.run_id)) \
             if approved else []
@@ -433,7 +453,7 @@ class Agent:
         completion = dataclasses.replace(completion, tool_calls=calls)
         run.llm_calls.append(completion)
         run.messages.append(completion.to_message())
-        self._emit(LLMCallFinished(run.run_id, run.iterations, completion))
+        run.emit(LLMCallFinished(run.run_id, run.iterations, completion))
         return completion
 
     def _split(self, calls: Sequence[ToolCall]
@@ -458,7 +478,7 @@ class Agent:
         for record in records:
             run.records.append(record)
             run.messages.append(record.to_message())
-            self._emit(ToolCalled(run.run_id, record))
+            run.emit(ToolCalled(run.run_id, record))
 
     def _pause(self, run: _Run, calls: tuple[ToolCall, ...], text: str) -> RunResult:
         now = time.time()
@@ -468,7 +488,7 @@ class Agent:
             iterations=run.iterations, created_at=now, user=run.user,
             llm_calls=tuple(run.llm_calls), tool_calls=tuple(run.records),
             expires_at=now + self.confirmation_ttl if self.confirmation_ttl else None)
-        self._emit(ConfirmationRequired(run.run_id, pending))
+        run.emit(ConfirmationRequired(run.run_id, pending))
         return run.result(Outcome.NEEDS_CONFIRMATION, text, pending)
 
     def _check(self, pending: PendingConfirmation) -> None:
@@ -478,9 +498,29 @@ class Agent:
         if pending.expires_at is not None and time.time() > pending.expires_at:
             raise ConfirmationExpiredError(f"confirmation for run {pending.run_id} expired")
 
-    def _emit(self, event: AgentEvent) -> None:
-        if self.on_event is not None:
-            self.on_event(event)
+    def _notify(self, event: AgentEvent) -> None:
+        if self.on_event is None:
+            return
+        answer = self.on_event(event)
+        if inspect.isawaitable(answer):
+            if inspect.iscoroutine(answer):
+                answer.close()
+            raise TypeError("an async on_event handler needs arun()/aresume()")
+
+    async def _anotify(self, event: AgentEvent) -> None:
+        if self.on_event is None:
+            return
+        answer = self.on_event(event)
+        if inspect.isawaitable(answer):
+            await answer
+
+    def _dispatch(self, run: _Run) -> None:
+        for event in run.take_events():
+            self._notify(event)
+
+    async def _adispatch(self, run: _Run) -> None:
+        for event in run.take_events():
+            await self._anotify(event)
 
     # -- drivers (the I/O)
 
@@ -511,7 +551,7 @@ class Agent:
             return gateway.complete(**self._request(ask))
         with gateway.stream(**self._request(ask)) as stream:
             for delta in stream:
-                self._emit(TextDelta(ask.run_id, delta))
+                self._notify(TextDelta(ask.run_id, delta))
             return stream.completion
 
     async def _acomplete(self, ask: _AskModel) -> Completion:
@@ -520,13 +560,14 @@ class Agent:
             return await gateway.complete(**self._request(ask))
         async with await gateway.stream(**self._request(ask)) as stream:
             async for delta in stream:
-                self._emit(TextDelta(ask.run_id, delta))
+                await self._anotify(TextDelta(ask.run_id, delta))
             return await stream.result()
 
-    def _drive(self, loop: _Loop) -> RunResult:
+    def _drive(self, run: _Run, loop: _Loop) -> RunResult:
         try:
             action = next(loop)
             while True:
+                self._dispatch(run)
                 if isinstance(action, _AskModel):
                     reply: Any = self._complete(action)
                 else:
@@ -534,13 +575,15 @@ class Agent:
                                            action.approved, action.run_id, self.max_tool_threads)
                 action = loop.send(reply)
         except StopIteration as done:
+            self._dispatch(run)
             result: RunResult = done.value
             return result
 
-    async def _adrive(self, loop: _Loop) -> RunResult:
+    async def _adrive(self, run: _Run, loop: _Loop) -> RunResult:
         try:
             action = next(loop)
             while True:
+                await self._adispatch(run)
                 if isinstance(action, _AskModel):
                     reply: Any = await self._acomplete(action)
                 else:
@@ -549,6 +592,7 @@ class Agent:
                                                   action.run_id)
                 action = loop.send(reply)
         except StopIteration as done:
+            await self._adispatch(run)
             result: RunResult = done.value
             return result
 

@@ -19,6 +19,9 @@ Plug points (``Protocol``\\ s):
   meanwhile, use it; an exception = this run may not go on, it propagates). The
   claim is what lets a second delivery, or the next owner of a dead worker's run,
   know that the call was started (see the worker's docs/workers.md).
+* :class:`AsyncToolCallClaims`: the same with coroutine methods (``aget``,
+  ``aput``, ``aclaim``), awaited by :func:`arun_tool_call` (a cache backed by a
+  database need not block the event loop).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from sdk.tools import Tool, ToolContext, format_result, tool_context
 
 __all__ = [
     "DEFAULT_MAX_TOOL_THREADS",
+    "AsyncToolCallClaims",
     "InMemoryToolResultCache",
     "ToolCallClaims",
     "ToolCallRecord",
@@ -84,6 +88,17 @@ class ToolCallClaims(Protocol):
     def put(self, record: ToolCallRecord) -> None: ...
 
     def claim(self, call: ToolCall) -> ToolCallRecord | None: ...
+
+
+@runtime_checkable
+class AsyncToolCallClaims(Protocol):
+    """:class:`ToolCallClaims` with coroutine methods, for :func:`arun_tool_call`."""
+
+    async def aget(self, call_id: str) -> ToolCallRecord | None: ...
+
+    async def aput(self, record: ToolCallRecord) -> None: ...
+
+    async def aclaim(self, call: ToolCall) -> ToolCallRecord | None: ...
 
 
 class Toolbox:
@@ -229,20 +244,48 @@ def run_tool_call(registry: ToolRegistry, call: ToolCall, cache: ToolResultCache
 
 
 async def arun_tool_call(registry: ToolRegistry, call: ToolCall,
-                         cache: ToolResultCache | None = None, approved: bool | None = None,
+                         cache: ToolResultCache | AsyncToolCallClaims | None = None,
+                         approved: bool | None = None,
                          run_id: str | None = None) -> ToolCallRecord:
-    """The async twin of :func:`run_tool_call`."""
+    """The async twin of :func:`run_tool_call` (an :class:`AsyncToolCallClaims` cache
+    is awaited)."""
+    if isinstance(cache, AsyncToolCallClaims):
+        return await _arun_claimed(registry, call, cache, approved, run_id)
     started = time.perf_counter()
     prepared = _prepare(registry, call, cache, approved, started)
     if isinstance(prepared, ToolCallRecord):
         return prepared
     found, kwargs = prepared
+    outcome = await _acall(found, kwargs, call, run_id)
+    return _finish(call, outcome, started, approved, cache)
+
+
+async def _acall(found: Tool, kwargs: dict[str, Any], call: ToolCall,
+                 run_id: str | None) -> Any:
     try:
         with tool_context(ToolContext(call.id, call.name, run_id)):
-            outcome = await found.arun(kwargs)
+            return await found.arun(kwargs)
     except Exception as exc:  # any tool failure goes back to the model
-        outcome = exc
-    return _finish(call, outcome, started, approved, cache)
+        return exc
+
+
+async def _arun_claimed(registry: ToolRegistry, call: ToolCall, cache: AsyncToolCallClaims,
+                        approved: bool | None, run_id: str | None) -> ToolCallRecord:
+    started = time.perf_counter()
+    hit = await cache.aget(call.id)
+    if hit is not None:
+        return dataclasses.replace(hit, approved=approved, cached=True)
+    prepared = _prepare(registry, call, None, approved, started)
+    if isinstance(prepared, ToolCallRecord):  # failed before running
+        await cache.aput(prepared)
+        return prepared
+    finished = await cache.aclaim(call)
+    if finished is not None:
+        return dataclasses.replace(finished, approved=approved, cached=True)
+    found, kwargs = prepared
+    record = _finish(call, await _acall(found, kwargs, call, run_id), started, approved, None)
+    await cache.aput(record)
+    return record
 
 
 def run_tool_calls(registry: ToolRegistry, calls: Sequence[ToolCall],
@@ -258,7 +301,8 @@ def run_tool_calls(registry: ToolRegistry, calls: Sequence[ToolCall],
 
 
 async def arun_tool_calls(registry: ToolRegistry, calls: Sequence[ToolCall],
-                          cache: ToolResultCache | None = None, approved: bool | None = None,
+                          cache: ToolResultCache | AsyncToolCallClaims | None = None,
+                          approved: bool | None = None,
                           run_id: str | None = None) -> list[ToolCallRecord]:
     """Run calls concurrently with ``asyncio.gather``; records in the calls' order."""
     return list(await asyncio.gather(

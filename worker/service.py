@@ -1,7 +1,11 @@
 """What the actors do, without Dramatiq: run a message, take a decision, expire a
 confirmation. Coroutines: the agent runs with :class:`~sdk.AsyncGateway` and
 :meth:`~sdk.Agent.arun` on the worker's event loop (sync tools run on the loop's
-bounded thread pool); PostgreSQL and Redis writes are short and made inline.
+bounded thread pool, ``POOL_WORKER_TOOL_THREADS``). Nothing here blocks the loop:
+the PostgreSQL and Redis work runs in segments on the service's own bounded I/O
+threads (``io_threads``, :func:`~worker.turn.off_loop`), the run lease uses
+``redis.asyncio``, and the agent's events and tool claims are awaited
+(:meth:`Turn.aon_event`, :class:`~sdk.AsyncToolCallClaims`).
 
 At-least-once safety (a message may be redelivered after a crash, at any point, or
 delivered twice at once; see docs/workers.md):
@@ -46,7 +50,8 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import pydantic
 
@@ -80,7 +85,7 @@ from worker.models import (
 )
 from worker.redis_store import UNCHANGED, PendingChange, RedisStore
 from worker.settings import WorkerSettings
-from worker.turn import Emitter, Turn
+from worker.turn import Emitter, Turn, off_loop
 
 __all__ = [
     "BUDGET_REPLY",
@@ -103,6 +108,9 @@ EXPIRED_REPLY = ("This request expired before it was confirmed, so nothing was d
 NOTHING_PENDING_REPLY = "There is nothing waiting for your confirmation in this conversation."
 EXPIRY_GRACE = 300  # seconds an undecided record outlives its expiry (the expire message ends it)
 DEFAULT_RETRY_AFTER = 5.0  # seconds, when a rate-limited gateway said nothing
+IO_THREADS = 16  # threads for PostgreSQL/Redis work, per worker process
+
+T = TypeVar("T")
 
 
 class ConversationService:
@@ -111,13 +119,18 @@ class ConversationService:
     def __init__(self, settings: WorkerSettings, db: WorkerDB, store: RedisStore,
                  agents: dict[str, tuple[AgentSpec, list[Tool]]],
                  gateway_for: Callable[[str], AsyncGateway],
-                 counters: Counters | None = None, leases: RunLeases | None = None) -> None:
+                 counters: Counters | None = None, leases: RunLeases | None = None,
+                 io_threads: int = IO_THREADS) -> None:
         self.settings, self.db, self.store = settings, db, store
         self.agents, self.gateway_for = agents, gateway_for
         self.counters = counters if counters is not None else Counters()
         self.leases = leases if leases is not None else RunLeases(
             lambda: async_redis_client(settings.redis_url), settings.namespace,
             settings.heartbeat_ms)
+        self.io = ThreadPoolExecutor(io_threads, thread_name_prefix="pool-io")
+
+    async def _io(self, fn: Callable[..., T], *args: Any) -> T:
+        return await off_loop(self.io, fn, *args)
 
     # ------------------------------------------------------------ handle_message
 
@@ -130,6 +143,24 @@ class ConversationService:
     async def _handle(self, message: InboundMessage, lease: Lease) -> Reply:
         emit = Emitter(self.store, message.conversation_id, message.message_id, "run",
                        message.reply_channel)
+        started = await self._io(self._start_run, message, emit, lease)
+        if isinstance(started, Reply):
+            return started
+        turn, memory = started
+        agent = self._agent(message.agent_id, turn)
+        request = [*memory, {"role": "user", "content": message.text}]
+        ran = await self._guarded(
+            agent.arun(request, run_id=message.message_id, user=message.tenant),
+            message, emit, turn)
+        if isinstance(ran, Reply):
+            return ran
+        # the turn starts after the system prompt and the memory
+        return await self._io(self._after_run, message, emit, ran, 1 + len(memory))
+
+    def _start_run(self, message: InboundMessage, emit: Emitter, lease: Lease
+                   ) -> Reply | tuple[Turn, list[dict[str, Any]]]:
+        """(off the loop) The stored answer of a message handled before, or the turn
+        and the conversation's memory to run it with."""
         done = self.db.get_outcome(message.message_id)
         if done is not None:
             return self._still_pending(self._resend(done, emit))
@@ -141,15 +172,7 @@ class ConversationService:
         memory = self.db.load_memory(message.conversation_id)
         turn = self._turn(message, emit, spec.alias, lease)
         turn.audit_interrupted()
-        agent = self._agent(message.agent_id, turn)
-        request = [*memory, {"role": "user", "content": message.text}]
-        ran = await self._guarded(
-            agent.arun(request, run_id=message.message_id, user=message.tenant),
-            message, emit, turn)
-        if isinstance(ran, Reply):
-            return ran
-        # the turn starts after the system prompt and the memory
-        return self._after_run(message, emit, ran, history_len=1 + len(memory))
+        return turn, memory
 
     def _still_pending(self, reply: Reply) -> Reply:
         """A re-sent ``needs_confirmation`` reply with its undecided calls and expiry
@@ -209,11 +232,11 @@ class ConversationService:
         of the run it belongs to (a second delivery of the same decision waits, then
         answers from what the first did)."""
         while True:
-            run = self._pending_run(answer.conversation_id)
+            run = await self._io(self._pending_run, answer.conversation_id)
             if run is None:  # nothing pending: nothing will run
                 return await self._confirm(answer, decision_id, None)
             async with self.leases.hold(run) as lease:
-                if self._pending_run(answer.conversation_id) in (run, None):
+                if await self._io(self._pending_run, answer.conversation_id) in (run, None):
                     return await self._confirm(answer, decision_id, lease)
 
     def _pending_run(self, conversation_id: str) -> str | None:
@@ -222,6 +245,15 @@ class ConversationService:
 
     async def _confirm(self, answer: ConfirmMessage, decision_id: str,
                        lease: Lease | None) -> Reply:
+        decided = await self._io(self._decide, answer, decision_id, lease)
+        if isinstance(decided, Reply):
+            return decided
+        message, emit, record = decided
+        return await self._resume(message, emit, record, answer.note, lease)
+
+    def _decide(self, answer: ConfirmMessage, decision_id: str, lease: Lease | None
+                ) -> Reply | tuple[InboundMessage, Emitter, dict[str, Any]]:
+        """(off the loop) Record the decision: the reply it gets, or what to resume."""
         verdict: Verdict = self.store.change_pending(
             answer.conversation_id,
             lambda record: decide(record, answer, decision_id, time.time(),
@@ -253,8 +285,7 @@ class ConversationService:
                           pending_calls=calls, expires_at=verdict.record["expires_at"])
             emit("reply", reply.model_dump())
             return reply
-        assert lease is not None  # checked above
-        return await self._resume(message, emit, verdict.record, answer.note, lease)
+        return message, emit, verdict.record
 
     def _answered(self, message_id: str, decision_id: str) -> Reply:
         """The stored outcome of the run ``decision_id`` resumed, re-sent in that
@@ -265,20 +296,25 @@ class ConversationService:
                                          f"confirm:{decision_id}"))
 
     async def _resume(self, message: InboundMessage, emit: Emitter, record: dict[str, Any],
-                      note: str | None, lease: Lease) -> Reply:
+                      note: str | None, lease: Lease | None) -> Reply:
         pending = PendingConfirmation.from_json(record["pending"])
         spec, _ = self.agents[message.agent_id]
         turn = self._turn(message, emit, spec.alias, lease)
-        turn.audit_interrupted()
         turn.decisions = {cid: ("approved" if d["approve"] else "declined", d["by"])
                           for cid, d in record["decisions"].items()}
+        await self._io(turn.audit_interrupted)
         agent = self._agent(message.agent_id, turn)
         decisions = sdk_decisions(record)
         ran = await self._guarded(agent.aresume(pending, decisions=decisions, note=note),
                                   message, emit, turn)
         if isinstance(ran, Reply):
-            self._drop_resumed(message.conversation_id, record["resumed_by"])
+            await self._io(self._drop_resumed, message.conversation_id, record["resumed_by"])
             return ran
+        return await self._io(self._resumed, message, emit, ran, record)
+
+    def _resumed(self, message: InboundMessage, emit: Emitter, ran: RunResult,
+                 record: dict[str, Any]) -> Reply:
+        """(off the loop) Store a resumed run's outcome; the record goes once it ended."""
         reply = self._after_run(message, emit, ran, int(record["history_len"]),
                                 all_declined=not any(d["approve"]
                                                      for d in record["decisions"].values()))
@@ -337,6 +373,9 @@ class ConversationService:
 
     async def expire(self, due: ExpireMessage) -> Reply | None:
         """The scheduled end of an undecided confirmation (a no-op once decided)."""
+        return await self._io(self._expire_due, due)
+
+    def _expire_due(self, due: ExpireMessage) -> Reply | None:
         def change(record: dict[str, Any] | None) -> tuple[str, PendingChange]:
             if record is None or record["message"]["message_id"] != due.message_id:
                 return "elsewhere", UNCHANGED  # gone, or replaced by a newer message's
@@ -384,34 +423,35 @@ class ConversationService:
         """The run's result, or the reply its failure deserves (see the module docstring)."""
         try:
             return await run
-        except BudgetExceededError as exc:
-            turn.failed_llm_call(exc)
+        except GatewayError as exc:
+            return await self._io(self._gateway_failed, exc, message, emit, turn)
+
+    def _gateway_failed(self, exc: GatewayError, message: InboundMessage, emit: Emitter,
+                        turn: Turn) -> Reply:
+        """(off the loop) Audit a failed LLM call; the reply it deserves, or raise."""
+        turn.failed_llm_call(exc)
+        if isinstance(exc, BudgetExceededError):
             emit("budget_exceeded", {"tenant": message.tenant, "detail": str(exc)[:500]})
             return self._failed(message, emit, "budget_exceeded", BUDGET_REPLY)
-        except RateLimitedError as exc:
-            turn.failed_llm_call(exc)
+        if isinstance(exc, RateLimitedError):
             wait = exc.retry_after if exc.retry_after is not None else DEFAULT_RETRY_AFTER
             emit.once("rate_limited", {"retry_after": wait}, f"rate_limited:{uuid.uuid4().hex}")
             raise RetryLater(f"rate limited: {exc}", int(wait * 1000)) from exc
-        except ProviderUnavailableError as exc:
-            turn.failed_llm_call(exc)
+        if isinstance(exc, ProviderUnavailableError):
             emit("error", {"error": type(exc).__name__, "detail": str(exc)[:500]})
             return self._failed(message, emit, "failed", OUTAGE_REPLY)
-        except GatewayUnreachableError as exc:
-            turn.failed_llm_call(exc)
+        if isinstance(exc, GatewayUnreachableError):
             emit.once("error", {"error": type(exc).__name__, "detail": str(exc)[:500]},
                       f"unreachable:{uuid.uuid4().hex}")  # one per attempt
             raise GatewayUnreachable(str(exc)) from exc
-        except GatewayError as exc:
-            turn.failed_llm_call(exc)
-            hint = (" Check POOL_API_KEY, POOL_TENANT_KEYS_FILE and the agents file's aliases."
-                    if isinstance(exc, CONFIGURATION_ERRORS) else "")
-            cause = (f"the gateway refused the worker's request ({type(exc).__name__}, "
-                     f"HTTP {exc.status}): {exc}.{hint}")
-            emit("error", {"error": type(exc).__name__, "status": exc.status, "fatal": True,
-                           "detail": str(exc)[:500]})
-            self.counters.turn(self._agent_label(message.agent_id), "error")
-            raise GatewayRefusedError(cause) from exc
+        hint = (" Check POOL_API_KEY, POOL_TENANT_KEYS_FILE and the agents file's aliases."
+                if isinstance(exc, CONFIGURATION_ERRORS) else "")
+        cause = (f"the gateway refused the worker's request ({type(exc).__name__}, "
+                 f"HTTP {exc.status}): {exc}.{hint}")
+        emit("error", {"error": type(exc).__name__, "status": exc.status, "fatal": True,
+                       "detail": str(exc)[:500]})
+        self.counters.turn(self._agent_label(message.agent_id), "error")
+        raise GatewayRefusedError(cause) from exc
 
     def dead_lettered(self, conversation_id: str, message_id: str | None,
                       cause: BaseException) -> None:
@@ -434,7 +474,7 @@ class ConversationService:
         _, tools = self.agents[message.agent_id]
         return Turn(self.db, emit, message.tenant, message.conversation_id, message.agent_id,
                     message.message_id, alias, counters=self.counters,
-                    tool_names=frozenset(t.name for t in tools), lease=lease)
+                    tool_names=frozenset(t.name for t in tools), lease=lease, io=self.io)
 
     def _agent_label(self, agent_id: str) -> str:
         """The agent's metric label: only ids of the agents file (bounded)."""
@@ -446,7 +486,7 @@ class ConversationService:
                      role=spec.role, persona=spec.persona, version=spec.version,
                      tools=tools, gateway=self.gateway_for(turn.tenant),
                      max_iterations=spec.max_iterations, stream=spec.stream,
-                     on_event=turn.on_event, tool_result_cache=turn,
+                     on_event=turn.aon_event, tool_result_cache=turn,
                      tags=[f"conversation:{turn.conversation_id}", f"agent:{agent_id}"])
 
     def _finish(self, message: InboundMessage, emit: Emitter, status: EndStatus,

@@ -17,10 +17,14 @@ recorded after; a finished call's record is reused instead of running it again.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import uuid
+from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from sdk import (
     AgentEvent,
@@ -41,6 +45,15 @@ from worker.redis_store import RedisStore
 __all__ = ["Emitter", "Turn"]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+async def off_loop(executor: Executor | None, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` on ``executor`` (the worker's bounded I/O threads), awaited: the
+    event loop goes on with other conversations meanwhile."""
+    return await asyncio.get_running_loop().run_in_executor(
+        executor, functools.partial(fn, *args))
 
 
 @dataclass
@@ -94,6 +107,21 @@ class Turn:
     counters: Counters = field(default_factory=Counters)
     tool_names: frozenset[str] = frozenset()  # the agent's tools (metric labels)
     lease: Lease | None = None  # the run's lease (None: unit tests without Redis)
+    io: Executor | None = None  # where the async methods run the sync writes
+
+    # -- async twins (the agent's AsyncToolCallClaims and async on_event): the same
+    # PostgreSQL/Redis work, on the bounded I/O threads instead of the event loop
+    async def aget(self, call_id: str) -> ToolCallRecord | None:
+        return await off_loop(self.io, self.get, call_id)
+
+    async def aput(self, record: ToolCallRecord) -> None:
+        await off_loop(self.io, self.put, record)
+
+    async def aclaim(self, call: ToolCall) -> ToolCallRecord | None:
+        return await off_loop(self.io, self.claim, call)
+
+    async def aon_event(self, event: AgentEvent) -> None:
+        await off_loop(self.io, self.on_event, event)
 
     # -- the ToolResultCache protocol, backed by audit_tool_calls (its outcome is the
     # record's ok: the result text says nothing about it)

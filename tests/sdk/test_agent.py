@@ -363,3 +363,21 @@ def test_a_turn_is_bounded_across_resumes_and_keeps_its_usage() -> None:
     assert len(result.llm_calls) == 3 and result.usage.total_tokens == 33
     assert result.cost == pytest.approx(0.75)
     assert [r.approved for r in result.tool_calls] == [True, True, True]
+
+
+def test_an_async_event_handler_is_awaited_in_order_before_each_request() -> None:
+    seen: list[str] = []
+
+    async def handler(event: AgentEvent) -> None:
+        await asyncio.sleep(0)
+        seen.append(f"{type(event).__name__}@{len(proxy.requests)}")
+
+    proxy = FakeProxy(chat(None, [("lookup_order", {"order_id": 1}, "a")]), chat("done"))
+    agent = Agent(name="support", alias="fast", tools=[lookup_order],
+                  gateway=proxy.async_gateway(), on_event=handler)
+    asyncio.run(agent.arun("go"))
+    # each LLMCallStarted is handled before its request is sent (journal first)
+    assert seen == ["LLMCallStarted@0", "LLMCallFinished@1", "ToolCalled@1",
+                    "LLMCallStarted@1", "LLMCallFinished@2"]
+    with pytest.raises(TypeError, match="async on_event"):
+        agent_for(FakeProxy(chat("x")), on_event=handler).run("go")
