@@ -1,11 +1,12 @@
 """Benchmark 4: worker throughput on a 3-step tool loop: async actors vs threaded actors.
 
     .venv/bin/python -m bench.worker_throughput [--messages 500] [--delay 1.0] \\
-        [--threads 8] [--async-threads 500] [--baseline-rev 9681611]
+        [--threads 8] [--async-threads 500] [--proxy-workers 2] [--baseline-rev 9681611]
 
 N conversations, each one queued message whose agent makes three LLM calls (tool,
 tool, reply) against the scripted provider, which answers each call after
-``--delay`` seconds. One Dramatiq worker process runs them:
+``--delay`` seconds, through one proxy with ``--proxy-workers`` uvicorn workers.
+One Dramatiq worker process runs them:
 
 - **async**: this tree's worker (async actors on one event loop, ``--async-threads``
   messages in flight);
@@ -167,6 +168,7 @@ def main() -> None:
     parser.add_argument("--async-threads", type=int, default=500,
                         help="messages in flight in the async worker")
     parser.add_argument("--baseline-rev", default=BASELINE_REV)
+    parser.add_argument("--proxy-workers", type=int, default=2)
     args = parser.parse_args()
     script = _script(args.delay)
     provider_ms = 3 * args.delay * 1000
@@ -174,7 +176,7 @@ def main() -> None:
             _exported(args.baseline_rev) as old:
         env = {"POOL_PROVIDER_URL": f"{upstream}/v1", "LITELLM_MASTER_KEY": MASTER_KEY,
                "POOL_DATABASE_URL": db_url}
-        with proxy(REPO / "config" / "offline.yaml", env) as running:
+        with proxy(REPO / "config" / "offline.yaml", env, workers=args.proxy_workers) as running:
             ceiling = _ceiling(running.url, args.messages, args.async_threads, script)
             _print(ceiling, provider_ms)
             ours = _queued(f"async actors (1 process, {args.async_threads} in flight)", REPO,

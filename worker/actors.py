@@ -65,7 +65,8 @@ def build_service(settings: WorkerSettings, counters: Counters | None = None
     settings.require_proxy_key()
     gateway_for = gateways_by_tenant(settings.proxy_url, settings.api_key,
                                      load_tenant_keys(settings.tenant_keys_file))
-    store = RedisStore(redis_client(settings.redis_url), settings.namespace)
+    store = RedisStore(redis_client(settings.redis_url), settings.namespace,
+                       settings.event_retention)
     return ConversationService(settings, WorkerDB(settings.database_url), store,
                                load_agents(settings.agents_file), gateway_for, counters)
 
