@@ -19,7 +19,13 @@ from sdk.agent import (
     TextDelta,
     ToolCalled,
 )
-from sdk.client import AsyncCompletionStream, AsyncGateway, CompletionStream, Gateway
+from sdk.client import (
+    AsyncCompletionStream,
+    AsyncGateway,
+    AsyncStreamCall,
+    CompletionStream,
+    Gateway,
+)
 from sdk.errors import (
     CONFIGURATION_ERRORS,
     AuthError,
@@ -60,6 +66,7 @@ __all__ = [
     "Approve",
     "AsyncCompletionStream",
     "AsyncGateway",
+    "AsyncStreamCall",
     "AsyncToolCallClaims",
     "AuthError",
     "BadModelOutputError",

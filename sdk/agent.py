@@ -39,6 +39,9 @@ needs exactly one decision (:class:`~sdk.errors.ConfirmationError` otherwise).
 
 For callers that audit or persist (the Dramatiq worker):
 
+* a conversation is carried forward by passing ``result.messages`` (plus the next
+  user message) to the next :meth:`Agent.run`: the agent's own system prompt in it
+  is dropped, so the model sees it once;
 * ``run_id``: pass your own (e.g. the queue message id) to make the run's tool
   call ids reproducible. The agent gives every tool call an id derived from
   ``run_id``, the iteration, the call's position, its name and its arguments, so
@@ -403,7 +406,11 @@ class Agent:
     # -- the loop
 
     def _new_run(self, messages: Messages, run_id: str | None, user: str | None) -> _Run:
-        history = [{"role": "system", "content": self.system_prompt}, *as_messages(messages)]
+        """The run's history: this agent's system prompt, then ``messages`` without a
+        copy of that prompt (``result.messages`` carried into the next run has one)."""
+        given = [m for m in as_messages(messages)
+                 if not (m.get("role") == "system" and m.get("content") == self.system_prompt)]
+        history = [{"role": "system", "content": self.system_prompt}, *given]
         return _Run(run_id or uuid.uuid4().hex, history, user=user)
 
     def _loop(self, run: _Run) -> _Loop:
@@ -558,7 +565,7 @@ class Agent:
         gateway = self._async_gateway()
         if not self.stream:
             return await gateway.complete(**self._request(ask))
-        async with await gateway.stream(**self._request(ask)) as stream:
+        async with gateway.stream(**self._request(ask)) as stream:
             async for delta in stream:
                 await self._anotify(TextDelta(ask.run_id, delta))
             return await stream.result()

@@ -14,7 +14,7 @@ PUBLIC = {
     "TextDelta", "Tool", "ToolCall", "ToolCallRecord", "ToolCalled", "ToolDefinitionError",
     "ToolRegistry", "ToolResultCache", "Toolbox", "UnknownAliasError", "Usage",
     "ToolCallClaims", "ToolContext", "build_system_prompt", "current_tool_call", "tool",
-    "CONFIGURATION_ERRORS", "GatewayUnreachableError", "AsyncToolCallClaims",
+    "CONFIGURATION_ERRORS", "GatewayUnreachableError", "AsyncToolCallClaims", "AsyncStreamCall",
     "Approve", "Decline", "Decision", "InvalidDecisionError", "LLMCallStarted",
 }
 

@@ -381,3 +381,13 @@ def test_an_async_event_handler_is_awaited_in_order_before_each_request() -> Non
                     "LLMCallStarted@1", "LLMCallFinished@2"]
     with pytest.raises(TypeError, match="async on_event"):
         agent_for(FakeProxy(chat("x")), on_event=handler).run("go")
+
+
+def test_a_conversation_carried_forward_has_one_system_prompt() -> None:
+    proxy = FakeProxy(chat("Hi Ada."), chat("You are Ada."))
+    agent = agent_for(proxy)
+    first = agent.run("I am Ada")
+    agent.run([*first.messages, {"role": "user", "content": "Who am I?"}])
+    sent = proxy.messages(1)
+    assert [m["role"] for m in sent] == ["system", "user", "assistant", "user"]
+    assert sent[0]["content"] == agent.system_prompt

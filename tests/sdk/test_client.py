@@ -276,6 +276,20 @@ def test_async_gateway_completes_streams_and_maps_errors() -> None:
     asyncio.run(scenario())
 
 
+def test_async_stream_works_with_async_for_async_with_and_await() -> None:
+    async def scenario() -> None:
+        proxy = FakeProxy(sse(_stream_chunks()))
+        gateway = proxy.async_gateway()
+        assert [d async for d in gateway.stream("fast", "hi")] == ["Hel", "lo"]
+        async with gateway.stream("fast", "hi") as stream:
+            assert (await stream.result()).text == "Hello"
+        opened = await gateway.stream("fast", "hi")
+        assert [d async for d in opened] == ["Hel", "lo"]
+        await opened.close()
+        assert len(proxy.requests) == 3
+    asyncio.run(scenario())
+
+
 def test_message_lists_are_sent_as_given() -> None:
     proxy = FakeProxy(chat("ok"))
     messages = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]
