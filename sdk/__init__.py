@@ -42,6 +42,7 @@ from sdk.errors import (
     SDKError,
     StructuredOutputError,
     ToolDefinitionError,
+    ToolError,
     UnknownAliasError,
 )
 from sdk.prompts import AI_TRANSPARENCY_CLAUSE, build_system_prompt
@@ -103,6 +104,7 @@ __all__ = [
     "ToolCalled",
     "ToolContext",
     "ToolDefinitionError",
+    "ToolError",
     "ToolRegistry",
     "ToolResultCache",
     "Toolbox",

@@ -83,6 +83,7 @@ from sdk.prompts import build_system_prompt
 from sdk.results import Completion, ToolCall, Usage, stable_call_id
 from sdk.tool_calls import (
     DEFAULT_MAX_TOOL_THREADS,
+    ErrorText,
     Toolbox,
     ToolCallRecord,
     ToolRegistry,
@@ -90,6 +91,7 @@ from sdk.tool_calls import (
     arun_tool_calls,
     declined_record,
     run_tool_calls,
+    short_error,
 )
 from sdk.tools import Tool
 
@@ -314,7 +316,8 @@ class Agent:
                  tool_result_cache: ToolResultCache | None = None,
                  confirmation_ttl: float | None = None, tags: Sequence[str] = (),
                  params: Mapping[str, Any] | None = None,
-                 max_tool_threads: int = DEFAULT_MAX_TOOL_THREADS) -> None:
+                 max_tool_threads: int = DEFAULT_MAX_TOOL_THREADS,
+                 tool_error_text: ErrorText = short_error) -> None:
         if max_iterations < 1:
             raise ValueError("max_iterations must be at least 1")
         self.name, self.alias, self.version = name, alias, version
@@ -328,6 +331,7 @@ class Agent:
         self.confirmation_ttl, self.tags = confirmation_ttl, tuple(tags)
         self.params = dict(params or {})
         self.max_tool_threads = max_tool_threads
+        self.tool_error_text = tool_error_text
 
     # -- public API
 
@@ -579,7 +583,8 @@ class Agent:
                     reply: Any = self._complete(action)
                 else:
                     reply = run_tool_calls(self.registry, action.calls, self.tool_result_cache,
-                                           action.approved, action.run_id, self.max_tool_threads)
+                                           action.approved, action.run_id, self.max_tool_threads,
+                                           self.tool_error_text)
                 action = loop.send(reply)
         except StopIteration as done:
             self._dispatch(run)
@@ -596,7 +601,7 @@ class Agent:
                 else:
                     reply = await arun_tool_calls(self.registry, action.calls,
                                                   self.tool_result_cache, action.approved,
-                                                  action.run_id)
+                                                  action.run_id, self.tool_error_text)
                 action = loop.send(reply)
         except StopIteration as done:
             await self._adispatch(run)

@@ -19,6 +19,8 @@ they must not be mistaken for a provider outage.
     ├── BadModelOutputError           the model's reply is unusable (``raw_text``)
     │   └── StructuredOutputError     no valid structured reply after the corrections
     ├── ToolDefinitionError           ``@tool`` cannot describe a function (``tool_name``)
+    ├── ToolError                     raised *by a tool* to tell the model why it failed
+    │                                 (its message reaches the model whole)
     └── ConfirmationError             a pending confirmation cannot be resumed
         ├── ConfirmationExpiredError  ... because it has expired
         └── InvalidDecisionError      ... edited arguments fail the tool's schema (``call_id``)
@@ -55,6 +57,7 @@ __all__ = [
     "SDKError",
     "StructuredOutputError",
     "ToolDefinitionError",
+    "ToolError",
     "UnknownAliasError",
     "error_from_openai",
     "error_from_status",
@@ -152,6 +155,11 @@ class ToolDefinitionError(SDKError):
     def __init__(self, message: str, *, tool_name: str) -> None:
         super().__init__(message)
         self.tool_name = tool_name
+
+
+class ToolError(SDKError):
+    """Raise it in a tool to tell the model why the call failed: its message reaches the
+    model whole (any other exception's text is cut short, see :mod:`sdk.tool_calls`)."""
 
 
 class ConfirmationError(SDKError):

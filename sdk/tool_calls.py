@@ -5,6 +5,14 @@ fail validation, or an exception inside the tool all become an ``"Error: ..."``
 text that goes back to the model as the tool's result, and ``ok=False`` in the
 :class:`ToolCallRecord`.
 
+What the model reads of a tool's exception is *redacted* (an exception's text can
+hold a connection string, a token, a customer's data, and it goes to the provider):
+:func:`short_error` gives the exception's type and the first line of its message cut
+to ``SHORT_ERROR_CHARS``; a :class:`~sdk.tools.ToolError` (raised on purpose to tell
+the model something) passes whole. ``error_text=`` (``Agent(tool_error_text=...)``)
+takes another function, e.g. :func:`error_type_only`. The record's ``error`` keeps
+the full text for the caller (it never goes to the model).
+
 Plug points (``Protocol``\\ s):
 
 * :class:`ToolRegistry`: where the agent finds tools by name (:class:`Toolbox`
@@ -29,19 +37,22 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from pydantic import ValidationError
 
+from sdk.errors import ToolError
 from sdk.results import ToolCall
 from sdk.tools import Tool, ToolContext, format_result, tool_context
 
 __all__ = [
     "DEFAULT_MAX_TOOL_THREADS",
+    "SHORT_ERROR_CHARS",
     "AsyncToolCallClaims",
+    "ErrorText",
     "InMemoryToolResultCache",
     "ToolCallClaims",
     "ToolCallRecord",
@@ -51,12 +62,36 @@ __all__ = [
     "arun_tool_call",
     "arun_tool_calls",
     "declined_record",
+    "error_type_only",
     "run_tool_call",
     "run_tool_calls",
+    "short_error",
 ]
 
 DEFAULT_MAX_TOOL_THREADS = 8  # parallel tool calls run on at most this many threads (sync)
 ERROR_PREFIX = "Error:"  # starts the result text of every failed call
+SHORT_ERROR_CHARS = 120  # of a tool exception's message, sent to the model
+TOOL_ERROR_CHARS = 1000  # of a ToolError's message
+
+ErrorText = Callable[[BaseException], str]
+"""What the model reads of a tool's exception."""
+
+
+def short_error(exc: BaseException) -> str:
+    """The default :data:`ErrorText`: the type and the first line of the message, cut."""
+    if isinstance(exc, ToolError):
+        return str(exc)[:TOOL_ERROR_CHARS]
+    lines = str(exc).strip().splitlines()
+    first = lines[0] if lines else ""
+    if len(first) > SHORT_ERROR_CHARS:
+        first = first[:SHORT_ERROR_CHARS] + "..."
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def error_type_only(exc: BaseException) -> str:
+    """An :data:`ErrorText` that tells the model the exception's type and nothing else
+    (a :class:`~sdk.tools.ToolError` still passes)."""
+    return str(exc)[:TOOL_ERROR_CHARS] if isinstance(exc, ToolError) else type(exc).__name__
 
 
 @runtime_checkable
@@ -211,10 +246,12 @@ def _prepare(registry: ToolRegistry, call: ToolCall, cache: ToolResultCache | No
 
 
 def _finish(call: ToolCall, outcome: Any, started: float, approved: bool | None,
-            cache: ToolResultCache | None) -> ToolCallRecord:
+            cache: ToolResultCache | None, error_text: ErrorText = short_error
+            ) -> ToolCallRecord:
     if isinstance(outcome, Exception):
-        record = _failure(call, f"{call.name} failed: {type(outcome).__name__}: {outcome}",
-                          started)
+        record = dataclasses.replace(
+            _failure(call, f"{call.name} failed: {error_text(outcome)}", started),
+            error=f"{call.name} failed: {type(outcome).__name__}: {outcome}")
     else:
         record = ToolCallRecord(call.id, call.name, call.arguments, format_result(outcome),
                                 ok=True, duration_ms=_ms(started), approved=approved)
@@ -228,7 +265,8 @@ def _remember(record: ToolCallRecord, cache: ToolResultCache | None) -> ToolCall
 
 
 def run_tool_call(registry: ToolRegistry, call: ToolCall, cache: ToolResultCache | None = None,
-                  approved: bool | None = None, run_id: str | None = None) -> ToolCallRecord:
+                  approved: bool | None = None, run_id: str | None = None,
+                  error_text: ErrorText = short_error) -> ToolCallRecord:
     """Run one call (see the module docstring); never raises for a tool's failure."""
     started = time.perf_counter()
     prepared = _prepare(registry, call, cache, approved, started)
@@ -240,24 +278,24 @@ def run_tool_call(registry: ToolRegistry, call: ToolCall, cache: ToolResultCache
             outcome = found.run(kwargs)
     except Exception as exc:  # any tool failure goes back to the model
         outcome = exc
-    return _finish(call, outcome, started, approved, cache)
+    return _finish(call, outcome, started, approved, cache, error_text)
 
 
 async def arun_tool_call(registry: ToolRegistry, call: ToolCall,
                          cache: ToolResultCache | AsyncToolCallClaims | None = None,
-                         approved: bool | None = None,
-                         run_id: str | None = None) -> ToolCallRecord:
+                         approved: bool | None = None, run_id: str | None = None,
+                         error_text: ErrorText = short_error) -> ToolCallRecord:
     """The async twin of :func:`run_tool_call` (an :class:`AsyncToolCallClaims` cache
     is awaited)."""
     if isinstance(cache, AsyncToolCallClaims):
-        return await _arun_claimed(registry, call, cache, approved, run_id)
+        return await _arun_claimed(registry, call, cache, approved, run_id, error_text)
     started = time.perf_counter()
     prepared = _prepare(registry, call, cache, approved, started)
     if isinstance(prepared, ToolCallRecord):
         return prepared
     found, kwargs = prepared
     outcome = await _acall(found, kwargs, call, run_id)
-    return _finish(call, outcome, started, approved, cache)
+    return _finish(call, outcome, started, approved, cache, error_text)
 
 
 async def _acall(found: Tool, kwargs: dict[str, Any], call: ToolCall,
@@ -270,7 +308,8 @@ async def _acall(found: Tool, kwargs: dict[str, Any], call: ToolCall,
 
 
 async def _arun_claimed(registry: ToolRegistry, call: ToolCall, cache: AsyncToolCallClaims,
-                        approved: bool | None, run_id: str | None) -> ToolCallRecord:
+                        approved: bool | None, run_id: str | None,
+                        error_text: ErrorText) -> ToolCallRecord:
     started = time.perf_counter()
     hit = await cache.aget(call.id)
     if hit is not None:
@@ -283,7 +322,8 @@ async def _arun_claimed(registry: ToolRegistry, call: ToolCall, cache: AsyncTool
     if finished is not None:
         return dataclasses.replace(finished, approved=approved, cached=True)
     found, kwargs = prepared
-    record = _finish(call, await _acall(found, kwargs, call, run_id), started, approved, None)
+    record = _finish(call, await _acall(found, kwargs, call, run_id), started, approved, None,
+                     error_text)
     await cache.aput(record)
     return record
 
@@ -291,22 +331,24 @@ async def _arun_claimed(registry: ToolRegistry, call: ToolCall, cache: AsyncTool
 def run_tool_calls(registry: ToolRegistry, calls: Sequence[ToolCall],
                    cache: ToolResultCache | None = None, approved: bool | None = None,
                    run_id: str | None = None,
-                   max_threads: int = DEFAULT_MAX_TOOL_THREADS) -> list[ToolCallRecord]:
+                   max_threads: int = DEFAULT_MAX_TOOL_THREADS,
+                   error_text: ErrorText = short_error) -> list[ToolCallRecord]:
     """Run calls concurrently on a thread pool; records in the calls' order."""
     if not calls:
         return []
     with ThreadPoolExecutor(max_workers=max(1, min(len(calls), max_threads))) as pool:
-        return list(pool.map(lambda c: run_tool_call(registry, c, cache, approved, run_id),
-                             calls))
+        return list(pool.map(
+            lambda c: run_tool_call(registry, c, cache, approved, run_id, error_text), calls))
 
 
 async def arun_tool_calls(registry: ToolRegistry, calls: Sequence[ToolCall],
                           cache: ToolResultCache | AsyncToolCallClaims | None = None,
-                          approved: bool | None = None,
-                          run_id: str | None = None) -> list[ToolCallRecord]:
+                          approved: bool | None = None, run_id: str | None = None,
+                          error_text: ErrorText = short_error) -> list[ToolCallRecord]:
     """Run calls concurrently with ``asyncio.gather``; records in the calls' order."""
     return list(await asyncio.gather(
-        *(arun_tool_call(registry, call, cache, approved, run_id) for call in calls)))
+        *(arun_tool_call(registry, call, cache, approved, run_id, error_text)
+          for call in calls)))
 
 
 def declined_record(call: ToolCall, note: str | None) -> ToolCallRecord:

@@ -27,9 +27,11 @@ from sdk import (
     TextDelta,
     ToolCalled,
     ToolContext,
+    ToolError,
     current_tool_call,
     tool,
 )
+from sdk.tool_calls import error_type_only
 from tests.sdk.fakes import FakeProxy, chat, chunk, sse
 
 ran: list[str] = []
@@ -391,3 +393,35 @@ def test_a_conversation_carried_forward_has_one_system_prompt() -> None:
     sent = proxy.messages(1)
     assert [m["role"] for m in sent] == ["system", "user", "assistant", "user"]
     assert sent[0]["content"] == agent.system_prompt
+
+
+SECRET = "postgresql://app:hunter2@db.internal/orders"
+
+
+@tool
+def leaky(order_id: int) -> str:
+    """A tool whose exception holds a secret on its second line."""
+    raise ConnectionError(f"cannot connect\n{SECRET}")
+
+
+@tool
+def wordy(order_id: int) -> str:
+    """A tool that tells the model why it failed."""
+    raise ToolError(f"order {order_id} is archived; ask for a newer one")
+
+
+def test_tool_exception_text_reaching_the_model_is_redacted() -> None:
+    proxy = FakeProxy(chat(None, [("leaky", {"order_id": 1}, "a"), ("wordy", {"order_id": 2},
+                                                                     "b")]), chat("sorry"))
+    result = Agent(name="support", alias="fast", tools=[leaky, wordy],
+                   gateway=proxy.gateway()).run("x")
+    told = _tool_messages(proxy.messages(1))
+    assert told[0] == "Error: leaky failed: ConnectionError: cannot connect"
+    assert told[1] == "Error: wordy failed: order 2 is archived; ask for a newer one"
+    assert SECRET not in json.dumps(proxy.requests)
+    assert SECRET in (result.tool_calls[0].error or "")  # the caller keeps the whole text
+
+    proxy = FakeProxy(chat(None, [("leaky", {"order_id": 1}, "a")]), chat("sorry"))
+    Agent(name="support", alias="fast", tools=[leaky], gateway=proxy.gateway(),
+          tool_error_text=error_type_only).run("x")
+    assert _tool_messages(proxy.messages(1)) == ["Error: leaky failed: ConnectionError"]
