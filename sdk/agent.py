@@ -123,9 +123,11 @@ PENDING_FORMAT_VERSION = 1
 @dataclass(frozen=True)
 class Approve:
     """Run a pending call; with ``arguments``, run it with these instead (validated
-    against the tool's schema before anything runs)."""
+    against the tool's schema before anything runs). ``for_run=True``: the same
+    tool's later calls in this run (this user message) need no more confirmation."""
 
     arguments: Mapping[str, Any] | None = None
+    for_run: bool = False
 
 
 @dataclass(frozen=True)
@@ -169,6 +171,7 @@ class PendingConfirmation:
     format_version: int = PENDING_FORMAT_VERSION
     llm_calls: tuple[Completion, ...] = ()
     tool_calls: tuple[ToolCallRecord, ...] = ()
+    approved_tools: tuple[str, ...] = ()  # approved for the rest of the run (Approve.for_run)
 
     def to_json(self) -> str:
         return _PENDING_ADAPTER.dump_json(self).decode()
@@ -282,6 +285,7 @@ class _Run:
     llm_calls: list[Completion] = field(default_factory=list)
     records: list[ToolCallRecord] = field(default_factory=list)
     events: list[AgentEvent] = field(default_factory=list)  # for the driver to dispatch
+    approved_tools: set[str] = field(default_factory=set)  # need no confirmation this run
 
     def emit(self, event: AgentEvent) -> None:
         self.events.append(event)
@@ -428,8 +432,12 @@ class Agent:
             if not completion.tool_calls:
                 return run.result(Outcome.COMPLETED, text)
             gated, free = self._split(completion.tool_calls)
+            allowed = tuple(c for c in gated if c.name in run.approved_tools)
+            gated = tuple(c for c in gated if c not in allowed)
             if free:
                 self._record(run, (yield _RunTools(free, None, run.run_id)))
+            if allowed:  # approved for the rest of the run
+                self._record(run, (yield _RunTools(allowed, True, run.run_id)))
             if gated:
                 return self._pause(run, gated, text)
         return run.result(Outcome.MAX_ITERATIONS, text)
@@ -437,11 +445,14 @@ class Agent:
     @staticmethod
     def _resumed_run(pending: PendingConfirmation) -> _Run:
         return _Run(pending.run_id, list(pending.messages), pending.iterations, pending.user,
-                    list(pending.llm_calls), list(pending.tool_calls))
+                    list(pending.llm_calls), list(pending.tool_calls),
+                    approved_tools=set(pending.approved_tools))
 
     def _resume_loop(self, run: _Run, pending: PendingConfirmation,
                      plan: list[tuple[ToolCall, Decision]], note: str | None) -> _Loop:
         approved = tuple(call for call, decision in plan if isinstance(decision, Approve))
+        run.approved_tools |= {call.name for call, decision in plan
+                               if isinstance(decision, Approve) and decision.for_run}
         ran: list[ToolCallRecord] = (yield _RunTools(approved, True, run.run_id)) \
             if approved else []
         by_id = {record.call_id: record for record in ran}
@@ -480,10 +491,10 @@ class Agent:
         if found is None or not found.requires_confirmation or call.parse_error:
             return False
         try:
-            found.validate(call.arguments)
+            kwargs = found.validate(call.arguments)
         except pydantic.ValidationError:
             return False
-        return True
+        return found.needs_confirmation(kwargs)
 
     def _record(self, run: _Run, records: Sequence[ToolCallRecord]) -> None:
         for record in records:
@@ -498,6 +509,7 @@ class Agent:
             run_id=run.run_id, messages=tuple(run.messages), calls=calls,
             iterations=run.iterations, created_at=now, user=run.user,
             llm_calls=tuple(run.llm_calls), tool_calls=tuple(run.records),
+            approved_tools=tuple(sorted(run.approved_tools)),
             expires_at=now + self.confirmation_ttl if self.confirmation_ttl else None)
         run.emit(ConfirmationRequired(run.run_id, pending))
         return run.result(Outcome.NEEDS_CONFIRMATION, text, pending)

@@ -425,3 +425,38 @@ def test_tool_exception_text_reaching_the_model_is_redacted() -> None:
     Agent(name="support", alias="fast", tools=[leaky], gateway=proxy.gateway(),
           tool_error_text=error_type_only).run("x")
     assert _tool_messages(proxy.messages(1)) == ["Error: leaky failed: ConnectionError"]
+
+
+@tool(requires_confirmation=lambda args: args["amount"] > 100)
+def capped_refund(order_id: int, amount: float) -> str:
+    """Refund an order: a human approves refunds over 100."""
+    ran.append(f"capped {order_id} {amount}")
+    return f"refunded {amount}"
+
+
+def test_conditional_approval_asks_only_when_the_predicate_holds() -> None:
+    proxy = FakeProxy(chat(None, [("capped_refund", {"order_id": 1, "amount": 20}, "a"),
+                                  ("capped_refund", {"order_id": 2, "amount": 500}, "b")]),
+                      chat("done"))
+    agent = Agent(name="support", alias="fast", tools=[capped_refund], gateway=proxy.gateway())
+    result = agent.run("refund both")
+    assert result.outcome is Outcome.NEEDS_CONFIRMATION and result.pending is not None
+    assert ran == ["capped 1 20.0"]  # under the cap: ran without asking
+    assert [dict(c.arguments) for c in result.pending.calls] == [{"order_id": 2, "amount": 500}]
+
+
+def test_approve_for_run_lets_the_same_tool_run_without_asking_again() -> None:
+    proxy = FakeProxy(chat(None, [("refund_order", {"order_id": 1, "amount": 1.0}, "a")]),
+                      chat(None, [("refund_order", {"order_id": 2, "amount": 2.0}, "b")]),
+                      chat("both refunded"))
+    agent = agent_for(proxy)
+    paused = agent.run("refund 1 and 2")
+    assert paused.pending is not None
+    pending = PendingConfirmation.from_json(paused.pending.to_json())
+    result = agent.resume(pending, decisions={pending.calls[0].id: Approve(for_run=True)})
+    assert result.outcome is Outcome.COMPLETED and result.text == "both refunded"
+    assert ran == ["refund 1 1.0", "refund 2 2.0"]
+    assert [r.approved for r in result.tool_calls] == [True, True]
+    agent.gateway = FakeProxy(chat(None, [("refund_order", {"order_id": 3, "amount": 3.0},
+                                           "c")])).gateway()
+    assert agent.run("refund 3").outcome is Outcome.NEEDS_CONFIRMATION  # a new run asks again
