@@ -78,9 +78,15 @@ from typing import Any
 import pydantic
 
 from sdk.client import AsyncGateway, Gateway, Messages, as_messages
-from sdk.errors import ConfirmationError, ConfirmationExpiredError, InvalidDecisionError
+from sdk.errors import (
+    ConfirmationError,
+    ConfirmationExpiredError,
+    InvalidDecisionError,
+    StructuredOutputError,
+)
 from sdk.prompts import build_system_prompt
 from sdk.results import Completion, ToolCall, Usage, stable_call_id
+from sdk.structured import correction_message, parse_output, schema_instruction
 from sdk.tool_calls import (
     DEFAULT_MAX_TOOL_THREADS,
     ErrorText,
@@ -202,6 +208,7 @@ class RunResult:
     llm_calls: tuple[Completion, ...]
     tool_calls: tuple[ToolCallRecord, ...]
     pending: PendingConfirmation | None = None
+    output: Any = None  # the final answer as the agent's ``output_type``, when it has one
 
     @property
     def usage(self) -> Usage:
@@ -295,9 +302,9 @@ class _Run:
         return events
 
     def result(self, outcome: Outcome, text: str,
-               pending: PendingConfirmation | None = None) -> RunResult:
+               pending: PendingConfirmation | None = None, output: Any = None) -> RunResult:
         return RunResult(outcome, text, self.run_id, tuple(self.messages),
-                         tuple(self.llm_calls), tuple(self.records), pending)
+                         tuple(self.llm_calls), tuple(self.records), pending, output)
 
 
 class Agent:
@@ -321,7 +328,8 @@ class Agent:
                  confirmation_ttl: float | None = None, tags: Sequence[str] = (),
                  params: Mapping[str, Any] | None = None,
                  max_tool_threads: int = DEFAULT_MAX_TOOL_THREADS,
-                 tool_error_text: ErrorText = short_error) -> None:
+                 tool_error_text: ErrorText = short_error,
+                 output_type: type[pydantic.BaseModel] | None = None) -> None:
         if max_iterations < 1:
             raise ValueError("max_iterations must be at least 1")
         self.name, self.alias, self.version = name, alias, version
@@ -329,6 +337,9 @@ class Agent:
                                        else Toolbox(tools))
         self.system_prompt = build_system_prompt(name, role=role, persona=persona,
                                                  instructions=instructions)
+        self.output_type = output_type
+        if output_type is not None:
+            self.system_prompt += "\n\n" + str(schema_instruction(output_type)["content"])
         self.gateway = gateway
         self.max_iterations, self.stream = max_iterations, stream
         self.on_event, self.tool_result_cache = on_event, tool_result_cache
@@ -423,14 +434,23 @@ class Agent:
 
     def _loop(self, run: _Run) -> _Loop:
         text = ""
+        error: pydantic.ValidationError | None = None
         while run.iterations < self.max_iterations:
             request_id = uuid.uuid4().hex
             run.emit(LLMCallStarted(run.run_id, run.iterations + 1, request_id))
             completion = yield _AskModel(list(run.messages), run.run_id, run.user, request_id)
             completion = self._observe(run, completion)
-            text = completion.text
+            text, error = completion.text, None
             if not completion.tool_calls:
-                return run.result(Outcome.COMPLETED, text)
+                if self.output_type is None:
+                    return run.result(Outcome.COMPLETED, text)
+                try:
+                    return run.result(Outcome.COMPLETED, text,
+                                      output=parse_output(text, self.output_type))
+                except pydantic.ValidationError as exc:  # re-asked, within the budget
+                    run.messages.append(correction_message(exc))
+                    error = exc
+                    continue
             gated, free = self._split(completion.tool_calls)
             allowed = tuple(c for c in gated if c.name in run.approved_tools)
             gated = tuple(c for c in gated if c not in allowed)
@@ -440,6 +460,10 @@ class Agent:
                 self._record(run, (yield _RunTools(allowed, True, run.run_id)))
             if gated:
                 return self._pause(run, gated, text)
+        if self.output_type is not None and error is not None and text:
+            raise StructuredOutputError(
+                f"no valid {self.output_type.__name__} within {self.max_iterations} LLM calls: "
+                f"{error}", raw_text=text, attempts=run.iterations, errors=str(error))
         return run.result(Outcome.MAX_ITERATIONS, text)
 
     @staticmethod

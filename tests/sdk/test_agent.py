@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 from sdk import (
     AI_TRANSPARENCY_CLAUSE,
@@ -24,6 +25,7 @@ from sdk import (
     LLMCallStarted,
     Outcome,
     PendingConfirmation,
+    StructuredOutputError,
     TextDelta,
     ToolCalled,
     ToolContext,
@@ -460,3 +462,24 @@ def test_approve_for_run_lets_the_same_tool_run_without_asking_again() -> None:
     agent.gateway = FakeProxy(chat(None, [("refund_order", {"order_id": 3, "amount": 3.0},
                                            "c")])).gateway()
     assert agent.run("refund 3").outcome is Outcome.NEEDS_CONFIRMATION  # a new run asks again
+
+
+class Verdict(BaseModel):
+    order_id: int
+    refundable: bool
+
+
+def test_output_type_gives_a_typed_answer_re_asking_within_the_budget() -> None:
+    proxy = FakeProxy(chat(None, [("lookup_order", {"order_id": 7}, "a")]),
+                      chat("```json\n{\"order_id\": \"seven\"}\n```"),
+                      chat("{\"order_id\": 7, \"refundable\": true}"))
+    agent = agent_for(proxy, output_type=Verdict)
+    result = agent.run("can order 7 be refunded?")
+    assert result.outcome is Outcome.COMPLETED
+    assert result.output == Verdict(order_id=7, refundable=True)
+    assert "JSON Schema" in proxy.messages(0)[0]["content"]  # in the one system prompt
+    assert [m["role"] for m in proxy.messages(0)].count("system") == 1
+    assert "did not validate" in proxy.messages(2)[-1]["content"]  # the correction
+    with pytest.raises(StructuredOutputError) as caught:
+        agent_for(FakeProxy(chat("not json")), output_type=Verdict, max_iterations=2).run("x")
+    assert caught.value.raw_text == "not json"
