@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -274,3 +276,28 @@ def test_retries_do_not_stack_one_sdk_call_in_an_outage(
     print("upstream attempts for one SDK call:", tried)
     assert len(tried) <= OUTAGE_UPSTREAM_ATTEMPTS, tried
     assert "fast-1" in tried and {"quality-a", "quality-b"} & set(tried)
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "sdk.md"
+DOC_BLOCK = re.compile(r"<!-- provider: (.*?) -->\s*```python\n(.*?)```", re.DOTALL)
+
+
+def _doc_blocks() -> list[tuple[list[dict[str, Any]], str]]:
+    return [(json.loads(answers), code) for answers, code in DOC_BLOCK.findall(DOCS.read_text())]
+
+
+def test_every_python_block_of_docs_sdk_is_tested() -> None:
+    assert len(_doc_blocks()) == DOCS.read_text().count("```python") >= 5
+
+
+@pytest.mark.parametrize("index", range(len(_doc_blocks())))
+def test_docs_sdk_examples_run_as_written(index: int, offline_proxy: ProxyProcess,
+                                          scripted: ScriptedProvider,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    answers, code = _doc_blocks()[index]
+    for step in answers:
+        scripted.add_rule("*", step, times=1)
+    monkeypatch.setenv("POOL_PROXY_URL", offline_proxy.url)
+    monkeypatch.setenv("POOL_API_KEY", MASTER_KEY)
+    exec(compile(code, f"docs/sdk.md block {index}", "exec"), {"__name__": "docs_sdk"})
+    assert len(scripted.requests()) >= max(1, len(answers))  # every scripted answer was used
