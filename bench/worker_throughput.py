@@ -50,7 +50,7 @@ from bench.common import (
 )
 from llm_pool.runtime import proxy_env
 from llm_pool.settings import DEFAULT_REDIS_URL
-from sdk import Agent, AsyncGateway
+from sdk import Agent, AsyncGateway, SDKError
 from tests.worker_tools import add, lookup
 from worker.actors import declare
 from worker.broker import build_broker
@@ -69,22 +69,26 @@ def _script(delay: float) -> str:
 
 
 def _ceiling(url: str, n: int, concurrency: int, script: str) -> LoadResult:
-    async def main() -> list[float]:
+    async def main() -> list[float | None]:
         gateway = AsyncGateway(base_url=url, api_key=MASTER_KEY)
         agent = Agent(name="Testy", alias="fast", tools=[add, lookup], gateway=gateway)
         gate = asyncio.Semaphore(concurrency)
 
-        async def one() -> float:  # from submission, as for queued messages
+        async def one() -> float | None:  # from submission, as for queued messages
             async with gate:
-                assert (await agent.arun(f"go {script}")).text == "done"
-            return (time.monotonic() - started) * 1000
+                try:
+                    done = (await agent.arun(f"go {script}")).text == "done"
+                except SDKError:  # a timeout under load: counted, not fatal
+                    done = False
+            return (time.monotonic() - started) * 1000 if done else None
 
         return list(await asyncio.gather(*(one() for _ in range(n))))
 
     started = time.monotonic()
-    latencies = asyncio.run(main())
-    return LoadResult(f"proxy ceiling (in-process, {concurrency} at once)", n, 0,
-                      time.monotonic() - started, latencies)
+    results = asyncio.run(main())
+    latencies = [r for r in results if r is not None]
+    return LoadResult(f"proxy ceiling (in-process, {concurrency} at once)", n,
+                      n - len(latencies), time.monotonic() - started, latencies)
 
 
 @contextlib.contextmanager
