@@ -126,7 +126,7 @@ def _wait_args(parser: argparse.ArgumentParser) -> None:
 
 def run_worker(args: argparse.Namespace) -> int:
     from llm_pool.runtime import proxy_env, worker_metrics_env
-    from worker.broker import persistence_warning, redis_client
+    from worker.broker import STOP_GRACE_SECONDS, persistence_warning, redis_client
     from worker.errors import WorkerConfigError
     from worker.settings import WorkerSettings
 
@@ -143,8 +143,11 @@ def run_worker(args: argparse.Namespace) -> int:
     if args.metrics_port is not None:
         module = "worker.metrics"
         env.update(worker_metrics_env(args.metrics_host, args.metrics_port))
+    # a worker process stops within STOP_GRACE_SECONDS of SIGTERM (worker.broker.StopInTime)
+    shutdown_ms = int(STOP_GRACE_SECONDS * 1000) - 1000
     argv = [os.path.join(os.path.dirname(sys.executable), "dramatiq"), module,
-            "--processes", str(args.processes), "--threads", str(args.threads)]
+            "--processes", str(args.processes), "--threads", str(args.threads),
+            "--worker-shutdown-timeout", str(shutdown_ms)]
     os.execve(argv[0], argv, env)
 
 
