@@ -47,6 +47,7 @@ from sdk.errors import (
 )
 from sdk.prompts import AI_TRANSPARENCY_CLAUSE, build_system_prompt
 from sdk.results import Completion, EmbeddingResult, ToolCall, Usage
+from sdk.resumes import InMemoryResumeStore, ResumeStore
 from sdk.retries import RetryPolicy
 from sdk.tool_calls import (
     AsyncToolCallClaims,
@@ -83,6 +84,7 @@ __all__ = [
     "Gateway",
     "GatewayError",
     "GatewayUnreachableError",
+    "InMemoryResumeStore",
     "InMemoryToolResultCache",
     "InvalidDecisionError",
     "InvalidRequestError",
@@ -92,6 +94,7 @@ __all__ = [
     "PendingConfirmation",
     "ProviderUnavailableError",
     "RateLimitedError",
+    "ResumeStore",
     "RetryPolicy",
     "RunResult",
     "SDKError",

@@ -86,6 +86,7 @@ from sdk.errors import (
 )
 from sdk.prompts import build_system_prompt
 from sdk.results import Completion, ToolCall, Usage, stable_call_id
+from sdk.resumes import ResumeStore
 from sdk.structured import correction_message, parse_output, schema_instruction
 from sdk.tool_calls import (
     DEFAULT_MAX_TOOL_THREADS,
@@ -182,6 +183,12 @@ class PendingConfirmation:
     def to_json(self) -> str:
         return _PENDING_ADAPTER.dump_json(self).decode()
 
+    @property
+    def resume_key(self) -> str:
+        """Names this saved state (run, point in the run, pending calls) for a
+        :class:`~sdk.resumes.ResumeStore`."""
+        return f"{self.run_id}:{self.iterations}:{','.join(c.id for c in self.calls)}"
+
     @classmethod
     def from_json(cls, data: str | bytes) -> PendingConfirmation:
         try:
@@ -219,6 +226,17 @@ class RunResult:
         """Total cost of the LLM calls, or ``None`` when the proxy reported none."""
         costs = [c.cost for c in self.llm_calls if c.cost is not None]
         return sum(costs) if costs else None
+
+    def to_json(self) -> str:
+        """The result as JSON (``output`` as plain JSON data)."""
+        return _RESULT_ADAPTER.dump_json(self).decode()
+
+    @classmethod
+    def from_json(cls, data: str | bytes) -> RunResult:
+        return _RESULT_ADAPTER.validate_json(data)
+
+
+_RESULT_ADAPTER = pydantic.TypeAdapter(RunResult)
 
 
 @dataclass(frozen=True)
@@ -329,7 +347,8 @@ class Agent:
                  params: Mapping[str, Any] | None = None,
                  max_tool_threads: int = DEFAULT_MAX_TOOL_THREADS,
                  tool_error_text: ErrorText = short_error,
-                 output_type: type[pydantic.BaseModel] | None = None) -> None:
+                 output_type: type[pydantic.BaseModel] | None = None,
+                 resume_store: ResumeStore | None = None) -> None:
         if max_iterations < 1:
             raise ValueError("max_iterations must be at least 1")
         self.name, self.alias, self.version = name, alias, version
@@ -338,6 +357,7 @@ class Agent:
         self.system_prompt = build_system_prompt(name, role=role, persona=persona,
                                                  instructions=instructions)
         self.output_type = output_type
+        self.resume_store = resume_store
         if output_type is not None:
             self.system_prompt += "\n\n" + str(schema_instruction(output_type)["content"])
         self.gateway = gateway
@@ -372,16 +392,41 @@ class Agent:
         (nothing runs) when a decision names a call that is not pending, a call
         has no decision, or edited arguments are invalid."""
         plan = self.plan(pending, approved, decisions)
+        earlier = self._claim(pending)
+        if earlier is not None:
+            return earlier
         run = self._resumed_run(pending)
-        return self._drive(run, self._resume_loop(run, pending, plan, note))
+        return self._finish_resume(pending,
+                                   self._drive(run, self._resume_loop(run, pending, plan, note)))
 
     async def aresume(self, pending: PendingConfirmation, *, approved: bool | None = None,
                       note: str | None = None,
                       decisions: Mapping[str, Decision] | None = None) -> RunResult:
         """The async twin of :meth:`resume`."""
         plan = self.plan(pending, approved, decisions)
+        earlier = self._claim(pending)
+        if earlier is not None:
+            return earlier
         run = self._resumed_run(pending)
-        return await self._adrive(run, self._resume_loop(run, pending, plan, note))
+        return self._finish_resume(pending, await self._adrive(
+            run, self._resume_loop(run, pending, plan, note)))
+
+    def _claim(self, pending: PendingConfirmation) -> RunResult | None:
+        """With a ``resume_store``: ``None`` when this resume is the first of
+        ``pending``, else the first one's result (:class:`ConfirmationError` while it
+        runs)."""
+        if self.resume_store is None or self.resume_store.claim(pending.resume_key):
+            return None
+        done = self.resume_store.result(pending.resume_key)
+        if done is None:
+            raise ConfirmationError(f"this confirmation (run {pending.run_id}) was resumed "
+                                    "already; that resume has not finished")
+        return RunResult.from_json(done)
+
+    def _finish_resume(self, pending: PendingConfirmation, result: RunResult) -> RunResult:
+        if self.resume_store is not None:
+            self.resume_store.finish(pending.resume_key, result.to_json())
+        return result
 
     def plan(self, pending: PendingConfirmation, approved: bool | None = None,
              decisions: Mapping[str, Decision] | None = None

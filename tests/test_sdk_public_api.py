@@ -15,7 +15,7 @@ PUBLIC = {
     "ToolRegistry", "ToolResultCache", "Toolbox", "UnknownAliasError", "Usage",
     "ToolCallClaims", "ToolContext", "build_system_prompt", "current_tool_call", "tool",
     "CONFIGURATION_ERRORS", "GatewayUnreachableError", "AsyncToolCallClaims", "AsyncStreamCall",
-    "ToolError",
+    "ToolError", "ResumeStore", "InMemoryResumeStore",
     "Approve", "Decline", "Decision", "InvalidDecisionError", "LLMCallStarted",
 }
 

@@ -19,6 +19,7 @@ from sdk import (
     ConfirmationExpiredError,
     ConfirmationRequired,
     Decline,
+    InMemoryResumeStore,
     InMemoryToolResultCache,
     InvalidDecisionError,
     LLMCallFinished,
@@ -483,3 +484,22 @@ def test_output_type_gives_a_typed_answer_re_asking_within_the_budget() -> None:
     with pytest.raises(StructuredOutputError) as caught:
         agent_for(FakeProxy(chat("not json")), output_type=Verdict, max_iterations=2).run("x")
     assert caught.value.raw_text == "not json"
+
+
+def test_a_saved_confirmation_is_resumed_once_with_a_resume_store() -> None:
+    _, pending = _stopped()
+    saved = pending.to_json()
+    store = InMemoryResumeStore()
+    proxy = FakeProxy(chat("Refunded 30.00."))
+    first = agent_for(proxy, resume_store=store).resume(PendingConfirmation.from_json(saved),
+                                                        approved=True)
+    again = agent_for(proxy, resume_store=store).resume(PendingConfirmation.from_json(saved),
+                                                        approved=True)
+    assert ran == ["lookup 9", "refund 9 30.0"]  # the refund ran once
+    assert len(proxy.requests) == 1
+    assert again.text == first.text == "Refunded 30.00." and again.outcome is first.outcome
+    assert [c.usage for c in again.llm_calls] == [c.usage for c in first.llm_calls]
+    store.results.clear()  # as if the first resume were still running
+    with pytest.raises(ConfirmationError, match="resumed already"):
+        agent_for(proxy, resume_store=store).resume(PendingConfirmation.from_json(saved),
+                                                    approved=True)
