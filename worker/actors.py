@@ -119,7 +119,7 @@ def declare(broker: Broker, service: Callable[[], ConversationService]) -> Actor
             step = next_step(exc)
             log.error(failure_line(actor, message_id, conversation, _message_id(), exc, step))
             if step == "dead-lettered" and conversation is not None:
-                service().dead_lettered(conversation, message_id, exc)
+                await service().dead_lettered(conversation, message_id, exc)
             raise
 
     def schedule_expiry(reply: Reply) -> None:

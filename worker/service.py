@@ -453,11 +453,12 @@ class ConversationService:
         self.counters.turn(self._agent_label(message.agent_id), "error")
         raise GatewayRefusedError(cause) from exc
 
-    def dead_lettered(self, conversation_id: str, message_id: str | None,
-                      cause: BaseException) -> None:
+    async def dead_lettered(self, conversation_id: str, message_id: str | None,
+                            cause: BaseException) -> None:
         """Tell the conversation's stream that a message was dead-lettered, and why."""
         emit = Emitter(self.store, conversation_id, message_id or "-", "dead")
-        emit.once("dead_lettered", {"cause": f"{type(cause).__name__}: {cause}"[:500]}, "final")
+        await self._io(emit.once, "dead_lettered",
+                       {"cause": f"{type(cause).__name__}: {cause}"[:500]}, "final")
 
     def _failed(self, message: InboundMessage, emit: Emitter, status: EndStatus,
                 text: str) -> Reply:
