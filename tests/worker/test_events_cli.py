@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from llm_pool.commands.conversations import _print_event
+from llm_pool.commands.conversations import _print_event, _watch
 
 LLM_CALL = {"type": "llm_call", "message_id": "m-42",
             "data": {"alias": "fast", "cost": 1.6499999999999998e-05, "latency_ms": 12.3456789,
@@ -29,3 +29,20 @@ def test_json_lines_carry_the_exact_event(capsys: pytest.CaptureFixture[str]) ->
     record = json.loads(capsys.readouterr().out)
     assert record == {"id": ENTRY, "time": "2026-12-06T05:40:00.123Z", "type": "llm_call",
                       "message_id": "m-42", "data": LLM_CALL["data"]}
+
+
+class _OneEvent:
+    def __init__(self, event: dict[str, object]) -> None:
+        self.event: dict[str, object] | None = event
+
+    def read_events(self, conversation: str, after: str, block_ms: int | None = None
+                    ) -> list[tuple[str, dict[str, object]]]:
+        event, self.event = self.event, None
+        return [(ENTRY, event)] if event is not None else []
+
+
+def test_pool_send_says_dead_lettered_and_why(capsys: pytest.CaptureFixture[str]) -> None:
+    store = _OneEvent({"type": "dead_lettered", "message_id": "m-42",
+                       "data": {"cause": "GatewayRefusedError: HTTP 401"}})
+    assert _watch(store, "c1", "0-0", "m-42", wait=5) == 1
+    assert "dead-lettered: GatewayRefusedError: HTTP 401" in capsys.readouterr().err
