@@ -119,8 +119,10 @@ class Tool:
     requires_confirmation: Confirmation = False
 
     def needs_confirmation(self, kwargs: Mapping[str, Any]) -> bool:
-        """Whether a call with these (validated) arguments needs a human yes; a
-        predicate that raises counts as yes (fail safe)."""
+        """Whether a call with these (validated) arguments needs a human yes
+        (``requires_confirmation``: a bool, or a predicate on the arguments; one that
+        raises counts as yes, fail safe). A tool type may decide otherwise, e.g.
+        :class:`sdk.mcp.MCPTool`."""
         rule = self.requires_confirmation
         if not callable(rule):
             return bool(rule)

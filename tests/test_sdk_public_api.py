@@ -17,6 +17,7 @@ PUBLIC = {
     "CONFIGURATION_ERRORS", "GatewayUnreachableError", "AsyncToolCallClaims", "AsyncStreamCall",
     "ToolError", "ResumeStore", "InMemoryResumeStore",
     "Approve", "Decline", "Decision", "InvalidDecisionError", "LLMCallStarted",
+    "MCPError", "MCPServer",
 }
 
 

@@ -13,6 +13,7 @@ Sending from code: ``actors = declare(build_broker(settings), ...)`` then
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import time
@@ -37,6 +38,7 @@ from worker.errors import (
     WorkerError,
 )
 from worker.logs import failure_line
+from worker.mcp_sessions import with_mcp_tools
 from worker.models import ConfirmMessage, ExpireMessage, InboundMessage, Reply
 from worker.redis_store import RedisStore
 from worker.service import ConversationService
@@ -67,8 +69,9 @@ def build_service(settings: WorkerSettings, counters: Counters | None = None
                                      load_tenant_keys(settings.tenant_keys_file))
     store = RedisStore(redis_client(settings.redis_url), settings.namespace,
                        settings.event_retention)
-    return ConversationService(settings, WorkerDB(settings.database_url), store,
-                               load_agents(settings.agents_file), gateway_for, counters)
+    agents = with_mcp_tools(load_agents(settings.agents_file))  # connects the MCP servers
+    return ConversationService(settings, WorkerDB(settings.database_url), store, agents,
+                               gateway_for, counters)
 
 
 def _message_id() -> str:
@@ -107,10 +110,11 @@ def declare(broker: Broker, service: Callable[[], ConversationService]) -> Actor
         return f"retried with backoff (retry {done + 1})" if again else "dead-lettered"
 
     async def guarded(actor: str, message_id: str | None, conversation: str | None,
-                      work: Awaitable[Reply]) -> Reply:
-        """Run ``work``; a failure is logged on one line and re-raised for Dramatiq."""
+                      work: Callable[[ConversationService], Awaitable[Reply]]) -> Reply:
+        """Run ``work`` on the service (built on first use: a configuration error is a
+        failure too); a failure is logged on one line and re-raised for Dramatiq."""
         try:
-            return await work
+            return await work(service())
         except RetryLater as later:
             log.info(failure_line(actor, message_id, conversation, _message_id(), later,
                                   f"retried in {later.delay_ms} ms"))
@@ -119,7 +123,8 @@ def declare(broker: Broker, service: Callable[[], ConversationService]) -> Actor
             step = next_step(exc)
             log.error(failure_line(actor, message_id, conversation, _message_id(), exc, step))
             if step == "dead-lettered" and conversation is not None:
-                await service().dead_lettered(conversation, message_id, exc)
+                with contextlib.suppress(WorkerError):  # no service: the line says why
+                    await service().dead_lettered(conversation, message_id, exc)
             raise
 
     def schedule_expiry(reply: Reply) -> None:
@@ -137,7 +142,7 @@ def declare(broker: Broker, service: Callable[[], ConversationService]) -> Actor
                                    "dead-lettered"))
             raise
         reply = await guarded("handle_message", parsed.message_id, parsed.conversation_id,
-                              service().handle(parsed))
+                              lambda running: running.handle(parsed))
         schedule_expiry(reply)
         return reply.model_dump()
 
@@ -149,7 +154,7 @@ def declare(broker: Broker, service: Callable[[], ConversationService]) -> Actor
             raise
         decision = parsed.decision_id or _message_id()
         reply = await guarded("confirm", decision, parsed.conversation_id,
-                              service().confirm(parsed, decision))
+                              lambda running: running.confirm(parsed, decision))
         schedule_expiry(reply)
         return reply.model_dump()
 

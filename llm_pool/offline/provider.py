@@ -365,6 +365,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._chat(body)
             elif path == "/embeddings":
                 self._embeddings(body)
+            elif path == "/responses/input_tokens":
+                self._input_tokens(body)
             elif path.startswith("/_control/"):
                 self._control(path, body)
             else:
@@ -423,7 +425,8 @@ class _Handler(BaseHTTPRequestHandler):
         step = self._decide(body, model)
         self.server.state.record({"model": model, "path": "chat", "time": time.time(),
                                   "stream": bool(body.get("stream")),
-                                  "messages": body.get("messages")})
+                                  "messages": body.get("messages"),
+                                  "tools": body.get("tools") or []})
         if self._fail(step):
             return
         if body.get("stream"):
@@ -474,6 +477,18 @@ class _Handler(BaseHTTPRequestHandler):
         tokens = sum(_tokens(str(t)) for t in texts)
         self._send_json(200, {"object": "list", "data": data, "model": model,
                               "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+
+
+    def _input_tokens(self, body: dict[str, Any]) -> None:
+        """OpenAI's ``POST /v1/responses/input_tokens`` (what LiteLLM calls for Anthropic
+        ``count_tokens`` on an ``openai/`` deployment): the request's tokens, counted as
+        the chat answers count them."""
+        model = str(body.get("model", ""))
+        self.server.state.record({"model": model, "path": "responses/input_tokens",
+                                  "stream": False, "time": time.time()})
+        text = json.dumps([body.get("input"), body.get("instructions"), body.get("tools")])
+        self._send_json(200, {"object": "response.input_tokens",
+                              "input_tokens": _tokens(text)})
 
 
 class _Server(ThreadingHTTPServer):
