@@ -20,14 +20,22 @@ from sdk.agent import (
     TextDelta,
     ToolCalled,
 )
-from sdk.client import AsyncCompletionStream, AsyncGateway, CompletionStream, Gateway
+from sdk.client import (
+    AsyncCompletionStream,
+    AsyncGateway,
+    AsyncStreamCall,
+    CompletionStream,
+    Gateway,
+)
 from sdk.errors import (
+    CONFIGURATION_ERRORS,
     AuthError,
     BadModelOutputError,
     BudgetExceededError,
     ConfirmationError,
     ConfirmationExpiredError,
     GatewayError,
+    GatewayUnreachableError,
     InvalidDecisionError,
     InvalidRequestError,
     ProviderUnavailableError,
@@ -35,15 +43,19 @@ from sdk.errors import (
     SDKError,
     StructuredOutputError,
     ToolDefinitionError,
+    ToolError,
     UnknownAliasError,
 )
 from sdk.mcp import MCPError, MCPServer
 from sdk.prompts import AI_TRANSPARENCY_CLAUSE, build_system_prompt
 from sdk.results import Completion, EmbeddingResult, ToolCall, Usage
+from sdk.resumes import InMemoryResumeStore, ResumeStore
 from sdk.retries import RetryPolicy
 from sdk.tool_calls import (
+    AsyncToolCallClaims,
     InMemoryToolResultCache,
     Toolbox,
+    ToolCallClaims,
     ToolCallRecord,
     ToolRegistry,
     ToolResultCache,
@@ -52,11 +64,14 @@ from sdk.tools import Tool, ToolContext, current_tool_call, tool
 
 __all__ = [
     "AI_TRANSPARENCY_CLAUSE",
+    "CONFIGURATION_ERRORS",
     "Agent",
     "AgentEvent",
     "Approve",
     "AsyncCompletionStream",
     "AsyncGateway",
+    "AsyncStreamCall",
+    "AsyncToolCallClaims",
     "AuthError",
     "BadModelOutputError",
     "BudgetExceededError",
@@ -70,6 +85,8 @@ __all__ = [
     "EmbeddingResult",
     "Gateway",
     "GatewayError",
+    "GatewayUnreachableError",
+    "InMemoryResumeStore",
     "InMemoryToolResultCache",
     "InvalidDecisionError",
     "InvalidRequestError",
@@ -81,6 +98,7 @@ __all__ = [
     "PendingConfirmation",
     "ProviderUnavailableError",
     "RateLimitedError",
+    "ResumeStore",
     "RetryPolicy",
     "RunResult",
     "SDKError",
@@ -88,10 +106,12 @@ __all__ = [
     "TextDelta",
     "Tool",
     "ToolCall",
+    "ToolCallClaims",
     "ToolCallRecord",
     "ToolCalled",
     "ToolContext",
     "ToolDefinitionError",
+    "ToolError",
     "ToolRegistry",
     "ToolResultCache",
     "Toolbox",

@@ -27,13 +27,21 @@ other calls of that turn are run, and :class:`PendingConfirmation` holds
 everything needed to go on, as self-contained JSON. :meth:`Agent.resume` runs
 (``approved=True``) or declines all the pending calls, or takes one
 :class:`Approve` / :class:`Decline` per call (``decisions=``), telling the model,
-and continues with a fresh iteration budget. Arguments edited by the human
+and continues **within the same budget**: ``max_iterations`` bounds the LLM calls
+for one user message across every pause and resume (a resume that starts with the
+budget spent runs the approved calls, then ends ``max_iterations`` without asking
+the model again). ``PendingConfirmation`` carries the calls made so far, so the
+resumed :class:`RunResult`'s ``llm_calls``, ``usage`` and ``cost`` cover the whole
+turn, not only the part after the pause. Arguments edited by the human
 (``Approve(arguments=...)``) are validated against the tool's schema before
 anything runs (:class:`~sdk.errors.InvalidDecisionError`); every pending call
 needs exactly one decision (:class:`~sdk.errors.ConfirmationError` otherwise).
 
 For callers that audit or persist (the Dramatiq worker):
 
+* a conversation is carried forward by passing ``result.messages`` (plus the next
+  user message) to the next :meth:`Agent.run`: the agent's own system prompt in it
+  is dropped, so the model sees it once;
 * ``run_id``: pass your own (e.g. the queue message id) to make the run's tool
   call ids reproducible. The agent gives every tool call an id derived from
   ``run_id``, the iteration, the call's position, its name and its arguments, so
@@ -45,31 +53,44 @@ For callers that audit or persist (the Dramatiq worker):
 * every LLM request carries its own id (``x-litellm-call-id``, the proxy's call
   id and spend row key): :class:`LLMCallStarted` names it before the request is
   sent, so a caller can journal a call that a crash interrupts;
-* ``on_event``: called synchronously, in order, with :class:`LLMCallStarted`,
-  :class:`LLMCallFinished`,
-  :class:`ToolCalled` (after each batch of calls), :class:`ConfirmationRequired`
-  and, when ``stream=True``, :class:`TextDelta`. An exception it raises stops the run.
+* ``on_event``: called in order with :class:`LLMCallStarted` (before the request
+  is sent), :class:`LLMCallFinished`, :class:`ToolCalled` (after each batch of
+  calls), :class:`ConfirmationRequired` and, when ``stream=True``,
+  :class:`TextDelta`. An exception it raises stops the run. With
+  :meth:`Agent.arun`/:meth:`Agent.aresume` it may be a coroutine function: it is
+  awaited, so a handler that writes to a database need not block the event loop;
+* ``tool_result_cache`` with coroutine methods ``aget``/``aput``/``aclaim``
+  (:class:`~sdk.tool_calls.AsyncToolCallClaims`) is awaited by the async runs.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import inspect
 import json
 import time
 import uuid
-from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pydantic
 
 from sdk.client import AsyncGateway, Gateway, Messages, as_messages
-from sdk.errors import ConfirmationError, ConfirmationExpiredError, InvalidDecisionError
+from sdk.errors import (
+    ConfirmationError,
+    ConfirmationExpiredError,
+    InvalidDecisionError,
+    StructuredOutputError,
+)
 from sdk.prompts import build_system_prompt
 from sdk.results import Completion, ToolCall, Usage, stable_call_id
+from sdk.resumes import ResumeStore
+from sdk.structured import correction_message, parse_output, schema_instruction
 from sdk.tool_calls import (
     DEFAULT_MAX_TOOL_THREADS,
+    ErrorText,
     Toolbox,
     ToolCallRecord,
     ToolRegistry,
@@ -77,6 +98,7 @@ from sdk.tool_calls import (
     arun_tool_calls,
     declined_record,
     run_tool_calls,
+    short_error,
 )
 from sdk.tools import Tool
 
@@ -102,7 +124,7 @@ __all__ = [
     "ToolCalled",
 ]
 
-DEFAULT_MAX_ITERATIONS = 5  # LLM calls per run (and per resume)
+DEFAULT_MAX_ITERATIONS = 5  # LLM calls per user message, across pauses and resumes
 CALL_ID_HEADER = "x-litellm-call-id"  # the proxy takes the client's call id
 DEFAULT_AGENT_VERSION = "1"
 PENDING_FORMAT_VERSION = 1
@@ -111,9 +133,11 @@ PENDING_FORMAT_VERSION = 1
 @dataclass(frozen=True)
 class Approve:
     """Run a pending call; with ``arguments``, run it with these instead (validated
-    against the tool's schema before anything runs)."""
+    against the tool's schema before anything runs). ``for_run=True``: the same
+    tool's later calls in this run (this user message) need no more confirmation."""
 
     arguments: Mapping[str, Any] | None = None
+    for_run: bool = False
 
 
 @dataclass(frozen=True)
@@ -139,7 +163,9 @@ class PendingConfirmation:
 
     ``messages`` is the whole conversation so far (system prompt, the assistant
     turn with the calls, the results of the calls already run); ``calls`` are the
-    calls waiting for the answer. ``iterations`` LLM calls were made so far.
+    calls waiting for the answer. ``iterations`` LLM calls were made so far (they
+    count against the resumed run's ``max_iterations``); ``llm_calls`` and
+    ``tool_calls`` are what the run did so far (carried into the resumed result).
     """
 
     agent_name: str
@@ -153,9 +179,18 @@ class PendingConfirmation:
     expires_at: float | None = None
     user: str | None = None
     format_version: int = PENDING_FORMAT_VERSION
+    llm_calls: tuple[Completion, ...] = ()
+    tool_calls: tuple[ToolCallRecord, ...] = ()
+    approved_tools: tuple[str, ...] = ()  # approved for the rest of the run (Approve.for_run)
 
     def to_json(self) -> str:
         return _PENDING_ADAPTER.dump_json(self).decode()
+
+    @property
+    def resume_key(self) -> str:
+        """Names this saved state (run, point in the run, pending calls) for a
+        :class:`~sdk.resumes.ResumeStore`."""
+        return f"{self.run_id}:{self.iterations}:{','.join(c.id for c in self.calls)}"
 
     @classmethod
     def from_json(cls, data: str | bytes) -> PendingConfirmation:
@@ -183,6 +218,7 @@ class RunResult:
     llm_calls: tuple[Completion, ...]
     tool_calls: tuple[ToolCallRecord, ...]
     pending: PendingConfirmation | None = None
+    output: Any = None  # the final answer as the agent's ``output_type``, when it has one
 
     @property
     def usage(self) -> Usage:
@@ -193,6 +229,17 @@ class RunResult:
         """Total cost of the LLM calls, or ``None`` when the proxy reported none."""
         costs = [c.cost for c in self.llm_calls if c.cost is not None]
         return sum(costs) if costs else None
+
+    def to_json(self) -> str:
+        """The result as JSON (``output`` as plain JSON data)."""
+        return _RESULT_ADAPTER.dump_json(self).decode()
+
+    @classmethod
+    def from_json(cls, data: str | bytes) -> RunResult:
+        return _RESULT_ADAPTER.validate_json(data)
+
+
+_RESULT_ADAPTER = pydantic.TypeAdapter(RunResult)
 
 
 @dataclass(frozen=True)
@@ -231,7 +278,7 @@ class TextDelta:
 
 AgentEvent = (LLMCallStarted | LLMCallFinished | ToolCalled | ConfirmationRequired
               | TextDelta)
-EventHandler = Callable[[AgentEvent], None]
+EventHandler = Callable[[AgentEvent], Awaitable[None] | None]
 
 
 # ----------------------------------------------------------------- the loop (no I/O)
@@ -265,11 +312,20 @@ class _Run:
     user: str | None = None
     llm_calls: list[Completion] = field(default_factory=list)
     records: list[ToolCallRecord] = field(default_factory=list)
+    events: list[AgentEvent] = field(default_factory=list)  # for the driver to dispatch
+    approved_tools: set[str] = field(default_factory=set)  # need no confirmation this run
+
+    def emit(self, event: AgentEvent) -> None:
+        self.events.append(event)
+
+    def take_events(self) -> list[AgentEvent]:
+        events, self.events = self.events, []
+        return events
 
     def result(self, outcome: Outcome, text: str,
-               pending: PendingConfirmation | None = None) -> RunResult:
+               pending: PendingConfirmation | None = None, output: Any = None) -> RunResult:
         return RunResult(outcome, text, self.run_id, tuple(self.messages),
-                         tuple(self.llm_calls), tuple(self.records), pending)
+                         tuple(self.llm_calls), tuple(self.records), pending, output)
 
 
 class Agent:
@@ -295,7 +351,10 @@ class Agent:
                  confirmation_ttl: float | None = None, tags: Sequence[str] = (),
                  params: Mapping[str, Any] | None = None,
                  max_tool_threads: int = DEFAULT_MAX_TOOL_THREADS,
-                 mcp_servers: Sequence[MCPServer] = ()) -> None:
+                 mcp_servers: Sequence[MCPServer] = (),
+                 tool_error_text: ErrorText = short_error,
+                 output_type: type[pydantic.BaseModel] | None = None,
+                 resume_store: ResumeStore | None = None) -> None:
         if max_iterations < 1:
             raise ValueError("max_iterations must be at least 1")
         if mcp_servers:
@@ -308,24 +367,31 @@ class Agent:
                                        else Toolbox(tools))
         self.system_prompt = build_system_prompt(name, role=role, persona=persona,
                                                  instructions=instructions)
+        self.output_type = output_type
+        self.resume_store = resume_store
+        if output_type is not None:
+            self.system_prompt += "\n\n" + str(schema_instruction(output_type)["content"])
         self.gateway = gateway
         self.max_iterations, self.stream = max_iterations, stream
         self.on_event, self.tool_result_cache = on_event, tool_result_cache
         self.confirmation_ttl, self.tags = confirmation_ttl, tuple(tags)
         self.params = dict(params or {})
         self.max_tool_threads = max_tool_threads
+        self.tool_error_text = tool_error_text
 
     # -- public API
 
     def run(self, messages: Messages, *, run_id: str | None = None,
             user: str | None = None) -> RunResult:
         """Run the loop on a conversation (a user prompt or OpenAI-format messages)."""
-        return self._drive(self._loop(self._new_run(messages, run_id, user)))
+        run = self._new_run(messages, run_id, user)
+        return self._drive(run, self._loop(run))
 
     async def arun(self, messages: Messages, *, run_id: str | None = None,
                    user: str | None = None) -> RunResult:
         """The async twin of :meth:`run` (needs an :class:`AsyncGateway`)."""
-        return await self._adrive(self._loop(self._new_run(messages, run_id, user)))
+        run = self._new_run(messages, run_id, user)
+        return await self._adrive(run, self._loop(run))
 
     def resume(self, pending: PendingConfirmation, *, approved: bool | None = None,
                note: str | None = None,
@@ -336,15 +402,42 @@ class Agent:
         to the model with the calls' results. Raises :class:`ConfirmationError`
         (nothing runs) when a decision names a call that is not pending, a call
         has no decision, or edited arguments are invalid."""
-        return self._drive(self._resume_loop(pending, self.plan(pending, approved, decisions),
-                                             note))
+        plan = self.plan(pending, approved, decisions)
+        earlier = self._claim(pending)
+        if earlier is not None:
+            return earlier
+        run = self._resumed_run(pending)
+        return self._finish_resume(pending,
+                                   self._drive(run, self._resume_loop(run, pending, plan, note)))
 
     async def aresume(self, pending: PendingConfirmation, *, approved: bool | None = None,
                       note: str | None = None,
                       decisions: Mapping[str, Decision] | None = None) -> RunResult:
         """The async twin of :meth:`resume`."""
-        return await self._adrive(self._resume_loop(
-            pending, self.plan(pending, approved, decisions), note))
+        plan = self.plan(pending, approved, decisions)
+        earlier = self._claim(pending)
+        if earlier is not None:
+            return earlier
+        run = self._resumed_run(pending)
+        return self._finish_resume(pending, await self._adrive(
+            run, self._resume_loop(run, pending, plan, note)))
+
+    def _claim(self, pending: PendingConfirmation) -> RunResult | None:
+        """With a ``resume_store``: ``None`` when this resume is the first of
+        ``pending``, else the first one's result (:class:`ConfirmationError` while it
+        runs)."""
+        if self.resume_store is None or self.resume_store.claim(pending.resume_key):
+            return None
+        done = self.resume_store.result(pending.resume_key)
+        if done is None:
+            raise ConfirmationError(f"this confirmation (run {pending.run_id}) was resumed "
+                                    "already; that resume has not finished")
+        return RunResult.from_json(done)
+
+    def _finish_resume(self, pending: PendingConfirmation, result: RunResult) -> RunResult:
+        if self.resume_store is not None:
+            self.resume_store.finish(pending.resume_key, result.to_json())
+        return result
 
     def plan(self, pending: PendingConfirmation, approved: bool | None = None,
              decisions: Mapping[str, Decision] | None = None
@@ -388,30 +481,58 @@ class Agent:
     # -- the loop
 
     def _new_run(self, messages: Messages, run_id: str | None, user: str | None) -> _Run:
-        history = [{"role": "system", "content": self.system_prompt}, *as_messages(messages)]
+        """The run's history: this agent's system prompt, then ``messages`` without a
+        copy of that prompt (``result.messages`` carried into the next run has one)."""
+        given = [m for m in as_messages(messages)
+                 if not (m.get("role") == "system" and m.get("content") == self.system_prompt)]
+        history = [{"role": "system", "content": self.system_prompt}, *given]
         return _Run(run_id or uuid.uuid4().hex, history, user=user)
 
     def _loop(self, run: _Run) -> _Loop:
         text = ""
-        for _ in range(self.max_iterations):
+        error: pydantic.ValidationError | None = None
+        while run.iterations < self.max_iterations:
             request_id = uuid.uuid4().hex
-            self._emit(LLMCallStarted(run.run_id, run.iterations + 1, request_id))
+            run.emit(LLMCallStarted(run.run_id, run.iterations + 1, request_id))
             completion = yield _AskModel(list(run.messages), run.run_id, run.user, request_id)
             completion = self._observe(run, completion)
-            text = completion.text
+            text, error = completion.text, None
             if not completion.tool_calls:
-                return run.result(Outcome.COMPLETED, text)
+                if self.output_type is None:
+                    return run.result(Outcome.COMPLETED, text)
+                try:
+                    return run.result(Outcome.COMPLETED, text,
+                                      output=parse_output(text, self.output_type))
+                except pydantic.ValidationError as exc:  # re-asked, within the budget
+                    run.messages.append(correction_message(exc))
+                    error = exc
+                    continue
             gated, free = self._split(completion.tool_calls)
+            allowed = tuple(c for c in gated if c.name in run.approved_tools)
+            gated = tuple(c for c in gated if c not in allowed)
             if free:
                 self._record(run, (yield _RunTools(free, None, run.run_id)))
+            if allowed:  # approved for the rest of the run
+                self._record(run, (yield _RunTools(allowed, True, run.run_id)))
             if gated:
                 return self._pause(run, gated, text)
+        if self.output_type is not None and error is not None and text:
+            raise StructuredOutputError(
+                f"no valid {self.output_type.__name__} within {self.max_iterations} LLM calls: "
+                f"{error}", raw_text=text, attempts=run.iterations, errors=str(error))
         return run.result(Outcome.MAX_ITERATIONS, text)
 
-    def _resume_loop(self, pending: PendingConfirmation,
+    @staticmethod
+    def _resumed_run(pending: PendingConfirmation) -> _Run:
+        return _Run(pending.run_id, list(pending.messages), pending.iterations, pending.user,
+                    list(pending.llm_calls), list(pending.tool_calls),
+                    approved_tools=set(pending.approved_tools))
+
+    def _resume_loop(self, run: _Run, pending: PendingConfirmation,
                      plan: list[tuple[ToolCall, Decision]], note: str | None) -> _Loop:
-        run = _Run(pending.run_id, list(pending.messages), pending.iterations, pending.user)
         approved = tuple(call for call, decision in plan if isinstance(decision, Approve))
+        run.approved_tools |= {call.name for call, decision in plan
+                               if isinstance(decision, Approve) and decision.for_run}
         ran: list[ToolCallRecord] = (yield _RunTools(approved, True, run.run_id)) \
             if approved else []
         by_id = {record.call_id: record for record in ran}
@@ -434,7 +555,7 @@ class Agent:
         completion = dataclasses.replace(completion, tool_calls=calls)
         run.llm_calls.append(completion)
         run.messages.append(completion.to_message())
-        self._emit(LLMCallFinished(run.run_id, run.iterations, completion))
+        run.emit(LLMCallFinished(run.run_id, run.iterations, completion))
         return completion
 
     def _split(self, calls: Sequence[ToolCall]
@@ -450,16 +571,16 @@ class Agent:
         if found is None or not found.requires_confirmation or call.parse_error:
             return False
         try:
-            found.validate(call.arguments)
+            kwargs = found.validate(call.arguments)
         except pydantic.ValidationError:
             return False
-        return found.needs_confirmation(call.arguments)
+        return found.needs_confirmation(kwargs)
 
     def _record(self, run: _Run, records: Sequence[ToolCallRecord]) -> None:
         for record in records:
             run.records.append(record)
             run.messages.append(record.to_message())
-            self._emit(ToolCalled(run.run_id, record))
+            run.emit(ToolCalled(run.run_id, record))
 
     def _pause(self, run: _Run, calls: tuple[ToolCall, ...], text: str) -> RunResult:
         now = time.time()
@@ -467,8 +588,10 @@ class Agent:
             agent_name=self.name, agent_version=self.version, alias=self.alias,
             run_id=run.run_id, messages=tuple(run.messages), calls=calls,
             iterations=run.iterations, created_at=now, user=run.user,
+            llm_calls=tuple(run.llm_calls), tool_calls=tuple(run.records),
+            approved_tools=tuple(sorted(run.approved_tools)),
             expires_at=now + self.confirmation_ttl if self.confirmation_ttl else None)
-        self._emit(ConfirmationRequired(run.run_id, pending))
+        run.emit(ConfirmationRequired(run.run_id, pending))
         return run.result(Outcome.NEEDS_CONFIRMATION, text, pending)
 
     def _check(self, pending: PendingConfirmation) -> None:
@@ -478,9 +601,29 @@ class Agent:
         if pending.expires_at is not None and time.time() > pending.expires_at:
             raise ConfirmationExpiredError(f"confirmation for run {pending.run_id} expired")
 
-    def _emit(self, event: AgentEvent) -> None:
-        if self.on_event is not None:
-            self.on_event(event)
+    def _notify(self, event: AgentEvent) -> None:
+        if self.on_event is None:
+            return
+        answer = self.on_event(event)
+        if inspect.isawaitable(answer):
+            if inspect.iscoroutine(answer):
+                answer.close()
+            raise TypeError("an async on_event handler needs arun()/aresume()")
+
+    async def _anotify(self, event: AgentEvent) -> None:
+        if self.on_event is None:
+            return
+        answer = self.on_event(event)
+        if inspect.isawaitable(answer):
+            await answer
+
+    def _dispatch(self, run: _Run) -> None:
+        for event in run.take_events():
+            self._notify(event)
+
+    async def _adispatch(self, run: _Run) -> None:
+        for event in run.take_events():
+            await self._anotify(event)
 
     # -- drivers (the I/O)
 
@@ -511,44 +654,49 @@ class Agent:
             return gateway.complete(**self._request(ask))
         with gateway.stream(**self._request(ask)) as stream:
             for delta in stream:
-                self._emit(TextDelta(ask.run_id, delta))
+                self._notify(TextDelta(ask.run_id, delta))
             return stream.completion
 
     async def _acomplete(self, ask: _AskModel) -> Completion:
         gateway = self._async_gateway()
         if not self.stream:
             return await gateway.complete(**self._request(ask))
-        async with await gateway.stream(**self._request(ask)) as stream:
+        async with gateway.stream(**self._request(ask)) as stream:
             async for delta in stream:
-                self._emit(TextDelta(ask.run_id, delta))
+                await self._anotify(TextDelta(ask.run_id, delta))
             return await stream.result()
 
-    def _drive(self, loop: _Loop) -> RunResult:
+    def _drive(self, run: _Run, loop: _Loop) -> RunResult:
         try:
             action = next(loop)
             while True:
+                self._dispatch(run)
                 if isinstance(action, _AskModel):
                     reply: Any = self._complete(action)
                 else:
                     reply = run_tool_calls(self.registry, action.calls, self.tool_result_cache,
-                                           action.approved, action.run_id, self.max_tool_threads)
+                                           action.approved, action.run_id, self.max_tool_threads,
+                                           self.tool_error_text)
                 action = loop.send(reply)
         except StopIteration as done:
+            self._dispatch(run)
             result: RunResult = done.value
             return result
 
-    async def _adrive(self, loop: _Loop) -> RunResult:
+    async def _adrive(self, run: _Run, loop: _Loop) -> RunResult:
         try:
             action = next(loop)
             while True:
+                await self._adispatch(run)
                 if isinstance(action, _AskModel):
                     reply: Any = await self._acomplete(action)
                 else:
                     reply = await arun_tool_calls(self.registry, action.calls,
                                                   self.tool_result_cache, action.approved,
-                                                  action.run_id)
+                                                  action.run_id, self.tool_error_text)
                 action = loop.send(reply)
         except StopIteration as done:
+            await self._adispatch(run)
             result: RunResult = done.value
             return result
 

@@ -22,7 +22,15 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
@@ -230,6 +238,36 @@ class AsyncCompletionStream:
         await self.close()
 
 
+class AsyncStreamCall:
+    """What :meth:`AsyncGateway.stream` returns: use it any of three ways::
+
+        async for delta in gateway.stream("fast", "hi"): ...      # opened and closed for you
+        async with gateway.stream("fast", "hi") as stream: ...    # then stream.result()
+        stream = await gateway.stream("fast", "hi")               # close it yourself
+    """
+
+    def __init__(self, open_stream: Callable[[], Awaitable[AsyncCompletionStream]]) -> None:
+        self._open = open_stream
+        self._stream: AsyncCompletionStream | None = None
+
+    def __await__(self) -> Generator[Any, None, AsyncCompletionStream]:
+        return self._open().__await__()
+
+    async def __aiter__(self) -> AsyncIterator[str]:
+        async with self as stream:
+            async for delta in stream:
+                yield delta
+
+    async def __aenter__(self) -> AsyncCompletionStream:
+        self._stream = await self._open()
+        return self._stream
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        if self._stream is not None:
+            await self._stream.close()
+
+
 class _Base:
     def __init__(self, retry: RetryPolicy | None) -> None:
         self.retry = retry or RetryPolicy()
@@ -351,16 +389,22 @@ class AsyncGateway(_Base):
                                .create(**kwargs))
         return _completion(raw, alias, started)
 
-    async def stream(self, alias: str, messages: Messages, *,
-                     tools: Sequence[ToolSpec | Mapping[str, Any]] | None = None,
-                     tags: Sequence[str] | None = None, user: str | None = None,
-                     **params: Any) -> AsyncCompletionStream:
+    def stream(self, alias: str, messages: Messages, *,
+               tools: Sequence[ToolSpec | Mapping[str, Any]] | None = None,
+               tags: Sequence[str] | None = None, user: str | None = None,
+               **params: Any) -> AsyncStreamCall:
+        """A streamed completion: ``async for delta in gateway.stream(...)``, or
+        ``async with gateway.stream(...) as s``, or ``s = await gateway.stream(...)``
+        (see :class:`AsyncStreamCall`)."""
         kwargs = request_kwargs(alias, messages, tools=tools, tags=tags, user=user, params=params)
-        started = time.perf_counter()
-        raw = await self._call(alias, lambda: self.client.chat.completions.with_raw_response
-                               .create(**_stream_kwargs(kwargs)))
-        assembler = StreamAssembler(alias, ResponseMeta.from_headers(raw.headers))
-        return AsyncCompletionStream(raw.parse(), assembler, started)
+
+        async def open_stream() -> AsyncCompletionStream:
+            started = time.perf_counter()
+            raw = await self._call(alias, lambda: self.client.chat.completions
+                                   .with_raw_response.create(**_stream_kwargs(kwargs)))
+            assembler = StreamAssembler(alias, ResponseMeta.from_headers(raw.headers))
+            return AsyncCompletionStream(raw.parse(), assembler, started)
+        return AsyncStreamCall(open_stream)
 
     async def aliases(self) -> list[str]:
         """The model aliases this key may call (``GET /v1/models``), sorted."""

@@ -2,15 +2,25 @@
 
     SDKError
     ├── GatewayError                  the proxy answered with an error (``status``)
+    │   ├── GatewayUnreachableError   no connection to the proxy at all (a wrong
+    │   │                             POOL_PROXY_URL, a stopped proxy): configuration,
+    │   │                             not an outage; not retried by the SDK
     │   ├── AuthError                 401/403: unknown, revoked or unauthorised key
     │   ├── UnknownAliasError         400 "Invalid model name" / 404 (``alias``)
     │   ├── BudgetExceededError       429 ``budget_exceeded``: never retried
     │   ├── RateLimitedError          429 otherwise (``retry_after``): retried
-    │   ├── ProviderUnavailableError  5xx, timeout, connection failure: retried
+    │   ├── ProviderUnavailableError  5xx from the proxy (its retries and fallbacks are
+    │   │                             spent: not retried again), or a timeout (retried)
     │   └── InvalidRequestError       any other 4xx
+
+``AuthError``, ``UnknownAliasError`` and ``GatewayUnreachableError`` are
+configuration errors (:data:`CONFIGURATION_ERRORS`): retrying cannot fix them and
+they must not be mistaken for a provider outage.
     ├── BadModelOutputError           the model's reply is unusable (``raw_text``)
     │   └── StructuredOutputError     no valid structured reply after the corrections
     ├── ToolDefinitionError           ``@tool`` cannot describe a function (``tool_name``)
+    ├── ToolError                     raised *by a tool* to tell the model why it failed
+    │                                 (its message reaches the model whole)
     └── ConfirmationError             a pending confirmation cannot be resumed
         ├── ConfirmationExpiredError  ... because it has expired
         └── InvalidDecisionError      ... edited arguments fail the tool's schema (``call_id``)
@@ -32,12 +42,14 @@ from typing import Any
 import openai
 
 __all__ = [
+    "CONFIGURATION_ERRORS",
     "AuthError",
     "BadModelOutputError",
     "BudgetExceededError",
     "ConfirmationError",
     "ConfirmationExpiredError",
     "GatewayError",
+    "GatewayUnreachableError",
     "InvalidDecisionError",
     "InvalidRequestError",
     "ProviderUnavailableError",
@@ -45,6 +57,7 @@ __all__ = [
     "SDKError",
     "StructuredOutputError",
     "ToolDefinitionError",
+    "ToolError",
     "UnknownAliasError",
     "error_from_openai",
     "error_from_status",
@@ -69,6 +82,15 @@ class GatewayError(SDKError):
         self.message = message
         self.status = status
         self.request_id = request_id
+
+
+class GatewayUnreachableError(GatewayError):
+    """No connection to the proxy (refused, DNS, TLS): the proxy URL is wrong or the
+    proxy is not running. ``url`` is the base URL tried."""
+
+    def __init__(self, message: str, *, url: str | None = None) -> None:
+        super().__init__(message)
+        self.url = url
 
 
 class AuthError(GatewayError):
@@ -105,6 +127,11 @@ class InvalidRequestError(GatewayError):
     """The proxy rejected the request as malformed (a 4xx not covered above)."""
 
 
+CONFIGURATION_ERRORS: tuple[type[GatewayError], ...] = (
+    GatewayUnreachableError, AuthError, UnknownAliasError)
+"""Errors that mean the caller is configured wrong (not an outage)."""
+
+
 class BadModelOutputError(SDKError):
     """The model answered with something unusable; ``raw_text`` is what it said."""
 
@@ -128,6 +155,11 @@ class ToolDefinitionError(SDKError):
     def __init__(self, message: str, *, tool_name: str) -> None:
         super().__init__(message)
         self.tool_name = tool_name
+
+
+class ToolError(SDKError):
+    """Raise it in a tool to tell the model why the call failed: its message reaches the
+    model whole (any other exception's text is cut short, see :mod:`sdk.tool_calls`)."""
 
 
 class ConfirmationError(SDKError):
@@ -209,6 +241,13 @@ def error_from_openai(exc: openai.OpenAIError, *, alias: str | None = None) -> G
     if isinstance(exc, openai.APIStatusError):
         return error_from_status(exc.status_code, exc.body, exc.response.headers, alias=alias,
                                  fallback_message=exc.message)
+    if isinstance(exc, openai.APITimeoutError):
+        return ProviderUnavailableError(f"the gateway did not answer in time: {exc}")
     if isinstance(exc, openai.APIConnectionError):
-        return ProviderUnavailableError(f"cannot reach the gateway: {exc}")
+        url = str(exc.request.url) if getattr(exc, "request", None) is not None else None
+        where = f" at {url}" if url else ""
+        cause = exc.__cause__ or exc
+        return GatewayUnreachableError(
+            f"cannot reach the gateway{where} ({type(cause).__name__}: {cause}); check "
+            "POOL_PROXY_URL and that the proxy runs", url=url)
     return GatewayError(str(exc))

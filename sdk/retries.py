@@ -1,9 +1,21 @@
 """The retry policy: which gateway errors are retried, how long to wait.
 
 The openai client's own retries are switched off (``max_retries=0``) so that
-retries never stack: the SDK retries only :class:`RateLimitedError` (sleeping
-``Retry-After`` when the proxy says) and :class:`ProviderUnavailableError`
-(exponential backoff with jitter), a bounded number of times, with tenacity.
+retries never stack. The proxy retries and falls back itself (``router_settings``:
+``num_retries``, ``fallbacks``), so an error *answered by the proxy* means that
+work is spent: the SDK does not repeat it. It retries, a bounded number of times
+(``attempts``, with tenacity):
+
+- :class:`RateLimitedError`, sleeping ``Retry-After`` when the proxy says;
+- :class:`ProviderUnavailableError` *without* a status: a timeout, where the proxy
+  gave no answer (exponential backoff with jitter).
+
+So in a provider outage one SDK call makes exactly the proxy's attempts: for an
+alias, ``num_retries + 1`` per deployment group in its fallback chain. With
+``config/offline.yaml`` (``num_retries: 1``, ``quality -> fast``) one
+``complete("quality")`` made 4 upstream requests (12 when the SDK also retried 5xx;
+``tests/integration/test_sdk_agent.py``). Configuration errors
+(:data:`~sdk.errors.CONFIGURATION_ERRORS`) and budget refusals are never retried.
 """
 
 from __future__ import annotations
@@ -42,7 +54,7 @@ class RetryPolicy:
     def should_retry(self, exc: BaseException) -> bool:
         if isinstance(exc, RateLimitedError):
             return exc.retry_after is None or exc.retry_after <= self.max_retry_after
-        return isinstance(exc, ProviderUnavailableError)
+        return isinstance(exc, ProviderUnavailableError) and exc.status is None
 
     def wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome is not None else None

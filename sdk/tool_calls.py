@@ -5,6 +5,14 @@ fail validation, or an exception inside the tool all become an ``"Error: ..."``
 text that goes back to the model as the tool's result, and ``ok=False`` in the
 :class:`ToolCallRecord`.
 
+What the model reads of a tool's exception is *redacted* (an exception's text can
+hold a connection string, a token, a customer's data, and it goes to the provider):
+:func:`short_error` gives the exception's type and the first line of its message cut
+to ``SHORT_ERROR_CHARS``; a :class:`~sdk.tools.ToolError` (raised on purpose to tell
+the model something) passes whole. ``error_text=`` (``Agent(tool_error_text=...)``)
+takes another function, e.g. :func:`error_type_only`. The record's ``error`` keeps
+the full text for the caller (it never goes to the model).
+
 Plug points (``Protocol``\\ s):
 
 * :class:`ToolRegistry`: where the agent finds tools by name (:class:`Toolbox`
@@ -14,6 +22,14 @@ Plug points (``Protocol``\\ s):
   result *and* whether the call succeeded) is used instead of running the tool
   again (``cached=True``), and every fresh record is ``put``. A Dramatiq worker that
   redelivers a message uses it so that side effects happen once.
+* :class:`ToolCallClaims`: a cache that also *claims* a call durably right before
+  it runs (``claim(call)``: ``None`` = claimed, run it; a record = finished
+  meanwhile, use it; an exception = this run may not go on, it propagates). The
+  claim is what lets a second delivery, or the next owner of a dead worker's run,
+  know that the call was started (see the worker's docs/workers.md).
+* :class:`AsyncToolCallClaims`: the same with coroutine methods (``aget``,
+  ``aput``, ``aclaim``), awaited by :func:`arun_tool_call` (a cache backed by a
+  database need not block the event loop).
 """
 
 from __future__ import annotations
@@ -21,19 +37,24 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from pydantic import ValidationError
 
+from sdk.errors import ToolError
 from sdk.results import ToolCall
 from sdk.tools import Tool, ToolContext, format_result, tool_context
 
 __all__ = [
     "DEFAULT_MAX_TOOL_THREADS",
+    "SHORT_ERROR_CHARS",
+    "AsyncToolCallClaims",
+    "ErrorText",
     "InMemoryToolResultCache",
+    "ToolCallClaims",
     "ToolCallRecord",
     "ToolRegistry",
     "ToolResultCache",
@@ -41,12 +62,36 @@ __all__ = [
     "arun_tool_call",
     "arun_tool_calls",
     "declined_record",
+    "error_type_only",
     "run_tool_call",
     "run_tool_calls",
+    "short_error",
 ]
 
 DEFAULT_MAX_TOOL_THREADS = 8  # parallel tool calls run on at most this many threads (sync)
 ERROR_PREFIX = "Error:"  # starts the result text of every failed call
+SHORT_ERROR_CHARS = 120  # of a tool exception's message, sent to the model
+TOOL_ERROR_CHARS = 1000  # of a ToolError's message
+
+ErrorText = Callable[[BaseException], str]
+"""What the model reads of a tool's exception."""
+
+
+def short_error(exc: BaseException) -> str:
+    """The default :data:`ErrorText`: the type and the first line of the message, cut."""
+    if isinstance(exc, ToolError):
+        return str(exc)[:TOOL_ERROR_CHARS]
+    lines = str(exc).strip().splitlines()
+    first = lines[0] if lines else ""
+    if len(first) > SHORT_ERROR_CHARS:
+        first = first[:SHORT_ERROR_CHARS] + "..."
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def error_type_only(exc: BaseException) -> str:
+    """An :data:`ErrorText` that tells the model the exception's type and nothing else
+    (a :class:`~sdk.tools.ToolError` still passes)."""
+    return str(exc)[:TOOL_ERROR_CHARS] if isinstance(exc, ToolError) else type(exc).__name__
 
 
 @runtime_checkable
@@ -66,6 +111,29 @@ class ToolResultCache(Protocol):
     def get(self, call_id: str) -> ToolCallRecord | None: ...
 
     def put(self, record: ToolCallRecord) -> None: ...
+
+
+@runtime_checkable
+class ToolCallClaims(Protocol):
+    """A :class:`ToolResultCache` that claims a call before it runs (see the module
+    docstring); ``put`` then records the claimed call's result."""
+
+    def get(self, call_id: str) -> ToolCallRecord | None: ...
+
+    def put(self, record: ToolCallRecord) -> None: ...
+
+    def claim(self, call: ToolCall) -> ToolCallRecord | None: ...
+
+
+@runtime_checkable
+class AsyncToolCallClaims(Protocol):
+    """:class:`ToolCallClaims` with coroutine methods, for :func:`arun_tool_call`."""
+
+    async def aget(self, call_id: str) -> ToolCallRecord | None: ...
+
+    async def aput(self, record: ToolCallRecord) -> None: ...
+
+    async def aclaim(self, call: ToolCall) -> ToolCallRecord | None: ...
 
 
 class Toolbox:
@@ -165,18 +233,25 @@ def _prepare(registry: ToolRegistry, call: ToolCall, cache: ToolResultCache | No
     if isinstance(found, ToolCallRecord):
         return _remember(found, cache)
     try:
-        return found, found.validate(call.arguments)
+        kwargs = found.validate(call.arguments)
     except ValidationError as exc:
         return _remember(_failure(call, f"invalid arguments for {call.name}: "
                                         f"{_validation_text(exc)}. Fix them and call the tool "
                                         "again.", started), cache)
+    if isinstance(cache, ToolCallClaims):
+        finished = cache.claim(call)
+        if finished is not None:
+            return dataclasses.replace(finished, approved=approved, cached=True)
+    return found, kwargs
 
 
 def _finish(call: ToolCall, outcome: Any, started: float, approved: bool | None,
-            cache: ToolResultCache | None) -> ToolCallRecord:
+            cache: ToolResultCache | None, error_text: ErrorText = short_error
+            ) -> ToolCallRecord:
     if isinstance(outcome, Exception):
-        record = _failure(call, f"{call.name} failed: {type(outcome).__name__}: {outcome}",
-                          started)
+        record = dataclasses.replace(
+            _failure(call, f"{call.name} failed: {error_text(outcome)}", started),
+            error=f"{call.name} failed: {type(outcome).__name__}: {outcome}")
     else:
         record = ToolCallRecord(call.id, call.name, call.arguments, format_result(outcome),
                                 ok=True, duration_ms=_ms(started), approved=approved)
@@ -190,7 +265,8 @@ def _remember(record: ToolCallRecord, cache: ToolResultCache | None) -> ToolCall
 
 
 def run_tool_call(registry: ToolRegistry, call: ToolCall, cache: ToolResultCache | None = None,
-                  approved: bool | None = None, run_id: str | None = None) -> ToolCallRecord:
+                  approved: bool | None = None, run_id: str | None = None,
+                  error_text: ErrorText = short_error) -> ToolCallRecord:
     """Run one call (see the module docstring); never raises for a tool's failure."""
     started = time.perf_counter()
     prepared = _prepare(registry, call, cache, approved, started)
@@ -202,44 +278,77 @@ def run_tool_call(registry: ToolRegistry, call: ToolCall, cache: ToolResultCache
             outcome = found.run(kwargs)
     except Exception as exc:  # any tool failure goes back to the model
         outcome = exc
-    return _finish(call, outcome, started, approved, cache)
+    return _finish(call, outcome, started, approved, cache, error_text)
 
 
 async def arun_tool_call(registry: ToolRegistry, call: ToolCall,
-                         cache: ToolResultCache | None = None, approved: bool | None = None,
-                         run_id: str | None = None) -> ToolCallRecord:
-    """The async twin of :func:`run_tool_call`."""
+                         cache: ToolResultCache | AsyncToolCallClaims | None = None,
+                         approved: bool | None = None, run_id: str | None = None,
+                         error_text: ErrorText = short_error) -> ToolCallRecord:
+    """The async twin of :func:`run_tool_call` (an :class:`AsyncToolCallClaims` cache
+    is awaited)."""
+    if isinstance(cache, AsyncToolCallClaims):
+        return await _arun_claimed(registry, call, cache, approved, run_id, error_text)
     started = time.perf_counter()
     prepared = _prepare(registry, call, cache, approved, started)
     if isinstance(prepared, ToolCallRecord):
         return prepared
     found, kwargs = prepared
+    outcome = await _acall(found, kwargs, call, run_id)
+    return _finish(call, outcome, started, approved, cache, error_text)
+
+
+async def _acall(found: Tool, kwargs: dict[str, Any], call: ToolCall,
+                 run_id: str | None) -> Any:
     try:
         with tool_context(ToolContext(call.id, call.name, run_id)):
-            outcome = await found.arun(kwargs)
+            return await found.arun(kwargs)
     except Exception as exc:  # any tool failure goes back to the model
-        outcome = exc
-    return _finish(call, outcome, started, approved, cache)
+        return exc
+
+
+async def _arun_claimed(registry: ToolRegistry, call: ToolCall, cache: AsyncToolCallClaims,
+                        approved: bool | None, run_id: str | None,
+                        error_text: ErrorText) -> ToolCallRecord:
+    started = time.perf_counter()
+    hit = await cache.aget(call.id)
+    if hit is not None:
+        return dataclasses.replace(hit, approved=approved, cached=True)
+    prepared = _prepare(registry, call, None, approved, started)
+    if isinstance(prepared, ToolCallRecord):  # failed before running
+        await cache.aput(prepared)
+        return prepared
+    finished = await cache.aclaim(call)
+    if finished is not None:
+        return dataclasses.replace(finished, approved=approved, cached=True)
+    found, kwargs = prepared
+    record = _finish(call, await _acall(found, kwargs, call, run_id), started, approved, None,
+                     error_text)
+    await cache.aput(record)
+    return record
 
 
 def run_tool_calls(registry: ToolRegistry, calls: Sequence[ToolCall],
                    cache: ToolResultCache | None = None, approved: bool | None = None,
                    run_id: str | None = None,
-                   max_threads: int = DEFAULT_MAX_TOOL_THREADS) -> list[ToolCallRecord]:
+                   max_threads: int = DEFAULT_MAX_TOOL_THREADS,
+                   error_text: ErrorText = short_error) -> list[ToolCallRecord]:
     """Run calls concurrently on a thread pool; records in the calls' order."""
     if not calls:
         return []
     with ThreadPoolExecutor(max_workers=max(1, min(len(calls), max_threads))) as pool:
-        return list(pool.map(lambda c: run_tool_call(registry, c, cache, approved, run_id),
-                             calls))
+        return list(pool.map(
+            lambda c: run_tool_call(registry, c, cache, approved, run_id, error_text), calls))
 
 
 async def arun_tool_calls(registry: ToolRegistry, calls: Sequence[ToolCall],
-                          cache: ToolResultCache | None = None, approved: bool | None = None,
-                          run_id: str | None = None) -> list[ToolCallRecord]:
+                          cache: ToolResultCache | AsyncToolCallClaims | None = None,
+                          approved: bool | None = None, run_id: str | None = None,
+                          error_text: ErrorText = short_error) -> list[ToolCallRecord]:
     """Run calls concurrently with ``asyncio.gather``; records in the calls' order."""
     return list(await asyncio.gather(
-        *(arun_tool_call(registry, call, cache, approved, run_id) for call in calls)))
+        *(arun_tool_call(registry, call, cache, approved, run_id, error_text)
+          for call in calls)))
 
 
 def declined_record(call: ToolCall, note: str | None) -> ToolCallRecord:

@@ -14,6 +14,9 @@
     @tool(requires_confirmation=True)
     async def refund(order_id: int, amount: float) -> str: ...
 
+    @tool(requires_confirmation=lambda args: args["amount"] > 100)   # conditional
+    def small_refund(order_id: int, amount: float) -> str: ...
+
 The parameters' JSON Schema comes from a pydantic model built from the signature
 (type hints, defaults, ``Annotated[..., Field(...)]``, nested pydantic models,
 ``Optional``, ``Enum``/``Literal``), with descriptions from the docstring's
@@ -77,6 +80,9 @@ class ToolContext:
         return f"{self.run_id}:{self.call_id}" if self.run_id else self.call_id
 
 
+Confirmation = bool | Callable[[Mapping[str, Any]], bool]
+"""``requires_confirmation``: always/never, or a predicate on the validated arguments."""
+
 _CURRENT_CALL: contextvars.ContextVar[ToolContext] = contextvars.ContextVar("sdk_tool_call")
 
 
@@ -110,7 +116,20 @@ class Tool:
     parameters: dict[str, Any]
     fn: Callable[..., Any]
     args_model: type[BaseModel]
-    requires_confirmation: bool = False
+    requires_confirmation: Confirmation = False
+
+    def needs_confirmation(self, kwargs: Mapping[str, Any]) -> bool:
+        """Whether a call with these (validated) arguments needs a human yes
+        (``requires_confirmation``: a bool, or a predicate on the arguments; one that
+        raises counts as yes, fail safe). A tool type may decide otherwise, e.g.
+        :class:`sdk.mcp.MCPTool`."""
+        rule = self.requires_confirmation
+        if not callable(rule):
+            return bool(rule)
+        try:
+            return bool(rule(kwargs))
+        except Exception:  # a broken predicate must not let the call through
+            return True
 
     @property
     def is_async(self) -> bool:
@@ -138,11 +157,6 @@ class Tool:
             return await self.fn(**kwargs)
         return await asyncio.to_thread(self.fn, **kwargs)
 
-    def needs_confirmation(self, arguments: Mapping[str, Any]) -> bool:
-        """Whether this call waits for a human (``requires_confirmation``; a tool type
-        may decide by the arguments, e.g. :class:`sdk.mcp.MCPTool`)."""
-        return self.requires_confirmation
-
     def invoke(self, arguments: Mapping[str, Any]) -> Any:
         """Validate the model's arguments, then call."""
         return self.run(self.validate(arguments))
@@ -157,13 +171,16 @@ def tool(fn: Callable[..., Any], /) -> Tool: ...
 
 @overload
 def tool(*, name: str | None = None, description: str | None = None,
-         requires_confirmation: bool = False) -> Callable[[Callable[..., Any]], Tool]: ...
+         requires_confirmation: Confirmation = False
+         ) -> Callable[[Callable[..., Any]], Tool]: ...
 
 
 def tool(fn: Callable[..., Any] | None = None, /, *, name: str | None = None,
-         description: str | None = None, requires_confirmation: bool = False
+         description: str | None = None, requires_confirmation: Confirmation = False
          ) -> Tool | Callable[[Callable[..., Any]], Tool]:
-    """Turn a function into a :class:`Tool` (``@tool`` or ``@tool(...)``)."""
+    """Turn a function into a :class:`Tool` (``@tool`` or ``@tool(...)``).
+    ``requires_confirmation``: ``True``, or a predicate on the validated arguments
+    (``lambda args: args["amount"] > 100``): a human is asked only when it is true."""
     def build(func: Callable[..., Any]) -> Tool:
         return make_tool(func, name=name, description=description,
                          requires_confirmation=requires_confirmation)
@@ -171,7 +188,8 @@ def tool(fn: Callable[..., Any] | None = None, /, *, name: str | None = None,
 
 
 def make_tool(fn: Callable[..., Any], *, name: str | None = None,
-              description: str | None = None, requires_confirmation: bool = False) -> Tool:
+              description: str | None = None, requires_confirmation: Confirmation = False
+              ) -> Tool:
     tool_name = name or fn.__name__
     summary, arg_docs = parse_docstring(inspect.getdoc(fn) or "")
     args_model = build_args_model(fn, tool_name, arg_docs)

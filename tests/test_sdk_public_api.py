@@ -13,7 +13,9 @@ PUBLIC = {
     "RateLimitedError", "RetryPolicy", "RunResult", "SDKError", "StructuredOutputError",
     "TextDelta", "Tool", "ToolCall", "ToolCallRecord", "ToolCalled", "ToolDefinitionError",
     "ToolRegistry", "ToolResultCache", "Toolbox", "UnknownAliasError", "Usage",
-    "ToolContext", "build_system_prompt", "current_tool_call", "tool",
+    "ToolCallClaims", "ToolContext", "build_system_prompt", "current_tool_call", "tool",
+    "CONFIGURATION_ERRORS", "GatewayUnreachableError", "AsyncToolCallClaims", "AsyncStreamCall",
+    "ToolError", "ResumeStore", "InMemoryResumeStore",
     "Approve", "Decline", "Decision", "InvalidDecisionError", "LLMCallStarted",
     "MCPError", "MCPServer",
 }

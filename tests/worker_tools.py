@@ -66,3 +66,20 @@ def send_slowly(to: str, seconds: float = 0.0) -> str:
                      (key, to))
     time.sleep(seconds)
     return f"sent to {to}"
+
+
+@tool
+def effect_then_wait(label: str, seconds: float = 0.0) -> str:
+    """Record a side effect at once (no idempotency key), then take ``seconds``."""
+    _record("effect", label)
+    time.sleep(seconds)
+    return f"recorded {label}"
+
+
+@tool(requires_confirmation=True)
+def slow_refund(order_id: int, amount: float, seconds: float = 0.0) -> str:
+    """Refund an order (needs a human yes): the refund happens at once, without an
+    idempotency key, then the tool takes ``seconds`` to finish."""
+    _record("refund", f"{order_id}:{amount}")
+    time.sleep(seconds)
+    return f"refunded {amount} on order {order_id}"

@@ -13,21 +13,31 @@ Sending from code: ``actors = declare(build_broker(settings), ...)`` then
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import dramatiq
+import pydantic
 from dramatiq.broker import Broker
-from dramatiq.middleware import CurrentMessage
+from dramatiq.middleware import CurrentMessage, Retries
 
 from worker.agents import load_agents
 from worker.broker import build_broker, redis_client
 from worker.counters import Counters
 from worker.db import WorkerDB
-from worker.errors import RetryLater
+from worker.errors import (
+    GatewayRefusedError,
+    InvalidMessage,
+    RetryLater,
+    WorkerConfigError,
+    WorkerError,
+)
+from worker.logs import failure_line
 from worker.mcp_sessions import with_mcp_tools
 from worker.models import ConfirmMessage, ExpireMessage, InboundMessage, Reply
 from worker.redis_store import RedisStore
@@ -38,6 +48,10 @@ from worker.tenant_keys import gateways_by_tenant, load_tenant_keys
 __all__ = ["QUEUE", "Actors", "build_service", "declare"]
 
 QUEUE = "conversations"
+# never retried: Dramatiq's `throws` (dead-lettered at once; the actor logged one line)
+PERMANENT = (WorkerConfigError, GatewayRefusedError, InvalidMessage)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -53,7 +67,8 @@ def build_service(settings: WorkerSettings, counters: Counters | None = None
     settings.require_proxy_key()
     gateway_for = gateways_by_tenant(settings.proxy_url, settings.api_key,
                                      load_tenant_keys(settings.tenant_keys_file))
-    store = RedisStore(redis_client(settings.redis_url), settings.namespace)
+    store = RedisStore(redis_client(settings.redis_url), settings.namespace,
+                       settings.event_retention)
     agents = with_mcp_tools(load_agents(settings.agents_file))  # connects the MCP servers
     return ConversationService(settings, WorkerDB(settings.database_url), store, agents,
                                gateway_for, counters)
@@ -64,9 +79,53 @@ def _message_id() -> str:
     return current.message_id if current is not None else "local"
 
 
+def _retries() -> int:
+    current = CurrentMessage.get_current_message()
+    return int(current.options.get("retries", 0)) if current is not None else 0
+
+
+def _parse(model: type[pydantic.BaseModel], body: dict[str, Any]) -> Any:
+    """The validated message; :class:`InvalidMessage` naming the fields, not their values."""
+    try:
+        return model.model_validate(body)
+    except pydantic.ValidationError as exc:
+        fields = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(message)'}: {e['msg']}"
+                           for e in exc.errors(include_url=False, include_input=False))
+        raise InvalidMessage(f"invalid {model.__name__}: {fields}") from None
+
+
 def declare(broker: Broker, service: Callable[[], ConversationService]) -> Actors:
     """Declare the actors on ``broker``; ``service`` builds the service (called lazily)."""
-    options: dict[str, Any] = {"broker": broker, "queue_name": QUEUE, "store_results": True}
+    options: dict[str, Any] = {"broker": broker, "queue_name": QUEUE, "store_results": True,
+                               "throws": PERMANENT}
+    retries = next((m for m in broker.middleware if isinstance(m, Retries)), None)
+
+    def next_step(exc: BaseException) -> str:
+        """What Dramatiq does with the failed message (the Retries middleware's policy)."""
+        done = _retries()
+        if retries is None:
+            return "dead-lettered"
+        again = (retries.retry_when(done, exc) if retries.retry_when is not None
+                 else done < retries.max_retries)
+        return f"retried with backoff (retry {done + 1})" if again else "dead-lettered"
+
+    async def guarded(actor: str, message_id: str | None, conversation: str | None,
+                      work: Callable[[ConversationService], Awaitable[Reply]]) -> Reply:
+        """Run ``work`` on the service (built on first use: a configuration error is a
+        failure too); a failure is logged on one line and re-raised for Dramatiq."""
+        try:
+            return await work(service())
+        except RetryLater as later:
+            log.info(failure_line(actor, message_id, conversation, _message_id(), later,
+                                  f"retried in {later.delay_ms} ms"))
+            raise dramatiq.Retry(str(later), delay=later.delay_ms) from later
+        except WorkerError as exc:
+            step = next_step(exc)
+            log.error(failure_line(actor, message_id, conversation, _message_id(), exc, step))
+            if step == "dead-lettered" and conversation is not None:
+                with contextlib.suppress(WorkerError):  # no service: the line says why
+                    await service().dead_lettered(conversation, message_id, exc)
+            raise
 
     def schedule_expiry(reply: Reply) -> None:
         if reply.status == "needs_confirmation" and reply.expires_at is not None:
@@ -77,18 +136,25 @@ def declare(broker: Broker, service: Callable[[], ConversationService]) -> Actor
 
     async def handle_message(message: dict[str, Any]) -> dict[str, Any]:
         try:
-            reply = await service().handle(InboundMessage.model_validate(message))
-        except RetryLater as later:
-            raise dramatiq.Retry(str(later), delay=later.delay_ms) from later
+            parsed: InboundMessage = _parse(InboundMessage, message)
+        except InvalidMessage as exc:
+            log.error(failure_line("handle_message", None, None, _message_id(), exc,
+                                   "dead-lettered"))
+            raise
+        reply = await guarded("handle_message", parsed.message_id, parsed.conversation_id,
+                              lambda running: running.handle(parsed))
         schedule_expiry(reply)
         return reply.model_dump()
 
     async def confirm(answer: dict[str, Any]) -> dict[str, Any]:
-        parsed = ConfirmMessage.model_validate(answer)
         try:
-            reply = await service().confirm(parsed, parsed.decision_id or _message_id())
-        except RetryLater as later:
-            raise dramatiq.Retry(str(later), delay=later.delay_ms) from later
+            parsed: ConfirmMessage = _parse(ConfirmMessage, answer)
+        except InvalidMessage as exc:
+            log.error(failure_line("confirm", None, None, _message_id(), exc, "dead-lettered"))
+            raise
+        decision = parsed.decision_id or _message_id()
+        reply = await guarded("confirm", decision, parsed.conversation_id,
+                              lambda running: running.confirm(parsed, decision))
         schedule_expiry(reply)
         return reply.model_dump()
 

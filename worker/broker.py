@@ -18,6 +18,13 @@
   this process's heartbeat, even when all its threads are busy) every
   ``MAINTENANCE_INTERVAL_MS``, so messages are back within ``heartbeat_ms`` plus
   about a second.
+- **Stopping** (:class:`StopInTime`): SIGTERM to the whole process group (systemd's
+  default) reaches a worker process twice, from the group and from Dramatiq's main
+  process, and Dramatiq takes the second as "exit now" inside its own shutdown, which
+  hung for more than 90 s. A worker process takes the first SIGTERM only, stops
+  gracefully, and exits hard ``STOP_GRACE_SECONDS`` after it at the latest. A message
+  cut short that way is redelivered after the heartbeat (run leases and tool call
+  claims make that safe, see docs/workers.md).
 - **Rate limits**: :class:`~worker.errors.RetryLater` becomes ``dramatiq.Retry``
   with the gateway's ``Retry-After`` as the delay (up to ``RATE_LIMIT_RETRIES`` times).
 - **Redis restarts**: every client (broker, results, the worker's store; see
@@ -30,6 +37,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +46,7 @@ from typing import Any
 
 import dramatiq
 import redis
+import redis.asyncio as aioredis
 from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import (
@@ -56,13 +66,15 @@ from pydantic import ValidationError
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from worker.errors import GatewayRefusedError, WorkerConfigError
+from worker.errors import GatewayRefusedError, InvalidMessage, WorkerConfigError
+from worker.logs import LogPolicy
 from worker.settings import WorkerSettings
 
 __all__ = [
     "MAINTENANCE_INTERVAL_MS", "MAX_BACKOFF_MS", "MIN_BACKOFF_MS", "RATE_LIMIT_RETRIES",
-    "REDIS_OUTAGE_SECONDS", "RESULT_TTL_MS", "Maintenance", "PoolRedisBroker", "ToolThreads",
-    "build_broker",
+    "REDIS_OUTAGE_SECONDS", "RESULT_TTL_MS", "STOP_GRACE_SECONDS", "Maintenance",
+    "PoolRedisBroker", "StopInTime", "ToolThreads",
+    "async_redis_client", "build_broker",
     "middleware", "persistence_warning", "redis_client", "should_retry",
 ]
 
@@ -71,11 +83,13 @@ log = logging.getLogger(__name__)
 MIN_BACKOFF_MS = 1_000
 MAX_BACKOFF_MS = 60_000
 RESULT_TTL_MS = 24 * 3600 * 1000
-PERMANENT_ERRORS = (ValidationError, WorkerConfigError, GatewayRefusedError)
+PERMANENT_ERRORS = (ValidationError, WorkerConfigError, GatewayRefusedError, InvalidMessage)
 RATE_LIMIT_RETRIES = 10  # redeliveries of a rate-limited message (each after Retry-After)
 MAINTENANCE_INTERVAL_MS = 1_000  # queue maintenance and heartbeat, per worker process
 REDIS_OUTAGE_SECONDS = 30.0  # how long a Redis command waits for Redis to come back
 REDIS_RETRY_PAUSE = 0.5  # longest pause between two tries (first: 50 ms, doubling)
+STOP_GRACE_SECONDS = 8.0  # a worker process exits this long after SIGTERM at the latest
+EXIT_KILLED = 1  # Dramatiq's RET_KILLED
 
 
 def redis_client(url: str, **options: Any) -> redis.Redis:
@@ -84,6 +98,15 @@ def redis_client(url: str, **options: Any) -> redis.Redis:
     retries = int(REDIS_OUTAGE_SECONDS / REDIS_RETRY_PAUSE) + 4
     retry = Retry(ExponentialBackoff(cap=REDIS_RETRY_PAUSE, base=0.05), retries)
     return redis.Redis.from_url(url, retry=retry, **options)
+
+
+def async_redis_client(url: str, **options: Any) -> aioredis.Redis:
+    """The ``redis.asyncio`` twin of :func:`redis_client` (same outage ride-out)."""
+    from redis.asyncio.retry import Retry as AsyncRetry
+
+    retries = int(REDIS_OUTAGE_SECONDS / REDIS_RETRY_PAUSE) + 4
+    retry = AsyncRetry(ExponentialBackoff(cap=REDIS_RETRY_PAUSE, base=0.05), retries)
+    return aioredis.Redis.from_url(url, retry=retry, **options)
 
 
 def persistence_warning(client: redis.Redis) -> str | None:
@@ -148,6 +171,33 @@ class ToolThreads(Middleware):
                                                   executor)
 
 
+class StopInTime(Middleware):
+    """In a worker process: the first SIGTERM stops it (Dramatiq's handler), a repeated
+    one is ignored, and the process exits hard ``grace`` seconds after the first."""
+
+    def __init__(self, grace: float = STOP_GRACE_SECONDS) -> None:
+        self.grace = grace
+        self.stopping = False
+
+    def after_worker_boot(self, broker: Any, worker: Any) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # not a `dramatiq` worker process (a test's Worker)
+        dramatiqs = signal.getsignal(signal.SIGTERM)
+        if not callable(dramatiqs):
+            return
+
+        def on_sigterm(signum: int, frame: Any) -> None:
+            if self.stopping:  # the same stop, delivered again (group + main process)
+                return
+            self.stopping = True
+            timer = threading.Timer(self.grace, os._exit, args=(EXIT_KILLED,))
+            timer.daemon = True
+            timer.start()
+            dramatiqs(signum, frame)
+
+        signal.signal(signal.SIGTERM, on_sigterm)
+
+
 class Maintenance(Middleware):
     """Runs :meth:`PoolRedisBroker.maintain` every ``interval_ms`` in a worker process."""
 
@@ -179,7 +229,8 @@ def middleware(settings: WorkerSettings) -> list[Middleware]:
         Callbacks(), Pipelines(),
         Retries(max_retries=settings.max_retries, min_backoff=MIN_BACKOFF_MS,
                 max_backoff=MAX_BACKOFF_MS, retry_when=should_retry(settings.max_retries)),
-        AsyncIO(), CurrentMessage(), ToolThreads(settings.tool_threads),
+        AsyncIO(), CurrentMessage(), ToolThreads(settings.tool_threads), LogPolicy(),
+        StopInTime(),
     ]
 
 

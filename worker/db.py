@@ -1,5 +1,5 @@
 """The worker's PostgreSQL tables (migrations ``0010_worker_conversations.sql``,
-``0040_llm_journal_call_id.sql``).
+``0040_llm_journal_call_id.sql``, ``0050_tool_call_claims.sql``).
 
 Every write is idempotent (``ON CONFLICT``) so a redelivered message can repeat it.
 
@@ -36,6 +36,26 @@ WITH turns AS (
 DELETE FROM conversation_messages
 WHERE conversation_id = %(conv)s
   AND message_id IN (SELECT message_id FROM ranked WHERE running > %(max)s AND rank > 1)
+"""
+
+_CLAIM_INSERT = """
+INSERT INTO audit_tool_calls (tenant, conversation_id, agent_id, message_id, tool_call_id,
+    tool_name, arguments, outcome, confirmation)
+VALUES (%(tenant)s, %(conversation_id)s, %(agent_id)s, %(message_id)s, %(tool_call_id)s,
+    %(tool_name)s, %(arguments)s, 'running', 'not_required')
+ON CONFLICT (conversation_id, tool_call_id) DO NOTHING
+"""
+
+_CLAIM_UPDATE = """
+UPDATE audit_tool_calls SET outcome = 'running', claimed_by = %(owner)s, claimed_at = now(),
+    attempts = attempts + 1, arguments = %(arguments)s,
+    confirmation = CASE WHEN %(confirmation)s::text = 'not_required' THEN confirmation
+                        ELSE %(confirmation)s::text END,
+    decided_by = COALESCE(%(decided_by)s::text, decided_by),
+    decided_at = COALESCE(decided_at, CASE WHEN %(decided_by)s::text IS NULL THEN NULL
+                                           ELSE now() END),
+    updated_at = now()
+WHERE conversation_id = %(conversation_id)s AND tool_call_id = %(tool_call_id)s
 """
 
 
@@ -95,20 +115,23 @@ class WorkerDB:
 
     def set_outcome(self, *, message_id: str, conversation_id: str, tenant: str, agent_id: str,
                     status: str, reply: str | None, pending_tool: str | None = None,
-                    pending_ttl: int | None = None) -> None:
+                    pending_ttl: int | None = None, resumed_by: str | None = None) -> None:
+        """Store a message's outcome; ``resumed_by``: the decision whose resumed run
+        ended with it."""
         self._run(
             "INSERT INTO message_outcomes (message_id, conversation_id, tenant, agent_id, status,"
-            " reply, pending_tool, pending_until) VALUES (%(id)s, %(conv)s, %(tenant)s,"
-            " %(agent)s, %(status)s, %(reply)s, %(tool)s,"
+            " reply, pending_tool, pending_until, resumed_by) VALUES (%(id)s, %(conv)s,"
+            " %(tenant)s, %(agent)s, %(status)s, %(reply)s, %(tool)s,"
             " CASE WHEN %(ttl)s::int IS NULL THEN NULL"
-            "      ELSE now() + make_interval(secs => %(ttl)s::int) END)"
+            "      ELSE now() + make_interval(secs => %(ttl)s::int) END, %(by)s)"
             " ON CONFLICT (message_id) DO UPDATE SET status = EXCLUDED.status,"
-            " reply = EXCLUDED.reply,"
+            " reply = EXCLUDED.reply, resumed_by = EXCLUDED.resumed_by,"
             " pending_tool = COALESCE(EXCLUDED.pending_tool, message_outcomes.pending_tool),"
             " pending_until = COALESCE(EXCLUDED.pending_until, message_outcomes.pending_until),"
             " updated_at = now()",
             {"id": message_id, "conv": conversation_id, "tenant": tenant, "agent": agent_id,
-             "status": status, "reply": reply, "tool": pending_tool, "ttl": pending_ttl})
+             "status": status, "reply": reply, "tool": pending_tool, "ttl": pending_ttl,
+             "by": resumed_by})
 
     # ------------------------------------------------------------ LLM journal
 
@@ -149,9 +172,31 @@ class WorkerDB:
             " AND outcome IN ('ok', 'error')",
             {"conv": conversation_id, "id": tool_call_id})
 
+    def claim_tool_call(self, row: dict[str, Any], owner: str
+                        ) -> dict[str, Any]:
+        """Claim a tool call before it runs (``outcome`` running, ``claimed_by`` owner,
+        ``attempts`` + 1), in one transaction with the row locked. Returns the row as it
+        was: its ``outcome`` ok/error means finished (nothing claimed, use its result);
+        otherwise the call is now ``owner``'s and ``attempts`` is the claim's number
+        (more than 1: an earlier claim's worker stopped before recording a result)."""
+        params = {**row, "arguments": Jsonb(row["arguments"]), "owner": owner}
+        with self.pool.connection() as conn, conn.transaction(), \
+                conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(_CLAIM_INSERT, params)
+            cur.execute("SELECT tool_name, arguments, outcome, result, claimed_by, attempts"
+                        " FROM audit_tool_calls WHERE conversation_id = %(conversation_id)s"
+                        " AND tool_call_id = %(tool_call_id)s FOR UPDATE", params)
+            found = cur.fetchone()
+            assert found is not None  # inserted above if missing, and rows are never deleted
+            if found["outcome"] in ("ok", "error"):
+                return dict(found)
+            cur.execute(_CLAIM_UPDATE, params)
+            return {**found, "attempts": int(found["attempts"]) + 1}
+
     def audit_tool_call(self, row: dict[str, Any]) -> None:
-        """Insert or update one tool call (keyed by conversation + tool call id)."""
-        params = {**row, "arguments": Jsonb(row["arguments"])}
+        """Insert or update one tool call (keyed by conversation + tool call id); a call
+        claimed by another owner (``claimed_by``) is left to that owner."""
+        params = {"claimed_by": None, **row, "arguments": Jsonb(row["arguments"])}
         self._run(
             "INSERT INTO audit_tool_calls (tenant, conversation_id, agent_id, message_id,"
             " tool_call_id, tool_name, arguments, outcome, result, confirmation, decided_by,"
@@ -167,7 +212,9 @@ class WorkerDB:
             " decided_by = COALESCE(EXCLUDED.decided_by, audit_tool_calls.decided_by),"
             " decided_at = COALESCE(audit_tool_calls.decided_at, EXCLUDED.decided_at),"
             " updated_at = now()"
-            " WHERE audit_tool_calls.outcome NOT IN ('ok', 'error')", params)
+            " WHERE audit_tool_calls.outcome NOT IN ('ok', 'error')"
+            " AND (audit_tool_calls.outcome <> 'running' OR audit_tool_calls.claimed_by"
+            "      IS NOT DISTINCT FROM %(claimed_by)s::text)", params)
 
     def expire_tool_calls(self, conversation_id: str, message_id: str) -> None:
         """Mark a message's calls that waited for a confirmation as expired (never run)."""

@@ -13,8 +13,11 @@ Rules (:func:`decide`): a decision for a call that is not pending, or for a call
 another answer decided already, is refused and changes nothing; edited arguments
 that fail the tool's schema are refused too; a decision after ``expires_at``
 expires the confirmation; once every call is decided, the answer that completed
-them owns the resumed run (``resumed_by``), and the same answer redelivered runs it
-again (tool results are cached, so nothing runs twice).
+them owns the resumed run (``resumed_by``), and the same answer redelivered finishes
+it (under the run's lease: see :mod:`worker.lease`). When the resumed run stops for a
+new confirmation, the new record lists the decisions already spent on this message
+(``spent``): one of them redelivered is answered from the stored outcome
+(``spent`` verdict), never taken as an answer to the new question.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ ArgumentCheck = Callable[[str, dict[str, Any]], str | None]
 
 @dataclass(frozen=True)
 class Verdict:
-    kind: Literal["missing", "expired", "refused", "partial", "resume"]
+    kind: Literal["missing", "expired", "refused", "partial", "resume", "spent"]
     record: dict[str, Any] = field(default_factory=dict)
     text: str = ""
 
@@ -78,6 +81,8 @@ def decide(record: dict[str, Any] | None, answer: ConfirmMessage, decision_id: s
     """The verdict on ``answer`` and the change to the stored record."""
     if record is None:
         return Verdict("missing"), UNCHANGED
+    if decision_id in record.get("spent", ()):  # redelivered; its run went on to a new pause
+        return Verdict("spent", record), UNCHANGED
     owner = record.get("resumed_by")
     if owner is not None:
         if owner == decision_id:  # this answer, redelivered: finish its run

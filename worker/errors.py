@@ -10,8 +10,17 @@
     ├── GatewayRefusedError         the gateway refused the worker's request for a reason
     │                               retrying cannot fix (a wrong key, an unknown alias, an
     │                               invalid request): dead-lettered, an operator must act
+    ├── GatewayUnreachable          no connection to the gateway (a wrong POOL_PROXY_URL,
+    │                               a stopped proxy): retried with backoff
+    │                               (``POOL_WORKER_MAX_RETRIES``), then dead-lettered
+    ├── InvalidMessage              the queue message is not a valid message: dead-lettered
+    ├── LeaseLost                   (:mod:`worker.lease`) the run's lease expired under
+    │                               this delivery: retried (it then waits for the run)
     └── RetryLater                  the gateway rate-limited the run: the actor retries
                                     the message after ``delay_ms``
+
+Each failure is logged by the actor on one line (``message_id=...``, the cause, and
+whether the message is retried or dead-lettered; never the user's text).
 
 A message naming an agent the agents file does not define is not an exception: the
 sender is told so in a ``failed`` reply (``pool send`` refuses it before queueing).
@@ -22,6 +31,8 @@ from __future__ import annotations
 __all__ = [
     "AgentConfigError",
     "GatewayRefusedError",
+    "GatewayUnreachable",
+    "InvalidMessage",
     "RetryLater",
     "TenantKeysError",
     "WorkerConfigError",
@@ -57,6 +68,15 @@ class TenantKeysError(WorkerConfigError):
 class GatewayRefusedError(WorkerError):
     """The gateway refused the worker's request for a reason retrying cannot fix (a
     wrong key, an unknown alias, an invalid request): an operator must act."""
+
+
+class GatewayUnreachable(WorkerError):
+    """No connection to the gateway: retried with backoff, then dead-lettered."""
+
+
+class InvalidMessage(WorkerError):
+    """A queue message that does not validate (the text says which fields, not their
+    values)."""
 
 
 class RetryLater(WorkerError):

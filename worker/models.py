@@ -15,6 +15,7 @@ MAX_TEXT_CHARS = 32_000
 EventType = Literal[
     "received", "text_delta", "llm_call", "tool_called", "confirmation_required",
     "confirmation_resolved", "expired", "reply", "error", "budget_exceeded", "rate_limited",
+    "dead_lettered",
 ]
 ReplyStatus = Literal["completed", "needs_confirmation", "declined", "expired", "failed",
                       "max_iterations", "nothing_pending", "refused", "budget_exceeded"]

@@ -4,6 +4,9 @@ Keys (all under the configured namespace):
 
 - ``{ns}:events:{conversation}``: a Redis Stream, one entry per event (``XADD``);
   a websocket gateway reads it with ``XREAD`` from its last id, so nothing is lost.
+  It expires ``retention`` seconds after its last event (``POOL_EVENT_RETENTION``,
+  default 7 days; a reply channel too): a conversation quiet for that long leaves
+  nothing in Redis (its memory and audit stay in PostgreSQL).
 - ``{ns}:sent:{message}:{slot}:``: marks a message's event slot as appended, so a
   redelivered message re-emits nothing (set and ``XADD`` happen in one Lua script).
 - ``{ns}:pending:{conversation}``: the pending confirmation (JSON) and the decisions
@@ -25,18 +28,23 @@ import redis
 
 from worker.models import Event
 
-__all__ = ["DECIDED_TTL", "EVENT_DEDUPE_TTL", "PendingChange", "RedisStore"]
+__all__ = ["DECIDED_TTL", "DEFAULT_EVENT_RETENTION", "EVENT_DEDUPE_TTL", "PendingChange",
+           "RedisStore"]
 
 EVENT_DEDUPE_TTL = 7 * 24 * 3600  # seconds a sent-marker lives (longer than any redelivery)
+DEFAULT_EVENT_RETENTION = 7 * 24 * 3600  # seconds a stream lives after its last event
 DECIDED_TTL = EVENT_DEDUPE_TTL  # a decided confirmation waits this long for its run
 STREAM_MAXLEN = 10_000  # approximate cap per conversation stream
 
-# KEYS[1] = sent marker, KEYS[2] = stream; ARGV[1] = ttl, ARGV[2] = maxlen, ARGV[3..] = fields
+# KEYS[1] = sent marker, KEYS[2] = stream; ARGV[1] = marker ttl, ARGV[2] = maxlen,
+# ARGV[3] = stream retention, ARGV[4..] = fields
 _XADD_ONCE = """
 if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
   local fields = {}
-  for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
-  return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(fields))
+  for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
+  local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(fields))
+  redis.call('EXPIRE', KEYS[2], ARGV[3])
+  return id
 end
 return false
 """
@@ -57,9 +65,11 @@ UNCHANGED = PendingChange(write=False)
 
 
 class RedisStore:
-    def __init__(self, client: redis.Redis, namespace: str) -> None:
+    def __init__(self, client: redis.Redis, namespace: str,
+                 retention: int = DEFAULT_EVENT_RETENTION) -> None:
         self.client = client
         self.namespace = namespace
+        self.retention = retention
         self._xadd_once = client.register_script(_XADD_ONCE)
 
     # ------------------------------------------------------------ events
@@ -75,7 +85,8 @@ class RedisStore:
                   "data", json.dumps(event.data, default=str)]
         target = stream or self.stream_key(event.conversation_id)
         added = self._xadd_once(keys=[marker, target],
-                                args=[EVENT_DEDUPE_TTL, STREAM_MAXLEN, *fields])
+                                args=[EVENT_DEDUPE_TTL, STREAM_MAXLEN, self.retention,
+                                      *fields])
         return added is not None
 
     def read_events(self, conversation_id: str, after: str = "0-0", block_ms: int | None = None,

@@ -1,10 +1,21 @@
 """What the actors do, without Dramatiq: run a message, take a decision, expire a
 confirmation. Coroutines: the agent runs with :class:`~sdk.AsyncGateway` and
 :meth:`~sdk.Agent.arun` on the worker's event loop (sync tools run on the loop's
-bounded thread pool); PostgreSQL and Redis writes are short and made inline.
+bounded thread pool, ``POOL_WORKER_TOOL_THREADS``). Nothing here blocks the loop:
+the PostgreSQL and Redis work runs in segments on the service's own bounded I/O
+threads (``io_threads``, :func:`~worker.turn.off_loop`), the run lease uses
+``redis.asyncio``, and the agent's events and tool claims are awaited
+(:meth:`Turn.aon_event`, :class:`~sdk.AsyncToolCallClaims`).
 
-At-least-once safety (a message may be redelivered after a crash, at any point):
+At-least-once safety (a message may be redelivered after a crash, at any point, or
+delivered twice at once; see docs/workers.md):
 
+- a delivery works on a run (a message and its resumed confirmations) only while it
+  holds the run's lease (:mod:`worker.lease`); a second delivery waits for it, then
+  answers from what the first stored, in the first's reply slot (no second reply);
+- every tool call is claimed in PostgreSQL before it runs (:meth:`Turn.claim`), and
+  its result recorded after; a claim whose worker died is taken over by the run's
+  next lease holder, which runs the tool again with the same idempotency key;
 - the agent's tool call ids are derived from the run id (= the message id), so a
   re-run asks for the same ids; every tool result is stored in PostgreSQL keyed
   by conversation + call id *as soon as the tool returns* and is reused on re-run
@@ -23,9 +34,13 @@ What a gateway failure becomes (the truth, not one polite reply for all):
   ``budget_exceeded`` event, status ``budget_exceeded``; never retried;
 - **rate limited** (still, after the SDK's own retries): :class:`RetryLater`, the
   actor retries the message after the gateway's ``Retry-After``;
+- **gateway unreachable** (a wrong ``POOL_PROXY_URL``, a stopped proxy):
+  :class:`GatewayUnreachable`, an ``error`` event; the actor logs one line and the
+  message is retried with backoff, then dead-lettered. Never the polite outage reply;
 - **auth or configuration** (401/403, unknown alias, a 4xx): :class:`GatewayRefusedError`,
-  an ``error`` event and a log line naming the cause; the message is dead-lettered;
-- **provider outage** (5xx, unreachable): a polite reply, status ``failed``, not retried.
+  an ``error`` event; the actor logs one line naming the cause; dead-lettered at once;
+- **provider outage** (a 5xx from the proxy, a timeout): a polite reply, status
+  ``failed``, not retried.
 """
 
 from __future__ import annotations
@@ -35,15 +50,18 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import pydantic
 
 from sdk import (
+    CONFIGURATION_ERRORS,
     Agent,
     AsyncGateway,
     BudgetExceededError,
     GatewayError,
+    GatewayUnreachableError,
     Outcome,
     PendingConfirmation,
     ProviderUnavailableError,
@@ -52,10 +70,12 @@ from sdk import (
     Tool,
 )
 from worker.agents import AgentSpec
+from worker.broker import async_redis_client
 from worker.counters import UNKNOWN, Counters, EndStatus
 from worker.db import WorkerDB
 from worker.decisions import ArgumentCheck, Verdict, decide, sdk_decisions, undecided
-from worker.errors import GatewayRefusedError, RetryLater
+from worker.errors import GatewayRefusedError, GatewayUnreachable, RetryLater
+from worker.lease import Lease, RunLeases
 from worker.models import (
     ConfirmMessage,
     ExpireMessage,
@@ -65,7 +85,7 @@ from worker.models import (
 )
 from worker.redis_store import UNCHANGED, PendingChange, RedisStore
 from worker.settings import WorkerSettings
-from worker.turn import Emitter, Turn
+from worker.turn import Emitter, Turn, off_loop
 
 __all__ = [
     "BUDGET_REPLY",
@@ -88,6 +108,9 @@ EXPIRED_REPLY = ("This request expired before it was confirmed, so nothing was d
 NOTHING_PENDING_REPLY = "There is nothing waiting for your confirmation in this conversation."
 EXPIRY_GRACE = 300  # seconds an undecided record outlives its expiry (the expire message ends it)
 DEFAULT_RETRY_AFTER = 5.0  # seconds, when a rate-limited gateway said nothing
+IO_THREADS = 16  # threads for PostgreSQL/Redis work, per worker process
+
+T = TypeVar("T")
 
 
 class ConversationService:
@@ -96,16 +119,48 @@ class ConversationService:
     def __init__(self, settings: WorkerSettings, db: WorkerDB, store: RedisStore,
                  agents: dict[str, tuple[AgentSpec, list[Tool]]],
                  gateway_for: Callable[[str], AsyncGateway],
-                 counters: Counters | None = None) -> None:
+                 counters: Counters | None = None, leases: RunLeases | None = None,
+                 io_threads: int = IO_THREADS) -> None:
         self.settings, self.db, self.store = settings, db, store
         self.agents, self.gateway_for = agents, gateway_for
         self.counters = counters if counters is not None else Counters()
+        self.leases = leases if leases is not None else RunLeases(
+            lambda: async_redis_client(settings.redis_url), settings.namespace,
+            settings.heartbeat_ms)
+        self.io = ThreadPoolExecutor(io_threads, thread_name_prefix="pool-io")
+
+    async def _io(self, fn: Callable[..., T], *args: Any) -> T:
+        return await off_loop(self.io, fn, *args)
 
     # ------------------------------------------------------------ handle_message
 
     async def handle(self, message: InboundMessage) -> Reply:
+        """Run a message, holding its run's lease (a second delivery waits, then
+        answers from the stored outcome)."""
+        async with self.leases.hold(message.message_id) as lease:
+            return await self._handle(message, lease)
+
+    async def _handle(self, message: InboundMessage, lease: Lease) -> Reply:
         emit = Emitter(self.store, message.conversation_id, message.message_id, "run",
                        message.reply_channel)
+        started = await self._io(self._start_run, message, emit, lease)
+        if isinstance(started, Reply):
+            return started
+        turn, memory = started
+        agent = self._agent(message.agent_id, turn)
+        request = [*memory, {"role": "user", "content": message.text}]
+        ran = await self._guarded(
+            agent.arun(request, run_id=message.message_id, user=message.tenant),
+            message, emit, turn)
+        if isinstance(ran, Reply):
+            return ran
+        # the turn starts after the system prompt and the memory
+        return await self._io(self._after_run, message, emit, ran, 1 + len(memory))
+
+    def _start_run(self, message: InboundMessage, emit: Emitter, lease: Lease
+                   ) -> Reply | tuple[Turn, list[dict[str, Any]]]:
+        """(off the loop) The stored answer of a message handled before, or the turn
+        and the conversation's memory to run it with."""
         done = self.db.get_outcome(message.message_id)
         if done is not None:
             return self._still_pending(self._resend(done, emit))
@@ -115,17 +170,9 @@ class ConversationService:
                                 f"Sorry, there is no agent called {message.agent_id!r} here.")
         spec, _ = self.agents[message.agent_id]
         memory = self.db.load_memory(message.conversation_id)
-        turn = self._turn(message, emit, spec.alias)
+        turn = self._turn(message, emit, spec.alias, lease)
         turn.audit_interrupted()
-        agent = self._agent(message.agent_id, turn)
-        request = [*memory, {"role": "user", "content": message.text}]
-        ran = await self._guarded(
-            agent.arun(request, run_id=message.message_id, user=message.tenant),
-            message, emit, turn)
-        if isinstance(ran, Reply):
-            return ran
-        # the turn starts after the system prompt and the memory
-        return self._after_run(message, emit, ran, history_len=1 + len(memory))
+        return turn, memory
 
     def _still_pending(self, reply: Reply) -> Reply:
         """A re-sent ``needs_confirmation`` reply with its undecided calls and expiry
@@ -166,7 +213,8 @@ class ConversationService:
                             conversation_id=message.conversation_id, tenant=message.tenant,
                             agent_id=message.agent_id, status="needs_confirmation",
                             reply=kept["question"], pending_tool=calls[0].name if calls else None,
-                            pending_ttl=self.settings.confirm_ttl)
+                            pending_ttl=self.settings.confirm_ttl,
+                            resumed_by=emit.decision_id)
         emit("confirmation_required", {
             "calls": [c.model_dump() for c in calls], "tool": calls[0].name if calls else None,
             "expires_in": self.settings.confirm_ttl, "expires_at": kept["expires_at"]})
@@ -180,6 +228,32 @@ class ConversationService:
     # ------------------------------------------------------------ confirm
 
     async def confirm(self, answer: ConfirmMessage, decision_id: str) -> Reply:
+        """Take a decision on the conversation's pending confirmation, holding the lease
+        of the run it belongs to (a second delivery of the same decision waits, then
+        answers from what the first did)."""
+        while True:
+            run = await self._io(self._pending_run, answer.conversation_id)
+            if run is None:  # nothing pending: nothing will run
+                return await self._confirm(answer, decision_id, None)
+            async with self.leases.hold(run) as lease:
+                if await self._io(self._pending_run, answer.conversation_id) in (run, None):
+                    return await self._confirm(answer, decision_id, lease)
+
+    def _pending_run(self, conversation_id: str) -> str | None:
+        raw = self.store.get_pending(conversation_id)
+        return str(json.loads(raw)["message"]["message_id"]) if raw is not None else None
+
+    async def _confirm(self, answer: ConfirmMessage, decision_id: str,
+                       lease: Lease | None) -> Reply:
+        decided = await self._io(self._decide, answer, decision_id, lease)
+        if isinstance(decided, Reply):
+            return decided
+        message, emit, record = decided
+        return await self._resume(message, emit, record, answer.note, lease)
+
+    def _decide(self, answer: ConfirmMessage, decision_id: str, lease: Lease | None
+                ) -> Reply | tuple[InboundMessage, Emitter, dict[str, Any]]:
+        """(off the loop) Record the decision: the reply it gets, or what to resume."""
         verdict: Verdict = self.store.change_pending(
             answer.conversation_id,
             lambda record: decide(record, answer, decision_id, time.time(),
@@ -190,6 +264,13 @@ class ConversationService:
             if verdict.record else None
         if verdict.kind == "expired" and message is not None:
             return self._expire(message, verdict.record)
+        if verdict.kind == "spent" and message is not None:  # this decision's run went on
+            return self._answered(message.message_id, decision_id)
+        if verdict.kind == "resume" and message is not None and (
+                lease is None or lease.run != message.message_id):
+            # the record changed hands between the look and the lease: come back for it
+            raise RetryLater(f"message_id={message.message_id}: decision {decision_id} "
+                             "recorded; its run is taken up by the redelivery", 100)
         emit = Emitter(self.store, answer.conversation_id,
                        message.message_id if message else "-", f"confirm:{decision_id}",
                        message.reply_channel if message else None)
@@ -204,23 +285,36 @@ class ConversationService:
                           pending_calls=calls, expires_at=verdict.record["expires_at"])
             emit("reply", reply.model_dump())
             return reply
-        return await self._resume(message, emit, verdict.record, answer.note)
+        return message, emit, verdict.record
+
+    def _answered(self, message_id: str, decision_id: str) -> Reply:
+        """The stored outcome of the run ``decision_id`` resumed, re-sent in that
+        decision's own reply slot (so a redelivered decision adds no reply)."""
+        row = self.db.get_outcome(message_id)
+        assert row is not None  # a run that went on stored its outcome
+        return self._resend(row, Emitter(self.store, str(row["conversation_id"]), message_id,
+                                         f"confirm:{decision_id}"))
 
     async def _resume(self, message: InboundMessage, emit: Emitter, record: dict[str, Any],
-                      note: str | None) -> Reply:
+                      note: str | None, lease: Lease | None) -> Reply:
         pending = PendingConfirmation.from_json(record["pending"])
         spec, _ = self.agents[message.agent_id]
-        turn = self._turn(message, emit, spec.alias)
-        turn.audit_interrupted()
+        turn = self._turn(message, emit, spec.alias, lease)
         turn.decisions = {cid: ("approved" if d["approve"] else "declined", d["by"])
                           for cid, d in record["decisions"].items()}
+        await self._io(turn.audit_interrupted)
         agent = self._agent(message.agent_id, turn)
         decisions = sdk_decisions(record)
         ran = await self._guarded(agent.aresume(pending, decisions=decisions, note=note),
                                   message, emit, turn)
         if isinstance(ran, Reply):
-            self._drop_resumed(message.conversation_id, record["resumed_by"])
+            await self._io(self._drop_resumed, message.conversation_id, record["resumed_by"])
             return ran
+        return await self._io(self._resumed, message, emit, ran, record)
+
+    def _resumed(self, message: InboundMessage, emit: Emitter, ran: RunResult,
+                 record: dict[str, Any]) -> Reply:
+        """(off the loop) Store a resumed run's outcome; the record goes once it ended."""
         reply = self._after_run(message, emit, ran, int(record["history_len"]),
                                 all_declined=not any(d["approve"]
                                                      for d in record["decisions"].values()))
@@ -263,6 +357,8 @@ class ConversationService:
             return Reply(conversation_id=answer.conversation_id, message_id="-",
                          status="nothing_pending", text=NOTHING_PENDING_REPLY)
         message_id = str(latest["message_id"])
+        if latest.get("resumed_by") == decision_id:  # this decision, redelivered: done
+            return self._answered(message_id, decision_id)
         if latest["status"] == "needs_confirmation":  # its record is gone: past its time
             return self._expire_row(latest)
         if answer.decisions is not None:
@@ -277,6 +373,9 @@ class ConversationService:
 
     async def expire(self, due: ExpireMessage) -> Reply | None:
         """The scheduled end of an undecided confirmation (a no-op once decided)."""
+        return await self._io(self._expire_due, due)
+
+    def _expire_due(self, due: ExpireMessage) -> Reply | None:
         def change(record: dict[str, Any] | None) -> tuple[str, PendingChange]:
             if record is None or record["message"]["message_id"] != due.message_id:
                 return "elsewhere", UNCHANGED  # gone, or replaced by a newer message's
@@ -324,30 +423,42 @@ class ConversationService:
         """The run's result, or the reply its failure deserves (see the module docstring)."""
         try:
             return await run
-        except BudgetExceededError as exc:
-            turn.failed_llm_call(exc)
+        except GatewayError as exc:
+            return await self._io(self._gateway_failed, exc, message, emit, turn)
+
+    def _gateway_failed(self, exc: GatewayError, message: InboundMessage, emit: Emitter,
+                        turn: Turn) -> Reply:
+        """(off the loop) Audit a failed LLM call; the reply it deserves, or raise."""
+        turn.failed_llm_call(exc)
+        if isinstance(exc, BudgetExceededError):
             emit("budget_exceeded", {"tenant": message.tenant, "detail": str(exc)[:500]})
             return self._failed(message, emit, "budget_exceeded", BUDGET_REPLY)
-        except RateLimitedError as exc:
-            turn.failed_llm_call(exc)
+        if isinstance(exc, RateLimitedError):
             wait = exc.retry_after if exc.retry_after is not None else DEFAULT_RETRY_AFTER
             emit.once("rate_limited", {"retry_after": wait}, f"rate_limited:{uuid.uuid4().hex}")
             raise RetryLater(f"rate limited: {exc}", int(wait * 1000)) from exc
-        except ProviderUnavailableError as exc:
-            turn.failed_llm_call(exc)
+        if isinstance(exc, ProviderUnavailableError):
             emit("error", {"error": type(exc).__name__, "detail": str(exc)[:500]})
             return self._failed(message, emit, "failed", OUTAGE_REPLY)
-        except GatewayError as exc:
-            turn.failed_llm_call(exc)
-            cause = (f"the gateway refused the worker's request ({type(exc).__name__}, "
-                     f"HTTP {exc.status}): {exc}")
-            emit("error", {"error": type(exc).__name__, "status": exc.status, "fatal": True,
-                           "detail": str(exc)[:500]})
-            log.error("message %s of conversation %s failed: %s. Check POOL_API_KEY, "
-                      "POOL_TENANT_KEYS_FILE and the agents file's aliases.",
-                      message.message_id, message.conversation_id, cause)
-            self.counters.turn(self._agent_label(message.agent_id), "error")
-            raise GatewayRefusedError(cause) from exc
+        if isinstance(exc, GatewayUnreachableError):
+            emit.once("error", {"error": type(exc).__name__, "detail": str(exc)[:500]},
+                      f"unreachable:{uuid.uuid4().hex}")  # one per attempt
+            raise GatewayUnreachable(str(exc)) from exc
+        hint = (" Check POOL_API_KEY, POOL_TENANT_KEYS_FILE and the agents file's aliases."
+                if isinstance(exc, CONFIGURATION_ERRORS) else "")
+        cause = (f"the gateway refused the worker's request ({type(exc).__name__}, "
+                 f"HTTP {exc.status}): {exc}.{hint}")
+        emit("error", {"error": type(exc).__name__, "status": exc.status, "fatal": True,
+                       "detail": str(exc)[:500]})
+        self.counters.turn(self._agent_label(message.agent_id), "error")
+        raise GatewayRefusedError(cause) from exc
+
+    async def dead_lettered(self, conversation_id: str, message_id: str | None,
+                            cause: BaseException) -> None:
+        """Tell the conversation's stream that a message was dead-lettered, and why."""
+        emit = Emitter(self.store, conversation_id, message_id or "-", "dead")
+        await self._io(emit.once, "dead_lettered",
+                       {"cause": f"{type(cause).__name__}: {cause}"[:500]}, "final")
 
     def _failed(self, message: InboundMessage, emit: Emitter, status: EndStatus,
                 text: str) -> Reply:
@@ -359,11 +470,12 @@ class ConversationService:
 
     # ------------------------------------------------------------ shared
 
-    def _turn(self, message: InboundMessage, emit: Emitter, alias: str) -> Turn:
+    def _turn(self, message: InboundMessage, emit: Emitter, alias: str,
+              lease: Lease | None) -> Turn:
         _, tools = self.agents[message.agent_id]
         return Turn(self.db, emit, message.tenant, message.conversation_id, message.agent_id,
                     message.message_id, alias, counters=self.counters,
-                    tool_names=frozenset(t.name for t in tools))
+                    tool_names=frozenset(t.name for t in tools), lease=lease, io=self.io)
 
     def _agent_label(self, agent_id: str) -> str:
         """The agent's metric label: only ids of the agents file (bounded)."""
@@ -375,7 +487,7 @@ class ConversationService:
                      role=spec.role, persona=spec.persona, version=spec.version,
                      tools=tools, gateway=self.gateway_for(turn.tenant),
                      max_iterations=spec.max_iterations, stream=spec.stream,
-                     on_event=turn.on_event, tool_result_cache=turn,
+                     on_event=turn.aon_event, tool_result_cache=turn,
                      tags=[f"conversation:{turn.conversation_id}", f"agent:{agent_id}"])
 
     def _finish(self, message: InboundMessage, emit: Emitter, status: EndStatus,
@@ -384,7 +496,8 @@ class ConversationService:
         is answered by :meth:`_resend`), sent."""
         self.db.set_outcome(message_id=message.message_id,
                             conversation_id=message.conversation_id, tenant=message.tenant,
-                            agent_id=message.agent_id, status=status, reply=text)
+                            agent_id=message.agent_id, status=status, reply=text,
+                            resumed_by=emit.decision_id)
         self.counters.turn(self._agent_label(message.agent_id), status)
         reply = Reply(conversation_id=message.conversation_id, message_id=message.message_id,
                       status=status, text=text)
@@ -397,7 +510,9 @@ class ConversationService:
         again only if a crash kept it from being sent (the slot is deduplicated)."""
         reply = Reply(conversation_id=str(row["conversation_id"]),
                       message_id=str(row["message_id"]), status=row["status"],
-                      text=str(row["reply"] or ""), pending_tool=row.get("pending_tool"))
+                      text=str(row["reply"] or ""),
+                      pending_tool=row.get("pending_tool")
+                      if row["status"] in ("needs_confirmation", "expired") else None)
         emit("reply", reply.model_dump())
         return reply
 
@@ -416,9 +531,11 @@ def _replace(old: dict[str, Any] | None, new: dict[str, Any]
              ) -> tuple[dict[str, Any], PendingChange]:
     """Store ``new`` unless the same message's record is there already (a re-run
     after a crash: decisions may have been taken on it)."""
-    if old is not None and old["message"]["message_id"] == new["message"]["message_id"] \
-            and old.get("resumed_by") is None:
+    same = old is not None and old["message"]["message_id"] == new["message"]["message_id"]
+    if same and old is not None and old.get("resumed_by") is None:
         return old, UNCHANGED
+    if same and old is not None:  # the resumed run paused again: its decisions are spent
+        new = {**new, "spent": [*old.get("spent", []), old["resumed_by"]]}
     return new, PendingChange(new, int(new["expires_at"] - time.time()) + EXPIRY_GRACE)
 
 

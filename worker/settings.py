@@ -15,6 +15,7 @@
 | ``POOL_WORKER_TIME_LIMIT_MS`` | 600000 | one message's run |
 | ``POOL_WORKER_MAX_RETRIES`` | 3 | redeliveries after an unexpected error |
 | ``POOL_WORKER_TOOL_THREADS`` | 16 | threads running sync tools, per worker process |
+| ``POOL_EVENT_RETENTION`` | 604800 s (7 d) | a quiet conversation's event stream expires after it |
 
 Read with pydantic-settings. A bad value is a :class:`~worker.errors.WorkerSettingsError`
 naming the variable (``POOL_CONFIRM_TTL: expected an integer, got 'abc'``). The two
@@ -63,6 +64,7 @@ DEFAULT_HEARTBEAT_MS = 60_000  # a worker silent this long is dead: its messages
 DEFAULT_TIME_LIMIT_MS = 10 * 60_000  # one message's run
 DEFAULT_MAX_RETRIES = 3  # redeliveries after an unexpected error (not provider outages)
 DEFAULT_TOOL_THREADS = 16  # sync tools run on at most this many threads per process
+DEFAULT_EVENT_RETENTION = 7 * 24 * 3600  # seconds a quiet conversation's events are kept
 
 OPTIONAL = frozenset({"api_key", "tenant_keys_file"})  # an empty value means unset
 
@@ -92,6 +94,7 @@ class WorkerSettings(BaseSettings):
     time_limit_ms: int = _env("POOL_WORKER_TIME_LIMIT_MS", DEFAULT_TIME_LIMIT_MS, ge=1)
     max_retries: int = _env("POOL_WORKER_MAX_RETRIES", DEFAULT_MAX_RETRIES, ge=0)
     tool_threads: int = _env("POOL_WORKER_TOOL_THREADS", DEFAULT_TOOL_THREADS, ge=1)
+    event_retention: int = _env("POOL_EVENT_RETENTION", DEFAULT_EVENT_RETENTION, ge=60)
 
     @field_validator("*", mode="before")
     @classmethod

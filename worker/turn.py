@@ -8,13 +8,23 @@ id is written to ``llm_journal`` *before* the request is sent, and the audit row
 flight leaves a journal row without an audit row: the redelivered run audits it
 as ``interrupted`` (:meth:`~worker.db.WorkerDB.audit_interrupted`) before it starts.
 For the worker's traffic, audit rows and the gateway's spend rows match one to one.
+
+Tool calls (see docs/workers.md): the turn is the agent's :class:`~sdk.ToolCallClaims`.
+A call is claimed in ``audit_tool_calls`` (``running``, ``claimed_by`` = the run's
+lease token) right before it runs, only while the run's lease is held, and its result
+recorded after; a finished call's record is reused instead of running it again.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import logging
 import uuid
+from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from sdk import (
     AgentEvent,
@@ -22,15 +32,28 @@ from sdk import (
     LLMCallFinished,
     LLMCallStarted,
     TextDelta,
+    ToolCall,
     ToolCalled,
     ToolCallRecord,
 )
 from worker.counters import UNKNOWN, Counters
 from worker.db import WorkerDB
+from worker.lease import Lease
 from worker.models import Event, EventType
 from worker.redis_store import RedisStore
 
 __all__ = ["Emitter", "Turn"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+async def off_loop(executor: Executor | None, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` on ``executor`` (the worker's bounded I/O threads), awaited: the
+    event loop goes on with other conversations meanwhile."""
+    return await asyncio.get_running_loop().run_in_executor(
+        executor, functools.partial(fn, *args))
 
 
 @dataclass
@@ -50,6 +73,12 @@ class Emitter:
         False when the event was appended already (by an earlier run of the message)."""
         self.seq += 1
         return self.once(kind, data, "reply" if kind == "reply" else str(self.seq))
+
+    @property
+    def decision_id(self) -> str | None:
+        """The decision whose resumed run this is (phase ``confirm:<id>``), if any."""
+        return self.phase.removeprefix("confirm:") if self.phase.startswith("confirm:") \
+            else None
 
     def once(self, kind: EventType, data: dict[str, Any] | None, slot: str) -> bool:
         """Append an event in its own ``slot`` of this phase (outside the sequence)."""
@@ -77,6 +106,22 @@ class Turn:
     started: str | None = None  # the call id of the LLM request in flight
     counters: Counters = field(default_factory=Counters)
     tool_names: frozenset[str] = frozenset()  # the agent's tools (metric labels)
+    lease: Lease | None = None  # the run's lease (None: unit tests without Redis)
+    io: Executor | None = None  # where the async methods run the sync writes
+
+    # -- async twins (the agent's AsyncToolCallClaims and async on_event): the same
+    # PostgreSQL/Redis work, on the bounded I/O threads instead of the event loop
+    async def aget(self, call_id: str) -> ToolCallRecord | None:
+        return await off_loop(self.io, self.get, call_id)
+
+    async def aput(self, record: ToolCallRecord) -> None:
+        await off_loop(self.io, self.put, record)
+
+    async def aclaim(self, call: ToolCall) -> ToolCallRecord | None:
+        return await off_loop(self.io, self.claim, call)
+
+    async def aon_event(self, event: AgentEvent) -> None:
+        await off_loop(self.io, self.on_event, event)
 
     # -- the ToolResultCache protocol, backed by audit_tool_calls (its outcome is the
     # record's ok: the result text says nothing about it)
@@ -91,14 +136,43 @@ class Turn:
         self.tool_row(record.call_id, record.name, dict(record.arguments),
                       "ok" if record.ok else "error", record.result)
 
+    def claim(self, call: ToolCall) -> ToolCallRecord | None:
+        """Claim ``call`` before it runs (the :class:`~sdk.ToolCallClaims` protocol):
+        ``None`` = ours now, run it; a record = it finished meanwhile. Raises
+        :class:`~worker.lease.LeaseLost` when the run's lease is no longer held."""
+        owner = self._owner()
+        if self.lease is not None:
+            self.lease.check()
+        found = self.db.claim_tool_call(
+            self._tool_values(call.id, call.name, dict(call.arguments), "running", None),
+            owner)
+        if found["outcome"] in ("ok", "error"):
+            return ToolCallRecord(call.id, str(found["tool_name"]), dict(found["arguments"]),
+                                  str(found["result"] or ""), ok=found["outcome"] == "ok")
+        if int(found["attempts"]) > 1:
+            log.warning("message_id=%s: tool call %s (%s) was claimed before by a delivery "
+                        "that stopped before recording its result (attempt %d); running it "
+                        "again with the same idempotency key", self.message_id, call.id,
+                        call.name, found["attempts"])
+        return None
+
+    def _owner(self) -> str:
+        return self.lease.token if self.lease is not None else f"local:{id(self)}"
+
     def tool_row(self, call_id: str, name: str, arguments: dict[str, Any], outcome: str,
                  result: str | None, confirmation: str | None = None) -> None:
+        self.db.audit_tool_call({**self._tool_values(call_id, name, arguments, outcome, result,
+                                                     confirmation),
+                                 "claimed_by": self._owner()})
+
+    def _tool_values(self, call_id: str, name: str, arguments: dict[str, Any], outcome: str,
+                     result: str | None, confirmation: str | None = None) -> dict[str, Any]:
         decided, who = self.decisions.get(call_id, ("not_required", None))
-        self.db.audit_tool_call({
+        return {
             "tenant": self.tenant, "conversation_id": self.conversation_id,
             "agent_id": self.agent_id, "message_id": self.message_id, "tool_call_id": call_id,
             "tool_name": name, "arguments": arguments, "outcome": outcome, "result": result,
-            "confirmation": confirmation or decided, "decided_by": who})
+            "confirmation": confirmation or decided, "decided_by": who}
 
     # -- agent events
     def on_event(self, event: AgentEvent) -> None:

@@ -66,6 +66,8 @@ def register(subparsers: Any) -> None:
     events.add_argument("conversation", help="conversation id")
     events.add_argument("--follow", action="store_true",
                         help="keep waiting for new events (Ctrl-C to stop)")
+    events.add_argument("--json", action="store_true",
+                        help="one JSON object per event (id, time, type, message_id, data)")
     events.set_defaults(handler=_one_line(run_events), extra="worker")
 
 
@@ -124,7 +126,7 @@ def _wait_args(parser: argparse.ArgumentParser) -> None:
 
 def run_worker(args: argparse.Namespace) -> int:
     from llm_pool.runtime import proxy_env, worker_metrics_env
-    from worker.broker import persistence_warning, redis_client
+    from worker.broker import STOP_GRACE_SECONDS, persistence_warning, redis_client
     from worker.errors import WorkerConfigError
     from worker.settings import WorkerSettings
 
@@ -141,8 +143,11 @@ def run_worker(args: argparse.Namespace) -> int:
     if args.metrics_port is not None:
         module = "worker.metrics"
         env.update(worker_metrics_env(args.metrics_host, args.metrics_port))
+    # a worker process stops within STOP_GRACE_SECONDS of SIGTERM (worker.broker.StopInTime)
+    shutdown_ms = int(STOP_GRACE_SECONDS * 1000) - 1000
     argv = [os.path.join(os.path.dirname(sys.executable), "dramatiq"), module,
-            "--processes", str(args.processes), "--threads", str(args.threads)]
+            "--processes", str(args.processes), "--threads", str(args.threads),
+            "--worker-shutdown-timeout", str(shutdown_ms)]
     os.execve(argv[0], argv, env)
 
 
@@ -171,7 +176,8 @@ def _actors_and_store() -> tuple[Any, Any]:
     from worker.broker import redis_client
     from worker.redis_store import RedisStore
 
-    return actors, RedisStore(redis_client(settings.redis_url), settings.namespace)
+    return actors, RedisStore(redis_client(settings.redis_url), settings.namespace,
+                              settings.event_retention)
 
 
 def _last_id(store: Any, conversation: str) -> str:
@@ -179,12 +185,37 @@ def _last_id(store: Any, conversation: str) -> str:
     return entries[0][0].decode() if entries else "0-0"
 
 
-def _print_event(event: dict[str, Any]) -> None:
+def _when(entry_id: str) -> str:
+    """The UTC time of a stream entry (its id starts with the milliseconds)."""
+    millis = int(entry_id.split("-", 1)[0])
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(millis / 1000)) + \
+        f".{millis % 1000:03d}Z"
+
+
+def _rounded(value: Any, key: str = "") -> Any:
+    """Figures for people: 4 significant digits, epoch seconds (``*_at``) as UTC times."""
+    if isinstance(value, dict):
+        return {k: _rounded(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    if isinstance(value, float):
+        if key.endswith("_at") and value > 1e9:
+            return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(value))
+        return float(f"{value:.4g}")
+    return value
+
+
+def _print_event(event: dict[str, Any], entry_id: str, as_json: bool = False) -> None:
     data = event["data"]
+    if as_json:
+        print(json.dumps({"id": entry_id, "time": _when(entry_id), "type": event["type"],
+                          "message_id": event["message_id"], "data": data}), flush=True)
+        return
+    head = f"{_when(entry_id)} {event['message_id']}"
     if event["type"] == "reply":
-        print(f"[reply:{data.get('status')}] {data.get('text')}", flush=True)
+        print(f"{head} [reply:{data.get('status')}] {data.get('text')}", flush=True)
     else:
-        print(f"[{event['type']}] {json.dumps(data)}", flush=True)
+        print(f"{head} [{event['type']}] {json.dumps(_rounded(data))}", flush=True)
 
 
 def _watch(store: Any, conversation: str, after: str, message_id: str | None,
@@ -193,9 +224,12 @@ def _watch(store: Any, conversation: str, after: str, message_id: str | None,
     while time.monotonic() < deadline:
         for entry_id, event in store.read_events(conversation, after, block_ms=500):
             after = entry_id
-            _print_event(event)
+            _print_event(event, entry_id)
             if event["type"] == "reply" and message_id in (None, event["message_id"]):
                 return 1 if event["data"].get("status") == "refused" else 0
+            if event["type"] == "dead_lettered" and message_id in (None, event["message_id"]):
+                print(f"dead-lettered: {event['data'].get('cause')}", file=sys.stderr)
+                return 1
     print(f"no reply within {wait:.0f} s (is `pool worker` running?)", file=sys.stderr)
     return 1
 
@@ -267,6 +301,6 @@ def run_events(args: argparse.Namespace) -> int:
         entries = store.read_events(args.conversation, after, block_ms=block)
         for entry_id, event in entries:
             after = entry_id
-            _print_event(event)
+            _print_event(event, entry_id, args.json)
         if not args.follow and not entries:
             return 0

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -256,3 +258,46 @@ def test_fallback_is_visible_in_the_agent_audit(gateway: Gateway,
     result = Agent(name="a", alias="quality", gateway=gateway).run("hello")
     assert result.outcome is Outcome.COMPLETED
     assert [(c.alias, c.deployment) for c in result.llm_calls] == [("quality", "fast-1")]
+
+
+# quality (2 deployments) -> fast (1), num_retries: 1 in config/offline.yaml
+OUTAGE_UPSTREAM_ATTEMPTS = 4  # measured below; documented in sdk/retries.py and docs/sdk.md
+
+
+def test_retries_do_not_stack_one_sdk_call_in_an_outage(
+        offline_proxy: ProxyProcess, scripted: ScriptedProvider) -> None:
+    from sdk import ProviderUnavailableError
+
+    scripted.add_rule("*", {"status": 503, "error_message": "everything is down"})
+    gateway = Gateway(offline_proxy.url, MASTER_KEY)  # the default RetryPolicy
+    with pytest.raises(ProviderUnavailableError):
+        gateway.complete("quality", "anyone there?")
+    tried = [r["model"] for r in scripted.requests()]
+    print("upstream attempts for one SDK call:", tried)
+    assert len(tried) <= OUTAGE_UPSTREAM_ATTEMPTS, tried
+    assert "fast-1" in tried and {"quality-a", "quality-b"} & set(tried)
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "sdk.md"
+DOC_BLOCK = re.compile(r"<!-- provider: (.*?) -->\s*```python\n(.*?)```", re.DOTALL)
+
+
+def _doc_blocks() -> list[tuple[list[dict[str, Any]], str]]:
+    return [(json.loads(answers), code) for answers, code in DOC_BLOCK.findall(DOCS.read_text())]
+
+
+def test_every_python_block_of_docs_sdk_is_tested() -> None:
+    assert len(_doc_blocks()) == DOCS.read_text().count("```python") >= 5
+
+
+@pytest.mark.parametrize("index", range(len(_doc_blocks())))
+def test_docs_sdk_examples_run_as_written(index: int, offline_proxy: ProxyProcess,
+                                          scripted: ScriptedProvider,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    answers, code = _doc_blocks()[index]
+    for step in answers:
+        scripted.add_rule("*", step, times=1)
+    monkeypatch.setenv("POOL_PROXY_URL", offline_proxy.url)
+    monkeypatch.setenv("POOL_API_KEY", MASTER_KEY)
+    exec(compile(code, f"docs/sdk.md block {index}", "exec"), {"__name__": "docs_sdk"})
+    assert len(scripted.requests()) >= max(1, len(answers))  # every scripted answer was used

@@ -79,3 +79,43 @@ def test_wrong_worker_key_fails_loudly_to_the_dead_letters(
     assert "the gateway refused the worker's request (AuthError, HTTP 401)" in log
     assert "POOL_API_KEY" in log
     assert scripted.requests() == []
+
+
+def _dead_letters(redis_url: str, redis_prefix: str) -> list[bytes]:
+    found: list[bytes] = redis.Redis.from_url(redis_url).hvals(
+        f"{redis_prefix}:dramatiq:conversations.XQ.msgs")
+    return found
+
+
+def test_unreachable_gateway_is_retried_with_backoff_then_dead_lettered_never_polite(
+        cluster: WorkerCluster, redis_url: str, redis_prefix: str) -> None:
+    closed = f"http://127.0.0.1:{_free_port()}"  # nothing listens: a wrong POOL_PROXY_URL
+    worker = cluster.start(POOL_PROXY_URL=closed, POOL_WORKER_MAX_RETRIES="1")
+    conv = new_conversation()
+    secret = f"my card number is 4111-{conv}"
+    message = cluster.send(secret, conv)
+    with pytest.raises(ResultFailure):
+        result(message, timeout_ms=90_000)
+    dead = cluster.wait_event(conv, "dead_lettered")
+    assert "GatewayUnreachable" in dead["data"]["cause"] and closed in dead["data"]["cause"]
+    types = [e["type"] for e in cluster.events(conv)]
+    assert "reply" not in types  # never the polite outage reply
+    assert types.count("error") == 2  # the first try and its one retry
+    assert len(_dead_letters(redis_url, redis_prefix)) == 1
+    log = worker.text()
+    ours = [line for line in log.splitlines() if "GatewayUnreachable" in line]
+    assert len(ours) == 2, log[-3000:]  # one line per failed delivery
+    message_id = dead["message_id"]
+    assert all(f"message_id={message_id}" in line and f"conversation={conv}" in line
+               for line in ours)
+    assert "retried with backoff (retry 1)" in ours[0] and "dead-lettered" in ours[1]
+    assert secret not in log and "Traceback" not in log  # no user text, no traceback
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port

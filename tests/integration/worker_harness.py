@@ -79,6 +79,11 @@ class WorkerCluster:
         return self._launch([str(Path(sys.executable).with_name("dramatiq")), "worker.actors",
                              "--processes", "1", "--threads", "8"], extra_env)
 
+    def start_pool_worker(self, **extra_env: str) -> WorkerProcess:
+        """A ``pool worker`` process (one Dramatiq worker process under it)."""
+        return self._launch([sys.executable, "-m", "llm_pool.cli", "worker", "--processes", "1",
+                             "--threads", "8"], extra_env)
+
     def start_with_metrics(self, port: int, **extra_env: str) -> WorkerProcess:
         """A worker process with Prometheus metrics on ``port`` (``pool worker
         --metrics-port``)."""
@@ -113,10 +118,11 @@ class WorkerCluster:
         return self._tag(self.actors.handle_message.send(message.model_dump()))
 
     def confirm(self, conversation: str, approved: bool | None = None, note: str | None = None,
-                decisions: dict[str, Any] | None = None) -> Any:
+                decisions: dict[str, Any] | None = None, decision_id: str | None = None
+                ) -> Any:
         answer = ConfirmMessage.model_validate({
             "conversation_id": conversation, "approved": approved, "note": note,
-            "decisions": decisions, "decided_by": "tester"})
+            "decisions": decisions, "decided_by": "tester", "decision_id": decision_id})
         return self._tag(self.actors.confirm.send(answer.model_dump()))
 
     def pause(self, text: str, conversation: str | None = None) -> tuple[str, dict[str, Any]]:
@@ -201,6 +207,20 @@ def cluster(offline_proxy: ProxyProcess, pg_url: str, redis_url: str, redis_pref
     running = WorkerCluster(env, tmp_path, settings)
     yield running
     running.stop_all()
+
+
+def wait_until(check: Any, what: str, timeout: float = 60.0) -> None:
+    """Poll ``check()`` until it is true (AssertionError naming ``what`` after ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def replies(cluster: WorkerCluster, conversation: str, message_id: str) -> list[dict[str, Any]]:
+    """The reply events of ``message_id`` on the conversation's stream."""
+    return [e["data"] for e in cluster.events(conversation)
+            if e["type"] == "reply" and e["message_id"] == message_id]
 
 
 def new_conversation() -> str:

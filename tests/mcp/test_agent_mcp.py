@@ -97,7 +97,7 @@ def test_stdio_listing_allowlist_prefix_and_a_gated_call_approved_with_edited_ar
         agent().resume(saved, decisions={gated.id: Approve(arguments={"a": "x", "b": 1})})
     resumed = agent().resume(saved, decisions={gated.id: Approve(arguments={"a": 40, "b": 2})})
     assert resumed.outcome is Outcome.COMPLETED and resumed.text == "done"
-    (record,) = resumed.tool_calls
+    record = resumed.tool_calls[-1]  # the whole turn: the calls before the pause first
     assert record.approved is True and record.ok
     assert record.result.startswith("The sum of 40 and 2 is 42.")
     assert '(Run with arguments edited by the user: {"a": 40, "b": 2})' in record.result
@@ -284,5 +284,5 @@ def test_async_agent_runs_parallel_mcp_calls_on_one_connection_and_resumes(
     assert [r.result for r in first.tool_calls] == ["Echo: one", "Echo: two",
                                                     "The sum of 2 and 3 is 5."]
     assert resumed.outcome is Outcome.COMPLETED and resumed.text == "all done"
-    assert resumed.tool_calls[0].result == "The sum of 200 and 3 is 203."
+    assert resumed.tool_calls[-1].result == "The sum of 200 and 3 is 203."
     assert server.session.connects == 1

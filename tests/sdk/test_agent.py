@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 from sdk import (
     AI_TRANSPARENCY_CLAUSE,
@@ -18,18 +19,22 @@ from sdk import (
     ConfirmationExpiredError,
     ConfirmationRequired,
     Decline,
+    InMemoryResumeStore,
     InMemoryToolResultCache,
     InvalidDecisionError,
     LLMCallFinished,
     LLMCallStarted,
     Outcome,
     PendingConfirmation,
+    StructuredOutputError,
     TextDelta,
     ToolCalled,
     ToolContext,
+    ToolError,
     current_tool_call,
     tool,
 )
+from sdk.tool_calls import error_type_only
 from tests.sdk.fakes import FakeProxy, chat, chunk, sse
 
 ran: list[str] = []
@@ -192,7 +197,8 @@ def test_resume_approved_in_a_new_agent_runs_the_call() -> None:
                                      approved=True, note="ok by Sam")
     assert result.outcome is Outcome.COMPLETED and result.text == "Refunded 30.00."
     assert ran == ["lookup 9", "refund 9 30.0"]
-    assert result.tool_calls[0].approved is True
+    assert [(r.name, r.approved) for r in result.tool_calls] == [  # the whole turn's calls
+        ("lookup_order", None), ("refund_order", True)]
     told = _tool_messages(proxy.messages(0))[-1]
     assert told.startswith("refunded 30.00 on order 9") and "ok by Sam" in told
     assert proxy.requests[0]["user"] == "cust-1"
@@ -205,7 +211,7 @@ def test_resume_declined_never_runs_the_call_and_tells_the_model() -> None:
     assert ran == ["lookup 9"]
     told = _tool_messages(proxy.messages(0))[-1]
     assert "declined" in told and "amount too high" in told
-    assert result.tool_calls[0].approved is False and not result.tool_calls[0].ok
+    assert result.tool_calls[-1].approved is False and not result.tool_calls[-1].ok
 
 
 def test_a_gated_call_with_invalid_arguments_is_rejected_without_asking() -> None:
@@ -343,3 +349,157 @@ def test_bad_decisions_are_refused_before_anything_runs(decisions: Any, error: t
     assert ran == [] and proxy.requests == []
     with pytest.raises(ConfirmationError, match="either"):
         agent_for(proxy).resume(pending)
+
+
+def test_a_turn_is_bounded_across_resumes_and_keeps_its_usage() -> None:
+    asks = [chat(f"step {i}", [("refund_order", {"order_id": i, "amount": 1.0}, f"r{i}")],
+                 usage=(10, 1), cost=0.25) for i in range(1, 4)]
+    proxy = FakeProxy(*asks, chat("never asked"))
+    agent = agent_for(proxy, max_iterations=3)
+    result = agent.run("refund everything")
+    resumes = 0
+    while result.outcome is Outcome.NEEDS_CONFIRMATION and result.pending is not None:
+        pending = PendingConfirmation.from_json(result.pending.to_json())
+        result = agent.resume(pending, approved=True)
+        resumes += 1
+    assert resumes == 3 and result.outcome is Outcome.MAX_ITERATIONS
+    assert len(proxy.requests) == 3  # 3 LLM calls for the user message, not 3 per resume
+    assert ran == ["refund 1 1.0", "refund 2 1.0", "refund 3 1.0"]
+    assert len(result.llm_calls) == 3 and result.usage.total_tokens == 33
+    assert result.cost == pytest.approx(0.75)
+    assert [r.approved for r in result.tool_calls] == [True, True, True]
+
+
+def test_an_async_event_handler_is_awaited_in_order_before_each_request() -> None:
+    seen: list[str] = []
+
+    async def handler(event: AgentEvent) -> None:
+        await asyncio.sleep(0)
+        seen.append(f"{type(event).__name__}@{len(proxy.requests)}")
+
+    proxy = FakeProxy(chat(None, [("lookup_order", {"order_id": 1}, "a")]), chat("done"))
+    agent = Agent(name="support", alias="fast", tools=[lookup_order],
+                  gateway=proxy.async_gateway(), on_event=handler)
+    asyncio.run(agent.arun("go"))
+    # each LLMCallStarted is handled before its request is sent (journal first)
+    assert seen == ["LLMCallStarted@0", "LLMCallFinished@1", "ToolCalled@1",
+                    "LLMCallStarted@1", "LLMCallFinished@2"]
+    with pytest.raises(TypeError, match="async on_event"):
+        agent_for(FakeProxy(chat("x")), on_event=handler).run("go")
+
+
+def test_a_conversation_carried_forward_has_one_system_prompt() -> None:
+    proxy = FakeProxy(chat("Hi Ada."), chat("You are Ada."))
+    agent = agent_for(proxy)
+    first = agent.run("I am Ada")
+    agent.run([*first.messages, {"role": "user", "content": "Who am I?"}])
+    sent = proxy.messages(1)
+    assert [m["role"] for m in sent] == ["system", "user", "assistant", "user"]
+    assert sent[0]["content"] == agent.system_prompt
+
+
+SECRET = "postgresql://app:hunter2@db.internal/orders"
+
+
+@tool
+def leaky(order_id: int) -> str:
+    """A tool whose exception holds a secret on its second line."""
+    raise ConnectionError(f"cannot connect\n{SECRET}")
+
+
+@tool
+def wordy(order_id: int) -> str:
+    """A tool that tells the model why it failed."""
+    raise ToolError(f"order {order_id} is archived; ask for a newer one")
+
+
+def test_tool_exception_text_reaching_the_model_is_redacted() -> None:
+    proxy = FakeProxy(chat(None, [("leaky", {"order_id": 1}, "a"), ("wordy", {"order_id": 2},
+                                                                     "b")]), chat("sorry"))
+    result = Agent(name="support", alias="fast", tools=[leaky, wordy],
+                   gateway=proxy.gateway()).run("x")
+    told = _tool_messages(proxy.messages(1))
+    assert told[0] == "Error: leaky failed: ConnectionError: cannot connect"
+    assert told[1] == "Error: wordy failed: order 2 is archived; ask for a newer one"
+    assert SECRET not in json.dumps(proxy.requests)
+    assert SECRET in (result.tool_calls[0].error or "")  # the caller keeps the whole text
+
+    proxy = FakeProxy(chat(None, [("leaky", {"order_id": 1}, "a")]), chat("sorry"))
+    Agent(name="support", alias="fast", tools=[leaky], gateway=proxy.gateway(),
+          tool_error_text=error_type_only).run("x")
+    assert _tool_messages(proxy.messages(1)) == ["Error: leaky failed: ConnectionError"]
+
+
+@tool(requires_confirmation=lambda args: args["amount"] > 100)
+def capped_refund(order_id: int, amount: float) -> str:
+    """Refund an order: a human approves refunds over 100."""
+    ran.append(f"capped {order_id} {amount}")
+    return f"refunded {amount}"
+
+
+def test_conditional_approval_asks_only_when_the_predicate_holds() -> None:
+    proxy = FakeProxy(chat(None, [("capped_refund", {"order_id": 1, "amount": 20}, "a"),
+                                  ("capped_refund", {"order_id": 2, "amount": 500}, "b")]),
+                      chat("done"))
+    agent = Agent(name="support", alias="fast", tools=[capped_refund], gateway=proxy.gateway())
+    result = agent.run("refund both")
+    assert result.outcome is Outcome.NEEDS_CONFIRMATION and result.pending is not None
+    assert ran == ["capped 1 20.0"]  # under the cap: ran without asking
+    assert [dict(c.arguments) for c in result.pending.calls] == [{"order_id": 2, "amount": 500}]
+
+
+def test_approve_for_run_lets_the_same_tool_run_without_asking_again() -> None:
+    proxy = FakeProxy(chat(None, [("refund_order", {"order_id": 1, "amount": 1.0}, "a")]),
+                      chat(None, [("refund_order", {"order_id": 2, "amount": 2.0}, "b")]),
+                      chat("both refunded"))
+    agent = agent_for(proxy)
+    paused = agent.run("refund 1 and 2")
+    assert paused.pending is not None
+    pending = PendingConfirmation.from_json(paused.pending.to_json())
+    result = agent.resume(pending, decisions={pending.calls[0].id: Approve(for_run=True)})
+    assert result.outcome is Outcome.COMPLETED and result.text == "both refunded"
+    assert ran == ["refund 1 1.0", "refund 2 2.0"]
+    assert [r.approved for r in result.tool_calls] == [True, True]
+    agent.gateway = FakeProxy(chat(None, [("refund_order", {"order_id": 3, "amount": 3.0},
+                                           "c")])).gateway()
+    assert agent.run("refund 3").outcome is Outcome.NEEDS_CONFIRMATION  # a new run asks again
+
+
+class Verdict(BaseModel):
+    order_id: int
+    refundable: bool
+
+
+def test_output_type_gives_a_typed_answer_re_asking_within_the_budget() -> None:
+    proxy = FakeProxy(chat(None, [("lookup_order", {"order_id": 7}, "a")]),
+                      chat("```json\n{\"order_id\": \"seven\"}\n```"),
+                      chat("{\"order_id\": 7, \"refundable\": true}"))
+    agent = agent_for(proxy, output_type=Verdict)
+    result = agent.run("can order 7 be refunded?")
+    assert result.outcome is Outcome.COMPLETED
+    assert result.output == Verdict(order_id=7, refundable=True)
+    assert "JSON Schema" in proxy.messages(0)[0]["content"]  # in the one system prompt
+    assert [m["role"] for m in proxy.messages(0)].count("system") == 1
+    assert "did not validate" in proxy.messages(2)[-1]["content"]  # the correction
+    with pytest.raises(StructuredOutputError) as caught:
+        agent_for(FakeProxy(chat("not json")), output_type=Verdict, max_iterations=2).run("x")
+    assert caught.value.raw_text == "not json"
+
+
+def test_a_saved_confirmation_is_resumed_once_with_a_resume_store() -> None:
+    _, pending = _stopped()
+    saved = pending.to_json()
+    store = InMemoryResumeStore()
+    proxy = FakeProxy(chat("Refunded 30.00."))
+    first = agent_for(proxy, resume_store=store).resume(PendingConfirmation.from_json(saved),
+                                                        approved=True)
+    again = agent_for(proxy, resume_store=store).resume(PendingConfirmation.from_json(saved),
+                                                        approved=True)
+    assert ran == ["lookup 9", "refund 9 30.0"]  # the refund ran once
+    assert len(proxy.requests) == 1
+    assert again.text == first.text == "Refunded 30.00." and again.outcome is first.outcome
+    assert [c.usage for c in again.llm_calls] == [c.usage for c in first.llm_calls]
+    store.results.clear()  # as if the first resume were still running
+    with pytest.raises(ConfirmationError, match="resumed already"):
+        agent_for(proxy, resume_store=store).resume(PendingConfirmation.from_json(saved),
+                                                    approved=True)

@@ -9,8 +9,10 @@ import httpx
 import pytest
 
 from sdk import (
+    CONFIGURATION_ERRORS,
     AuthError,
     BudgetExceededError,
+    GatewayUnreachableError,
     InvalidRequestError,
     ProviderUnavailableError,
     RateLimitedError,
@@ -152,28 +154,44 @@ def test_a_retry_after_longer_than_the_limit_is_not_slept() -> None:
     assert len(proxy.requests) == 1
 
 
-def test_503_is_retried_then_provider_unavailable() -> None:
+def test_503_from_the_proxy_is_not_retried_again() -> None:
+    # the proxy answered: its own retries and fallbacks are spent, repeating them would
+    # multiply the upstream attempts (retries never stack)
     proxy = FakeProxy(error(503, "model group 'quality' failed. Fallback to fast also failed",
                             "internal_server_error"))
     with pytest.raises(ProviderUnavailableError, match="Fallback") as caught:
         proxy.gateway().complete("quality", "hi")
     assert caught.value.status == 503
-    assert len(proxy.requests) == 3
+    assert len(proxy.requests) == 1
 
 
-def test_503_then_success_recovers() -> None:
-    proxy = FakeProxy(error(503, "down"), chat("up again"))
+def test_a_timeout_is_retried_then_recovers() -> None:
+    calls: list[int] = []
+
+    def slow_once(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        if len(calls) == 1:
+            raise httpx.ReadTimeout("timed out", request=request)
+        return chat("up again")
+    proxy = FakeProxy(slow_once)
     assert proxy.gateway().complete("fast", "hi").text == "up again"
+    assert len(calls) == 2
 
 
-def test_connection_failure_is_provider_unavailable() -> None:
+@pytest.mark.parametrize("failure", [httpx.ConnectError("connection refused"),
+                                     httpx.ConnectError("[Errno -2] Name or service not known")])
+def test_an_unreachable_gateway_is_a_configuration_error_not_an_outage(
+        failure: httpx.ConnectError) -> None:
     def refuse(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("connection refused", request=request)
+        failure.request = request
+        raise failure
     proxy = FakeProxy(refuse)
-    with pytest.raises(ProviderUnavailableError, match="cannot reach") as caught:
+    with pytest.raises(GatewayUnreachableError, match="cannot reach the gateway") as caught:
         proxy.gateway().complete("fast", "hi")
-    assert caught.value.status is None
-    assert len(proxy.requests) == 3
+    assert not isinstance(caught.value, ProviderUnavailableError)
+    assert isinstance(caught.value, CONFIGURATION_ERRORS)
+    assert "POOL_PROXY_URL" in str(caught.value) and caught.value.status is None
+    assert len(proxy.requests) == 1  # not retried: a wrong URL stays wrong
 
 
 def test_other_4xx_is_an_invalid_request() -> None:
@@ -254,6 +272,20 @@ def test_async_gateway_completes_streams_and_maps_errors() -> None:
         assert (await stream.result()).tool_calls[0].arguments == {"order_id": 42}
         with pytest.raises(BudgetExceededError):
             await gateway.complete("fast", "hi")
+        assert len(proxy.requests) == 3
+    asyncio.run(scenario())
+
+
+def test_async_stream_works_with_async_for_async_with_and_await() -> None:
+    async def scenario() -> None:
+        proxy = FakeProxy(sse(_stream_chunks()))
+        gateway = proxy.async_gateway()
+        assert [d async for d in gateway.stream("fast", "hi")] == ["Hel", "lo"]
+        async with gateway.stream("fast", "hi") as stream:
+            assert (await stream.result()).text == "Hello"
+        opened = await gateway.stream("fast", "hi")
+        assert [d async for d in opened] == ["Hel", "lo"]
+        await opened.close()
         assert len(proxy.requests) == 3
     asyncio.run(scenario())
 
