@@ -487,6 +487,11 @@ class ScriptedProvider:
         with self.state.lock:
             return [r for r in self.state.requests if fnmatch.fnmatchcase(r["model"], model_glob)]
 
+    def clear_requests(self) -> None:
+        """Forget the request log (rules and scripts stay)."""
+        with self.state.lock:
+            self.state.requests.clear()
+
     def reset(self) -> None:
         self.state.reset()
 
