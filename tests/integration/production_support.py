@@ -118,6 +118,7 @@ def steer(proxy_url: str, key: str, provider: ScriptedProvider, target: Deployme
                                  "messages": [{"role": "user", "content": "probe"}]})
         if probe.status_code == 200 and probe.headers.get("x-litellm-model-id") == target.id:
             return
+        assert probe.status_code in (200, 429) or probe.status_code >= 500, probe.text[:300]
         assert time.monotonic() < deadline, (
             f"{target.alias} not answered by {target.id}: {probe.status_code} "
             f"{probe.headers.get('x-litellm-model-id')} {probe.text[:300]}")
