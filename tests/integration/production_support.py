@@ -16,6 +16,7 @@ import httpx
 import yaml
 
 from llm_pool.offline.provider import ScriptedProvider
+from llm_pool.runtime import ProxyProcess, start_proxy
 from llm_pool.settings import REPO_ROOT
 
 CONFIG = REPO_ROOT / "config" / "config.yaml"
@@ -25,6 +26,18 @@ OVERLOAD = {"anthropic": 529, "openai": 503, "ollama_chat": 503, "ollama": 503}
 WIRE_PATH = {"anthropic": "messages", "openai": "chat", "ollama_chat": "ollama_chat"}
 PRICE_FIELDS = ("input_cost_per_token", "output_cost_per_token", "cache_read_input_token_cost",
                 "cache_creation_input_token_cost")
+
+
+PROVIDER_KEYS = {"ANTHROPIC_API_KEY": "sk-ant-dummy", "OPENAI_API_KEY": "sk-openai-dummy"}
+
+
+def start_production_proxy(provider: ScriptedProvider, proxy_env: dict[str, str],
+                           log: Path) -> ProxyProcess:
+    """config/config.yaml itself; only the provider URLs and keys come from here: every
+    provider's base URL is the scripted provider, so no call leaves the machine."""
+    upstreams = {"OLLAMA_API_BASE": provider.url, "OPENAI_API_BASE": f"{provider.url}/v1",
+                 "ANTHROPIC_API_BASE": provider.url}
+    return start_proxy(CONFIG, env={**proxy_env, **PROVIDER_KEYS, **upstreams}, log_path=log)
 
 
 @dataclass(frozen=True)

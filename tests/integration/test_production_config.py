@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from llm_pool.offline.provider import ScriptedProvider
-from llm_pool.runtime import ProxyProcess, start_proxy
+from llm_pool.runtime import ProxyProcess
 from tests.conftest import MASTER_KEY
 from tests.gateway.support import new_tenant, wait_for_rows
 from tests.integration.production_support import (
@@ -31,12 +31,12 @@ from tests.integration.production_support import (
     prices,
     read_answer,
     request_body,
+    start_production_proxy,
     steer,
 )
 
 pytestmark = pytest.mark.integration
 
-PROVIDER_KEYS = {"ANTHROPIC_API_KEY": "sk-ant-dummy", "OPENAI_API_KEY": "sk-openai-dummy"}
 KEY_SEEN = {"anthropic": "sk-ant-dummy", "openai": "sk-openai-dummy", "ollama_chat": None,
             "ollama": None}
 ROUTES = ("/v1/chat/completions", "/v1/messages", "/v1/responses")
@@ -44,19 +44,11 @@ ROUTES = ("/v1/chat/completions", "/v1/messages", "/v1/responses")
 PROMPT, CACHED, CACHE_WRITE, COMPLETION, REASONING = 3000, 1024, 512, 600, 512
 
 
-def upstreams(provider: ScriptedProvider) -> dict[str, str]:
-    """Every provider's base URL on the scripted provider: no call leaves the machine."""
-    return {"OLLAMA_API_BASE": provider.url, "OPENAI_API_BASE": f"{provider.url}/v1",
-            "ANTHROPIC_API_BASE": provider.url}
-
-
 @pytest.fixture(scope="module")
-def production_proxy(repo_root: Path, tmp_path_factory: pytest.TempPathFactory,
-                     proxy_env: dict[str, str], provider: ScriptedProvider
-                     ) -> Iterator[ProxyProcess]:
-    log = tmp_path_factory.mktemp("prod") / "proxy.log"
-    env = {**proxy_env, "LITELLM_MASTER_KEY": MASTER_KEY, **PROVIDER_KEYS, **upstreams(provider)}
-    running = start_proxy(repo_root / "config" / "config.yaml", env=env, log_path=log)
+def production_proxy(tmp_path_factory: pytest.TempPathFactory, proxy_env: dict[str, str],
+                     provider: ScriptedProvider) -> Iterator[ProxyProcess]:
+    running = start_production_proxy(provider, proxy_env,
+                                     tmp_path_factory.mktemp("prod") / "proxy.log")
     yield running
     running.stop()
 
