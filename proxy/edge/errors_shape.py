@@ -133,7 +133,11 @@ def _route(request_data: Mapping[str, Any]) -> str:
 def _provider_failure(alias: str, exc: BaseException) -> tuple[int, str, int | None]:
     """(status, message, seconds to wait or None) for a failed provider call."""
     status = _status(exc) or 500
-    if status >= 500 or type(exc).__name__ == "RouterRateLimitError":
+    if type(exc).__name__ == "RouterRateLimitError":  # every deployment cooling down
+        wait = retry_after(exc)
+        return 503, (f"model '{alias}' is temporarily unavailable: cooling down after "
+                     f"provider failures; retry after {wait} s"), wait
+    if status >= 500:
         wait = retry_after(exc)
         return 503, (f"model '{alias}' is temporarily unavailable: its providers are "
                      f"overloaded or failing; retry after {wait} s"), wait
