@@ -301,6 +301,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._chat(body, ollama_wire.view(body))
             elif path == "/messages/count_tokens":
                 self._count_tokens(body)
+            elif path == "/responses/input_tokens":
+                self._input_tokens(body)
             elif path in ("/embeddings", "/api/embed"):
                 self._embeddings(body)
             elif path.startswith("/_control/"):
@@ -366,7 +368,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         step = self._decide(view, model)
         path = {"openai": "chat", "anthropic": "messages", "ollama": "ollama_chat"}[self.wire]
-        self._record(body, path, messages=body.get("messages"), body=body)
+        self._record(body, path, messages=body.get("messages"), tools=body.get("tools") or [],
+                     body=body)
         refused = anthropic_wire.bad_signature(body) if self.wire == "anthropic" else None
         if refused:
             self._error(400, refused)
@@ -431,6 +434,14 @@ class _Handler(BaseHTTPRequestHandler):
         self._record(body, "count_tokens")
         text = _prompt_text(view) + json.dumps(body.get("tools") or [])
         self._send_json(200, {"input_tokens": tokens(text)})
+
+    def _input_tokens(self, body: dict[str, Any]) -> None:
+        """OpenAI's ``POST /v1/responses/input_tokens`` (what LiteLLM calls for Anthropic
+        ``count_tokens`` on an ``openai/`` deployment): the request's tokens, counted as
+        the chat answers count them."""
+        self._record(body, "responses/input_tokens")
+        text = json.dumps([body.get("input"), body.get("instructions"), body.get("tools")])
+        self._send_json(200, {"object": "response.input_tokens", "input_tokens": tokens(text)})
 
     def _embeddings(self, body: dict[str, Any]) -> None:
         model = str(body.get("model", ""))
