@@ -240,3 +240,14 @@ def test_openai_usage_details_for_cache_and_reasoning(http: httpx.Client) -> Non
     assert usage["prompt_tokens_details"] == {"cached_tokens": 1024}
     assert usage["completion_tokens_details"] == {"reasoning_tokens": 512}
     assert (usage["prompt_tokens"], usage["completion_tokens"]) == (2000, 600)
+
+
+def test_omit_usage_even_when_the_stream_asks(http: httpx.Client) -> None:
+    text = _script({"text": "a b", "omit_usage": True})
+    plain = _chat(http, text).json()
+    assert "usage" not in plain
+    with http.stream("POST", "/chat/completions", json={
+            "model": "m", "stream": True, "stream_options": {"include_usage": True},
+            "messages": [{"role": "user", "content": text}]}) as response:
+        body = b"".join(response.iter_raw())
+    assert b'"usage"' not in body and b"[DONE]" in body

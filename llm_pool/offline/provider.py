@@ -393,11 +393,15 @@ class _Handler(BaseHTTPRequestHandler):
         elif stream:
             self._stream(step, self._openai_events(step, usage, model, body))
         else:
-            self._send_json(200, openai_wire.completion(step, usage, model))
+            answer = openai_wire.completion(step, usage, model)
+            if step.omit_usage:
+                del answer["usage"]
+            self._send_json(200, answer)
 
     @staticmethod
     def _openai_events(step: Step, usage: Usage, model: str, body: dict[str, Any]) -> list[bytes]:
-        include = bool((body.get("stream_options") or {}).get("include_usage"))
+        include = bool((body.get("stream_options") or {}).get("include_usage")) \
+            and not step.omit_usage
         events = [openai_wire.sse(c) for c in openai_wire.chunks(step, usage, model, include)]
         return [*events, b"data: [DONE]\n\n"]
 

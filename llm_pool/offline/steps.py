@@ -52,6 +52,7 @@ class Step(BaseModel):
     cached_tokens: int | None = None  # prompt tokens read from the provider's cache
     cache_creation_tokens: int | None = None  # prompt tokens written to it (Anthropic)
     reasoning_tokens: int | None = None  # output tokens spent reasoning (OpenAI)
+    omit_usage: bool = False  # OpenAI wire: no usage, even when the stream asks for it
 
 
 class Script(BaseModel):
