@@ -10,6 +10,7 @@ map (or the price the YAML declares), cache reads/writes and reasoning tokens in
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import pytest
 from llm_pool.offline.provider import ScriptedProvider
 from llm_pool.runtime import ProxyProcess
 from tests.conftest import MASTER_KEY
-from tests.gateway.support import new_tenant, wait_for_rows
+from tests.gateway.support import new_tenant, spend_rows, wait_for_rows
 from tests.integration.production_support import (
     OVERLOAD,
     WIRE_PATH,
@@ -85,6 +86,15 @@ def test_anthropic_overloaded_every_quality_request_answered_by_openai(
     assert "claude-sonnet-4-6" in tried and "qwen3:8b" not in tried, tried
     rows = wait_for_rows(pg_url, ids)
     assert {r["deployment"] for r in rows.values()} == {"quality-openai"}
+    # each failed Anthropic call keeps a row of its own: <request id>/attempt-<n>
+    attempts = [f"{i}/attempt-1" for i in ids]
+    deadline = time.monotonic() + 15
+    while len(failed := spend_rows(pg_url, "s.request_id = ANY(%s)", (attempts,))) < \
+            tried.count("claude-sonnet-4-6"):
+        assert time.monotonic() < deadline, (failed, tried)
+        time.sleep(0.2)
+    assert [(r["deployment"], r["status"]) for r in failed] == \
+        [("quality-anthropic", "error")] * tried.count("claude-sonnet-4-6")
 
 
 # ----------------------------------------------------------------- every deployment, every route
