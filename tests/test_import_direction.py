@@ -33,7 +33,8 @@ BASE_THIRD_PARTY = {"openai", "httpx", "pydantic", "pydantic_core", "tenacity"}
 # modules of ours that the base install runs (besides the whole of sdk/)
 CORE = ("llm_pool/__init__.py", "llm_pool/cli.py", "llm_pool/extras.py",
         "llm_pool/settings.py", "llm_pool/runtime.py", "llm_pool/commands/*.py",
-        "llm_pool/offline/__init__.py", "llm_pool/offline/provider.py")
+        "llm_pool/offline/__init__.py", "llm_pool/offline/provider.py",
+        "llm_pool/offline/steps.py", "llm_pool/offline/*_wire.py")
 # modules of sdk/ that need an extra: never imported at module level by the core (the
 # core imports them inside the function that needs them), so they are not core
 SDK_EXTRA_MODULES = ("sdk/mcp/session.py",)  # the `mcp` extra

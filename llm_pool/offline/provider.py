@@ -1,18 +1,24 @@
-"""A scripted OpenAI-compatible LLM provider.
+"""A scripted LLM provider: OpenAI's, Anthropic's and Ollama's wire formats.
 
 It stands in for the external LLM vendor: in tests (so that only the vendor is
 fake and the proxy, PostgreSQL, Redis and Dramatiq are real) and in the
 offline demo (so the whole system runs with no provider keys).
 
-Endpoints: ``POST /v1/chat/completions`` (plain and ``stream: true`` SSE),
-``POST /v1/embeddings``, ``GET /v1/models``, and a control API under
-``/_control`` (rules, named scripts, request log, reset).
+Endpoints: OpenAI's ``POST /v1/chat/completions`` (plain and ``stream: true`` SSE)
+and ``POST /v1/embeddings``; Anthropic's ``POST /v1/messages`` (JSON and SSE) and
+``POST /v1/messages/count_tokens`` (:mod:`llm_pool.offline.anthropic_wire`); Ollama's
+``POST /api/chat`` (JSON and NDJSON streams) and ``POST /api/embed``
+(:mod:`llm_pool.offline.ollama_wire`); ``GET /v1/models``, and a control API under
+``/_control`` (rules, named scripts, request log, reset). Every format answers the same
+scripted steps, each in its own shape: the script reads a request as chat completions
+would carry it (an Anthropic ``tool_result`` is a ``tool`` message).
 
 What a request gets is decided, in this order, by:
 
 1. **rules** set through ``POST /_control/rules``: ``{"match": "quality-*",
    "step": {...}, "times": 2}``, a glob on the model name the provider sees
-   (the part after ``openai/``). ``times`` (optional) counts down.
+   (the part after ``openai/``, ``anthropic/``, ``ollama_chat/``). ``times``
+   (optional) counts down.
 2. **a script marker** in a message (the newest message that has one):
    ``[[script:NAME]]`` (registered with ``POST /_control/scripts``) or
    ``[[script:{...json...}]]`` inline. A script
@@ -29,65 +35,40 @@ status (``429`` with ``retry_after``), a ``delay`` (a hang, when longer than
 the caller's timeout), ``malformed`` JSON, a stream ``truncate``\\ d half-way
 (the body ends cleanly, without ``[DONE]``) or ``cut`` half-way or after
 ``cut_after`` events (the connection drops mid-body, the chunked encoding left
-incomplete, as when a provider's connection breaks).
+incomplete, as when a provider's connection breaks), or send a ``stream_error``
+event there (Anthropic's ``event: error``, e.g. ``overloaded_error``). A step also
+sets the usage reported: cache reads and writes, reasoning tokens (see :class:`Step`).
 """
 
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import json
 import re
 import threading
 import time
-import uuid
 from collections import Counter
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import ValidationError
+
+from llm_pool.offline import anthropic_wire, ollama_wire, openai_wire
+from llm_pool.offline.steps import (
+    Rule,
+    Script,
+    Step,
+    ToolCallSpec,
+    Usage,
+    text_of,
+    tokens,
+    usage_of,
+)
 
 __all__ = ["ScriptedProvider", "Step", "ToolCallSpec", "serve"]
 
-EMBEDDING_DIM = 16
 SCRIPT_MARKER = re.compile(r"\[\[script:(.+?)\]\](?!\])", re.DOTALL)
 MAX_BODY_BYTES = 16 * 1024 * 1024
-
-
-class ToolCallSpec(BaseModel):
-    name: str
-    arguments: dict[str, Any] = Field(default_factory=dict)
-    id: str | None = None
-
-
-class Step(BaseModel):
-    """One scripted answer."""
-
-    text: str | None = None
-    tool_calls: list[ToolCallSpec] | None = None
-    status: int | None = None
-    retry_after: float | None = None
-    error_message: str | None = None
-    delay: float = 0.0
-    malformed: bool = False
-    truncate: bool = False
-    cut: bool = False
-    cut_after: int | None = None  # stream events sent before a cut (default: half of them)
-    cut_delay: float = 0.0  # seconds between the last event sent and the cut
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-
-
-class Script(BaseModel):
-    steps: list[Step] = Field(default_factory=list)
-    by_model: dict[str, Step] = Field(default_factory=dict)
-
-
-class Rule(BaseModel):
-    match: str
-    step: Step
-    times: int | None = None
 
 
 class _State:
@@ -123,12 +104,7 @@ class _State:
 
 
 def _text_of(message: dict[str, Any]) -> str:
-    content = message.get("content")
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
-    return ""
+    return text_of(message.get("content"))
 
 
 def _turns_since_user(messages: list[dict[str, Any]]) -> int:
@@ -217,81 +193,38 @@ def _demo_step(body: dict[str, Any], model: str) -> Step:
     return Step(text=f"Hi! ({model}) You said: {snippet}" if snippet else f"Hi! ({model})")
 
 
-def _tokens(text: str) -> int:
-    return max(1, len(text) // 4)
-
-
-# ----------------------------------------------------------------- responses
-
-
-def _tool_call_json(call: ToolCallSpec, index: int) -> dict[str, Any]:
-    return {
-        "id": call.id or f"call_{uuid.uuid4().hex[:12]}",
-        "type": "function",
-        "index": index,
-        "function": {"name": call.name, "arguments": json.dumps(call.arguments)},
-    }
-
-
-def _usage(step: Step, body: dict[str, Any]) -> dict[str, int]:
-    prompt_text = " ".join(_text_of(m) for m in body.get("messages") or [])
-    out_text = (step.text or "") + json.dumps([c.arguments for c in step.tool_calls or []])
-    prompt = step.prompt_tokens if step.prompt_tokens is not None else _tokens(prompt_text)
-    completion = (
-        step.completion_tokens if step.completion_tokens is not None else _tokens(out_text)
-    )
-    return {"prompt_tokens": prompt, "completion_tokens": completion,
-            "total_tokens": prompt + completion}
-
-
-def _completion(step: Step, body: dict[str, Any], model: str) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": step.text}
-    finish = "stop"
-    if step.tool_calls:
-        message["tool_calls"] = [_tool_call_json(c, i) for i, c in enumerate(step.tool_calls)]
-        finish = "tool_calls"
-    return {
-        "id": f"chatcmpl-{uuid.uuid4().hex[:16]}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-        "usage": _usage(step, body),
-    }
-
-
-def _chunks(step: Step, body: dict[str, Any], model: str) -> Iterator[dict[str, Any]]:
-    base = {
-        "id": f"chatcmpl-{uuid.uuid4().hex[:16]}",
-        "object": "chat.completion.chunk",
-        "created": int(time.time()),
-        "model": model,
-    }
-
-    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-        return {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
-
-    yield chunk({"role": "assistant", "content": ""})
-    for word in re.findall(r"\S+\s*", step.text or ""):
-        yield chunk({"content": word})
-    for i, call in enumerate(step.tool_calls or []):
-        full = _tool_call_json(call, i)
-        args = full["function"]["arguments"]
-        half = len(args) // 2
-        yield chunk({"tool_calls": [{"index": i, "id": full["id"], "type": "function",
-                                     "function": {"name": call.name, "arguments": args[:half]}}]})
-        yield chunk({"tool_calls": [{"index": i, "function": {"arguments": args[half:]}}]})
-    yield chunk({}, "tool_calls" if step.tool_calls else "stop")
-    if (body.get("stream_options") or {}).get("include_usage"):
-        yield {**base, "choices": [], "usage": _usage(step, body)}
-
-
-def _embedding(text: str) -> list[float]:
-    digest = hashlib.sha256(text.encode()).digest()
-    return [round(b / 255.0 - 0.5, 6) for b in digest[:EMBEDDING_DIM]]
+def _prompt_text(view: dict[str, Any]) -> str:
+    return " ".join(_text_of(m) for m in view.get("messages") or [])
 
 
 # ----------------------------------------------------------------- HTTP
+
+WIRES = ("openai", "anthropic", "ollama")
+
+
+def _error_json(wire: str, status: int, message: str) -> dict[str, Any]:
+    if wire == "anthropic":
+        return anthropic_wire.error_body(status, message)
+    if wire == "ollama":
+        return ollama_wire.error_body(status, message)
+    return openai_wire.error_body(status, message)
+
+
+def _stream_error(wire: str, kind: str, message: str) -> bytes:
+    if wire == "anthropic":
+        return anthropic_wire.error_event(kind, message)
+    if wire == "ollama":
+        return ollama_wire.line({"error": message})
+    return openai_wire.stream_error_event(kind, message)
+
+
+def _credential(headers: Any) -> str | None:
+    """The provider key a request carried (Anthropic's x-api-key, or a bearer token)."""
+    key = headers.get("x-api-key")
+    if key:
+        return str(key)
+    auth = str(headers.get("Authorization") or "")
+    return auth.removeprefix("Bearer ").strip() or None
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -300,6 +233,7 @@ class _Handler(BaseHTTPRequestHandler):
     # wait ~40 ms for the client's delayed ACK
     disable_nagle_algorithm = True
     server: _Server
+    wire = "openai"
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silence the per-request stderr log."""
@@ -319,11 +253,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _error(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
-        kind = "rate_limit_error" if status == 429 else "server_error"
-        if status < 500 and status != 429:
-            kind = "invalid_request_error"
-        self._send_json(status, {"error": {"message": message, "type": kind, "code": status}},
-                        headers)
+        self._send_json(status, _error_json(self.wire, status, message), headers)
 
     def _body(self) -> dict[str, Any] | None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -356,17 +286,25 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(404, f"no route {self.path}")
 
     def do_POST(self) -> None:
+        path = self.path.split("?", 1)[0].removeprefix("/v1")
+        self.wire = "anthropic" if path.startswith("/messages") else \
+            "ollama" if path.startswith("/api/") else "openai"
         body = self._body()
         if body is None:
             return
-        path = self.path.removeprefix("/v1")
         try:
             if path == "/chat/completions":
-                self._chat(body)
-            elif path == "/embeddings":
-                self._embeddings(body)
+                self._chat(body, body)
+            elif path == "/messages":
+                self._chat(body, anthropic_wire.view(body))
+            elif path == "/api/chat":
+                self._chat(body, ollama_wire.view(body))
+            elif path == "/messages/count_tokens":
+                self._count_tokens(body)
             elif path == "/responses/input_tokens":
                 self._input_tokens(body)
+            elif path in ("/embeddings", "/api/embed"):
+                self._embeddings(body)
             elif path.startswith("/_control/"):
                 self._control(path, body)
             else:
@@ -392,14 +330,14 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._send_json(200, {"ok": True})
 
-    def _decide(self, body: dict[str, Any], model: str) -> Step:
+    def _decide(self, view: dict[str, Any], model: str) -> Step:
         state = self.server.state
         step = state.take_rule(model)
         if step is None:
-            script = _find_script(body.get("messages") or [], state)
+            script = _find_script(view.get("messages") or [], state)
             if script is not None:
-                step = _script_step(script, model, body.get("messages") or [])
-        return step or _demo_step(body, model)
+                step = _script_step(script, model, view.get("messages") or [])
+        return step or _demo_step(view, model)
 
     def _fail(self, step: Step) -> bool:
         if step.delay:
@@ -417,31 +355,66 @@ class _Handler(BaseHTTPRequestHandler):
             return True
         return False
 
-    def _chat(self, body: dict[str, Any]) -> None:
+    def _record(self, request: dict[str, Any], path: str, **extra: Any) -> None:
+        self.server.state.record({"model": str(request.get("model", "")), "path": path,
+                                  "wire": self.wire, "time": time.time(),
+                                  "stream": bool(request.get("stream")),
+                                  "key": _credential(self.headers), **extra})
+
+    def _chat(self, body: dict[str, Any], view: dict[str, Any]) -> None:
         model = str(body.get("model", ""))
         if not body.get("messages"):
             self._error(400, "messages is required")
             return
-        step = self._decide(body, model)
-        self.server.state.record({"model": model, "path": "chat", "time": time.time(),
-                                  "stream": bool(body.get("stream")),
-                                  "messages": body.get("messages"),
-                                  "tools": body.get("tools") or []})
+        step = self._decide(view, model)
+        path = {"openai": "chat", "anthropic": "messages", "ollama": "ollama_chat"}[self.wire]
+        self._record(body, path, messages=body.get("messages"), tools=body.get("tools") or [],
+                     body=body)
+        refused = anthropic_wire.bad_signature(body) if self.wire == "anthropic" else None
+        if refused:
+            self._error(400, refused)
+            return
         if self._fail(step):
             return
-        if body.get("stream"):
-            self._stream(step, body, model)
+        usage = usage_of(step, _prompt_text(view))
+        stream = bool(body.get("stream"))
+        if self.wire == "anthropic":
+            if stream:
+                self._stream(step, anthropic_wire.events(step, usage, model))
+            else:
+                self._send_json(200, anthropic_wire.message(step, usage, model))
+        elif self.wire == "ollama":
+            # Ollama streams unless told not to
+            if body.get("stream", True):
+                self._stream(step, list(ollama_wire.lines(step, usage, model)),
+                             "application/x-ndjson")
+            else:
+                self._send_json(200, ollama_wire.chat(step, usage, model))
+        elif stream:
+            self._stream(step, self._openai_events(step, usage, model, body))
         else:
-            self._send_json(200, _completion(step, body, model))
+            answer = openai_wire.completion(step, usage, model)
+            if step.omit_usage:
+                del answer["usage"]
+            self._send_json(200, answer)
 
-    def _stream(self, step: Step, body: dict[str, Any], model: str) -> None:
-        events = [f"data: {json.dumps(c)}\n\n".encode() for c in _chunks(step, body, model)]
-        events.append(b"data: [DONE]\n\n")
-        if step.truncate or step.cut:
+    @staticmethod
+    def _openai_events(step: Step, usage: Usage, model: str, body: dict[str, Any]) -> list[bytes]:
+        include = bool((body.get("stream_options") or {}).get("include_usage")) \
+            and not step.omit_usage
+        events = [openai_wire.sse(c) for c in openai_wire.chunks(step, usage, model, include)]
+        return [*events, b"data: [DONE]\n\n"]
+
+    def _stream(self, step: Step, events: list[bytes],
+                content_type: str = "text/event-stream") -> None:
+        if step.truncate or step.cut or step.stream_error:
             keep = max(1, len(events) // 2) if step.cut_after is None else step.cut_after
             events = events[:keep]
+        if step.stream_error:
+            events.append(_stream_error(self.wire, step.stream_error,
+                                        step.error_message or "Overloaded"))
         self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Content-Type", content_type)
         self.send_header("Cache-Control", "no-cache")
         if step.truncate:
             self.send_header("Connection", "close")
@@ -460,35 +433,35 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.wfile.write(b"0\r\n\r\n")
 
-    def _embeddings(self, body: dict[str, Any]) -> None:
-        model = str(body.get("model", ""))
-        step = self.server.state.take_rule(model) or Step()
-        self.server.state.record({"model": model, "path": "embeddings", "stream": False,
-                                  "time": time.time()})
-        if self._fail(step):
-            return
-        inputs = body.get("input")
-        texts = [inputs] if isinstance(inputs, str) else list(inputs or [])
-        if not texts:
-            self._error(400, "input is required")
-            return
-        data = [{"object": "embedding", "index": i, "embedding": _embedding(str(t))}
-                for i, t in enumerate(texts)]
-        tokens = sum(_tokens(str(t)) for t in texts)
-        self._send_json(200, {"object": "list", "data": data, "model": model,
-                              "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
-
+    def _count_tokens(self, body: dict[str, Any]) -> None:
+        view = anthropic_wire.view(body)
+        self._record(body, "count_tokens")
+        text = _prompt_text(view) + json.dumps(body.get("tools") or [])
+        self._send_json(200, {"input_tokens": tokens(text)})
 
     def _input_tokens(self, body: dict[str, Any]) -> None:
         """OpenAI's ``POST /v1/responses/input_tokens`` (what LiteLLM calls for Anthropic
         ``count_tokens`` on an ``openai/`` deployment): the request's tokens, counted as
         the chat answers count them."""
-        model = str(body.get("model", ""))
-        self.server.state.record({"model": model, "path": "responses/input_tokens",
-                                  "stream": False, "time": time.time()})
+        self._record(body, "responses/input_tokens")
         text = json.dumps([body.get("input"), body.get("instructions"), body.get("tools")])
-        self._send_json(200, {"object": "response.input_tokens",
-                              "input_tokens": _tokens(text)})
+        self._send_json(200, {"object": "response.input_tokens", "input_tokens": tokens(text)})
+
+    def _embeddings(self, body: dict[str, Any]) -> None:
+        model = str(body.get("model", ""))
+        step = self.server.state.take_rule(model) or Step()
+        self._record(body, "embeddings" if self.wire == "openai" else "ollama_embed")
+        if self._fail(step):
+            return
+        inputs = body.get("input")
+        texts = [str(t) for t in ([inputs] if isinstance(inputs, str) else list(inputs or []))]
+        if not texts:
+            self._error(400, "input is required")
+            return
+        if self.wire == "ollama":
+            self._send_json(200, ollama_wire.embed(texts, model))
+        else:
+            self._send_json(200, openai_wire.embeddings(texts, model))
 
 
 class _Server(ThreadingHTTPServer):
@@ -528,6 +501,11 @@ class ScriptedProvider:
     def requests(self, model_glob: str = "*") -> list[dict[str, Any]]:
         with self.state.lock:
             return [r for r in self.state.requests if fnmatch.fnmatchcase(r["model"], model_glob)]
+
+    def clear_requests(self) -> None:
+        """Forget the request log (rules and scripts stay)."""
+        with self.state.lock:
+            self.state.requests.clear()
 
     def reset(self) -> None:
         self.state.reset()

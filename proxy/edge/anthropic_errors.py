@@ -13,7 +13,11 @@ Anthropic routes (:data:`ANTHROPIC_ROUTES`) it rewrites a JSON error answer
 message; the error type comes from the status, as LiteLLM maps it
 (``AnthropicExceptionMapping``: 400 ``invalid_request_error``, 401
 ``authentication_error``, 403 ``permission_error``, 413 ``request_too_large``,
-429 ``rate_limit_error`` ...). Everything else streams through untouched.
+429 ``rate_limit_error`` ...). Two errors keep what a client acts on: a 503 (a provider
+overloaded or failing, :mod:`proxy.edge.errors_shape`; the gateway's stores away) is sent
+as Anthropic's own **529** ``overloaded_error`` (Anthropic clients back off and retry it),
+and the gateway's ``budget_exceeded`` keeps its type. Everything else streams through
+untouched.
 """
 
 from __future__ import annotations
@@ -23,9 +27,11 @@ import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from proxy.edge.errors_shape import RETRY_AFTER_FIELD
 from proxy.plugin import internals
 
-__all__ = ["ANTHROPIC_ROUTES", "AnthropicErrors", "anthropic_error_body", "install"]
+__all__ = ["ANTHROPIC_ROUTES", "AnthropicErrors", "anthropic_error_body", "anthropic_status",
+           "install", "reshape"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -47,17 +53,47 @@ def _message_of(body: Any, raw: str) -> str:
     return raw or "error"
 
 
+OVERLOADED = 529  # Anthropic's status for "overloaded"
+KEPT_TYPES = frozenset({"budget_exceeded"})  # the gateway's own types a client acts on
+
+
+def _type_of(body: Any) -> str | None:
+    error = body.get("error") if isinstance(body, dict) else None
+    kind = error.get("type") if isinstance(error, dict) else None
+    return kind if isinstance(kind, str) else None
+
+
+def anthropic_status(status: int) -> int:
+    """The status an Anthropic client gets for ``status``: 503 becomes 529."""
+    return OVERLOADED if status == 503 else status
+
+
 def anthropic_error_body(status: int, raw: bytes) -> bytes | None:
     """``raw`` (an error answer's body) in Anthropic's shape; None when it already is."""
+    reshaped = reshape(status, raw)
+    return None if reshaped is None else reshaped[1]
+
+
+def reshape(status: int, raw: bytes) -> tuple[int, bytes, str | None] | None:
+    """(status, Anthropic-shaped body, Retry-After or None) for an error answer; None when
+    it goes out as it is. ``error.retry_after`` (set by :mod:`proxy.edge.errors_shape`)
+    leaves the body for the ``Retry-After`` header."""
     text = raw.decode("utf-8", "replace")
     try:
         body = json.loads(text)
     except ValueError:
         body = None
-    if isinstance(body, dict) and body.get("type") == "error":
-        return None
-    shaped = internals.anthropic_error_response(status, _message_of(body, text))
-    return json.dumps(shaped).encode()
+    error = body.get("error") if isinstance(body, dict) else None
+    wait = error.pop(RETRY_AFTER_FIELD, None) if isinstance(error, dict) else None
+    retry = str(wait) if isinstance(wait, int | float) else None
+    if isinstance(body, dict) and body.get("type") == "error" and status != 503:
+        return None if retry is None else (status, json.dumps(body).encode(), retry)
+    shaped = internals.anthropic_error_response(anthropic_status(status),
+                                                _message_of(body, text))
+    kind = _type_of(body)
+    if kind in KEPT_TYPES:
+        shaped["error"]["type"] = kind
+    return anthropic_status(status), json.dumps(shaped).encode(), retry
 
 
 def _header(start: Message, name: bytes) -> bytes:
@@ -90,15 +126,18 @@ class _Rewriter:
     async def _flush(self, start: Message) -> None:
         raw = b"".join(self._chunks)
         gzipped = _header(start, b"content-encoding") == b"gzip"
-        shaped = anthropic_error_body(start["status"], gzip.decompress(raw) if gzipped else raw)
-        if shaped is None:
+        reshaped = reshape(start["status"], gzip.decompress(raw) if gzipped else raw)
+        if reshaped is None:
             await self._send(start)
             await self._send({"type": "http.response.body", "body": raw})
             return
-        dropped = (b"content-length", b"content-encoding")
+        status, shaped, retry = reshaped
+        dropped = (b"content-length", b"content-encoding") + ((b"retry-after",) if retry else ())
         headers = [(k, v) for k, v in start.get("headers", []) if k.lower() not in dropped]
         headers.append((b"content-length", str(len(shaped)).encode()))
-        await self._send({**start, "headers": headers})
+        if retry:
+            headers.append((b"retry-after", retry.encode()))
+        await self._send({**start, "status": status, "headers": headers})
         await self._send({"type": "http.response.body", "body": shaped})
 
 

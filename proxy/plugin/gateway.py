@@ -45,6 +45,7 @@ from proxy.admission.estimate import warm_up_tokenizer
 from proxy.admission.keycache import RedisKeyCache
 from proxy.admission.limits import Limits, LocalLimits, Outcome, Ticket
 from proxy.admission.tickets import TicketBook, ask_for
+from proxy.edge.errors_shape import shape_failure
 from proxy.plugin import internals, metrics
 from proxy.plugin.auth import KeyFormats, KeyResolver
 from proxy.settings import ProxySettings
@@ -196,7 +197,7 @@ class ProxyCallbacks(CustomLogger):
         that, without Prisma installed, reaches the client as a bare 500: make it a 400."""
         if internals.is_rejected_request(original_exception):
             return HTTPException(status_code=400, detail=str(original_exception))
-        return None
+        return shape_failure(request_data, original_exception)  # proxy/edge/errors_shape.py
 
     async def async_log_success_event(self, kwargs: dict[str, Any], response_obj: Any,
                                       start_time: Any, end_time: Any) -> None:

@@ -48,15 +48,15 @@ class Fault:
 
 FAULTS = {
     "500": Fault({"status": 500, "error_message": "upstream exploded"},
-                 ProviderUnavailableError, 500),
+                 ProviderUnavailableError, 503),
     "429-retry-after": Fault({"status": 429, "retry_after": 7}, RateLimitedError, 429),
     "hang": Fault({"delay": ROUTER_TIMEOUT + 1.5, "text": "too late"},
                   ProviderUnavailableError, 408),
-    "malformed-json": Fault({"malformed": True}, ProviderUnavailableError, 500),
+    "malformed-json": Fault({"malformed": True}, ProviderUnavailableError, 503),
     # the connection breaks before the first content chunk: nothing reached the caller,
     # so another group can still answer (a break after content: see the test below)
     "stream-cut": Fault({"cut": True, "cut_after": 0, "text": "one two three four"},
-                        ProviderUnavailableError, 500, stream=True),
+                        ProviderUnavailableError, 503, stream=True),
 }
 
 

@@ -311,7 +311,7 @@ def test_a_tenant_reusing_another_tenants_request_id_cannot_overwrite_its_row(
                                  "x-litellm-call-id": call_id},
                         json={"model": "economy", "messages": [{"role": "user", "content":
                               script({"status": 500})}]})
-    assert failed.status_code == 500 and failed.headers["x-litellm-call-id"] == call_id
+    assert failed.status_code == 503 and failed.headers["x-litellm-call-id"] == call_id
     assert wait_for_rows(pg_url, [call_id])[call_id]["status"] == "error"
     reused = httpx.post(f"{offline_proxy.url}/v1/chat/completions", timeout=60,
                         headers={"Authorization": f"Bearer {thief_key}",

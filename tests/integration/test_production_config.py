@@ -1,108 +1,220 @@
-"""config/config.yaml (the production aliases) loads in the real proxy."""
+"""config/config.yaml itself (only provider URLs and keys overridden) in the real proxy,
+every provider pointed at the scripted provider speaking its own wire format: Anthropic's
+Messages API, OpenAI's chat completions, Ollama's /api/chat and /api/embed.
+
+Every chat deployment answers chat completions, Messages and Responses, streamed and not,
+with and without tools; every spend row's tokens and cost match LiteLLM's pinned price
+map (or the price the YAML declares), cache reads/writes and reasoning tokens included.
+"""
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-import yaml
 
 from llm_pool.offline.provider import ScriptedProvider
-from llm_pool.runtime import ProxyProcess, start_proxy
+from llm_pool.runtime import ProxyProcess
 from tests.conftest import MASTER_KEY
+from tests.gateway.support import new_tenant, spend_rows, wait_for_rows
+from tests.integration.production_support import (
+    OVERLOAD,
+    WIRE_PATH,
+    Deployment,
+    chat_deployments,
+    config,
+    deployments,
+    expected_cost,
+    prices,
+    read_answer,
+    request_body,
+    start_production_proxy,
+    steer,
+)
 
 pytestmark = pytest.mark.integration
 
-DUMMY_ENV = {
-    "LITELLM_MASTER_KEY": MASTER_KEY,
-    "ANTHROPIC_API_KEY": "sk-ant-dummy",
-    "OPENAI_API_KEY": "sk-openai-dummy",
-    "OLLAMA_API_BASE": "http://127.0.0.1:9",  # nothing listens: no real call is made
-}
-
-
-def upstreams(provider: ScriptedProvider) -> dict[str, str]:
-    """Every provider's base URL on the scripted provider (it speaks chat completions
-    only: the Ollama and Anthropic protocols get a 404 there), so no call leaves."""
-    return {"OLLAMA_API_BASE": provider.url, "OPENAI_API_BASE": f"{provider.url}/v1",
-            "ANTHROPIC_API_BASE": provider.url}
+KEY_SEEN = {"anthropic": "sk-ant-dummy", "openai": "sk-openai-dummy", "ollama_chat": None,
+            "ollama": None}
+ROUTES = ("/v1/chat/completions", "/v1/messages", "/v1/responses")
+# usage every scripted answer reports: a cached prompt, a cache write, reasoning
+PROMPT, CACHED, CACHE_WRITE, COMPLETION, REASONING = 3000, 1024, 512, 600, 512
 
 
 @pytest.fixture(scope="module")
-def production_proxy(repo_root: Path, tmp_path_factory: pytest.TempPathFactory,
-                     proxy_env: dict[str, str], provider: ScriptedProvider
-                     ) -> Iterator[ProxyProcess]:
-    log = tmp_path_factory.mktemp("prod") / "proxy.log"
-    running = start_proxy(repo_root / "config" / "config.yaml",
-                          env={**proxy_env, **DUMMY_ENV, **upstreams(provider)}, log_path=log)
+def production_proxy(tmp_path_factory: pytest.TempPathFactory, proxy_env: dict[str, str],
+                     provider: ScriptedProvider) -> Iterator[ProxyProcess]:
+    running = start_production_proxy(provider, proxy_env,
+                                     tmp_path_factory.mktemp("prod") / "proxy.log")
     yield running
     running.stop()
 
 
-def test_liveliness_and_every_alias_listed(production_proxy: ProxyProcess, repo_root: Path) -> None:
+@pytest.fixture(scope="module")
+def tenant_key(pg_url: str) -> str:
+    return new_tenant(pg_url, "prod")[1]
+
+
+def _post(proxy: ProxyProcess, key: str, path: str, body: dict[str, object]) -> httpx.Response:
+    return httpx.post(f"{proxy.url}{path}", json=body, timeout=60,
+                      headers={"Authorization": f"Bearer {key}"})
+
+
+# ----------------------------------------------------------------- failover (runs first)
+
+
+def test_anthropic_overloaded_every_quality_request_answered_by_openai(
+        production_proxy: ProxyProcess, scripted: ScriptedProvider, tenant_key: str,
+        pg_url: str) -> None:
+    """Anthropic answers 529 on every call, OpenAI is healthy: the group's other deployment
+    answers every `quality` request (streamed or not), never the fallback group."""
+    scripted.add_rule("claude-sonnet-*", {"status": 529, "error_message": "Overloaded"})
+    answered, ids = [], []
+    for i in range(8):
+        body = {"model": "quality", "stream": i % 2 == 1,
+                "messages": [{"role": "user", "content": f"hello {i}"}]}
+        response = _post(production_proxy, tenant_key, "/v1/chat/completions", body)
+        assert response.status_code == 200, response.text
+        answered.append(response.headers["x-litellm-model-id"])
+        ids.append(response.headers["x-litellm-call-id"])
+    assert answered == ["quality-openai"] * 8
+    tried = [r["model"] for r in scripted.requests()]
+    assert "claude-sonnet-4-6" in tried and "qwen3:8b" not in tried, tried
+    rows = wait_for_rows(pg_url, ids)
+    assert {r["deployment"] for r in rows.values()} == {"quality-openai"}
+    # each failed Anthropic call keeps a row of its own: <request id>/attempt-<n>
+    attempts = [f"{i}/attempt-1" for i in ids]
+    deadline = time.monotonic() + 15
+    while len(failed := spend_rows(pg_url, "s.request_id = ANY(%s)", (attempts,))) < \
+            tried.count("claude-sonnet-4-6"):
+        assert time.monotonic() < deadline, (failed, tried)
+        time.sleep(0.2)
+    assert [(r["deployment"], r["status"]) for r in failed] == \
+        [("quality-anthropic", "error")] * tried.count("claude-sonnet-4-6")
+
+
+# ----------------------------------------------------------------- every deployment, every route
+
+CASES = [(d.id, route, stream, tools) for d in chat_deployments() for route in ROUTES
+         for stream in (False, True) for tools in (False, True)]
+
+
+def _script(tools: bool) -> str:
+    step: dict[str, object] = {
+        "thinking": "weighing it", "prompt_tokens": PROMPT, "cached_tokens": CACHED,
+        "cache_creation_tokens": CACHE_WRITE, "completion_tokens": COMPLETION,
+        "reasoning_tokens": REASONING}
+    if tools:
+        step["tool_calls"] = [{"name": "get_weather", "arguments": {"city": "Oslo"}}]
+    else:
+        step["text"] = "It is sunny in Oslo."
+    return "what is the weather? [[script:" + json.dumps({"steps": [step]}) + "]]"
+
+
+def _deployment(deployment_id: str) -> Deployment:
+    return next(d for d in deployments() if d.id == deployment_id)
+
+
+def _usage_expected(deployment: Deployment) -> tuple[int, float]:
+    """(prompt tokens, cost) the row must carry: Ollama reports no cache."""
+    if deployment.prefix.startswith("ollama"):
+        return PROMPT, expected_cost(deployment, PROMPT, COMPLETION)
+    return PROMPT, expected_cost(deployment, PROMPT, COMPLETION, CACHED, CACHE_WRITE)
+
+
+@pytest.mark.parametrize(("deployment_id", "route", "stream", "tools"), CASES,
+                         ids=[f"{d}-{r.rsplit('/', 1)[1]}-{'stream' if s else 'json'}-"
+                              f"{'tools' if t else 'text'}" for d, r, s, t in CASES])
+def test_every_deployment_answers_every_route_and_bills_by_the_price_map(
+        production_proxy: ProxyProcess, scripted: ScriptedProvider, tenant_key: str,
+        pg_url: str, deployment_id: str, route: str, stream: bool, tools: bool) -> None:
+    deployment = _deployment(deployment_id)
+    steer(production_proxy.url, tenant_key, scripted, deployment)
+    scripted.clear_requests()
+    body = request_body(route, deployment.alias, _script(tools), stream, tools)
+    response = _post(production_proxy, tenant_key, route, body)
+    assert response.status_code == 200, response.text
+    assert response.headers["x-litellm-model-id"] == deployment.id
+
+    answer = read_answer(route, response, stream)
+    if tools:
+        assert answer.tool_calls == [("get_weather", {"city": "Oslo"})]
+    else:
+        assert answer.text == "It is sunny in Oslo." and not answer.tool_calls
+    # the deployment's own wire format and key; the tenant's key never reaches a provider
+    calls = scripted.requests(deployment.upstream_model)
+    assert [(c["path"], c["key"]) for c in calls] == [
+        (WIRE_PATH[deployment.prefix], KEY_SEEN[deployment.prefix])]
+    assert all(tenant_key not in json.dumps(c) for c in scripted.requests())
+
+    call_id = response.headers["x-litellm-call-id"]
+    row = wait_for_rows(pg_url, [call_id])[call_id]
+    prompt, cost = _usage_expected(deployment)
+    assert (row["model_alias"], row["deployment"], row["provider_model"], row["status"]) == (
+        deployment.alias, deployment.id, deployment.model, "ok")
+    assert (row["prompt_tokens"], row["completion_tokens"]) == (prompt, COMPLETION)
+    assert float(row["cost_usd"]) == pytest.approx(cost, rel=1e-9, abs=1e-15)
+    assert not row["estimated"]
+
+
+# ----------------------------------------------------------------- embeddings
+
+
+@pytest.mark.parametrize("deployment_id", ["embedder-openai", "local-embedder-ollama"])
+def test_embeddings_on_each_wire_billed_by_the_price_map(
+        production_proxy: ProxyProcess, scripted: ScriptedProvider, tenant_key: str,
+        pg_url: str, deployment_id: str) -> None:
+    deployment = _deployment(deployment_id)
+    texts = ["a" * 40, "b" * 80]
+    response = _post(production_proxy, tenant_key, "/v1/embeddings",
+                     {"model": deployment.alias, "input": texts})
+    assert response.status_code == 200, response.text
+    assert len(response.json()["data"]) == 2
+    paths = [r["path"] for r in scripted.requests(deployment.upstream_model)]
+    assert paths == ["embeddings" if deployment.prefix == "openai" else "ollama_embed"]
+    call_id = response.headers["x-litellm-call-id"]
+    row = wait_for_rows(pg_url, [call_id])[call_id]
+    assert (row["model_alias"], row["prompt_tokens"]) == (deployment.alias, 10 + 20)
+    assert float(row["cost_usd"]) == pytest.approx(
+        30 * prices(deployment)["input_cost_per_token"], rel=1e-9, abs=1e-15)
+
+
+# ----------------------------------------------------------------- the config itself
+
+
+def test_liveliness_and_every_alias_listed(production_proxy: ProxyProcess) -> None:
     assert httpx.get(f"{production_proxy.url}/health/liveliness").status_code == 200
-    config = yaml.safe_load((repo_root / "config" / "config.yaml").read_text())
-    aliases = {m["model_name"] for m in config["model_list"]}
+    aliases = {m["model_name"] for m in config()["model_list"]}
     assert {"fast", "local", "quality", "balanced", "economy", "embedder"} <= aliases
     listed = httpx.get(f"{production_proxy.url}/v1/models",
                        headers={"Authorization": f"Bearer {MASTER_KEY}"}).json()
     assert {m["id"] for m in listed["data"]} == aliases
 
 
-def test_production_fallbacks_declared(repo_root: Path) -> None:
-    config = yaml.safe_load((repo_root / "config" / "config.yaml").read_text())
-    router = config["router_settings"]
+def test_every_deployment_priced_and_ollama_chat_on_api_chat() -> None:
+    for deployment in deployments():
+        assert prices(deployment)["input_cost_per_token"] is not None  # map or YAML
+        assert deployment.prefix in OVERLOAD, deployment.model
+    chat_prefixes = {d.prefix for d in chat_deployments()}
+    assert "ollama" not in chat_prefixes, "ollama/ chat calls /api/generate: use ollama_chat/"
+
+
+def test_production_fallbacks_declared() -> None:
+    router = config()["router_settings"]
     assert {"quality": ["fast"]} in router["fallbacks"]
     assert {"balanced": ["fast"]} in router["fallbacks"]
     assert router["routing_strategy"] == "latency-based-routing"
-    quality = [m["litellm_params"]["model"] for m in config["model_list"]
-               if m["model_name"] == "quality"]
-    assert any(m.startswith("anthropic/claude-sonnet-4") for m in quality)
-    assert "openai/gpt-4o" in quality
-
-
-# ----------------------------------------------------------------- Responses and Messages
-
-# alias -> what its deployments' upstreams answer through the scripted provider: the
-# OpenAI ones a real answer (bridged to chat completions), the others a 404 naming
-# the provider (Ollama's /api/chat, Anthropic's /v1/messages are not served there)
-PROVIDERS = {"fast": "Ollama", "local": "Ollama", "quality": "Anthropic|openai",
-             "balanced": "Ollama|Anthropic", "economy": "openai"}
-ROUTES = {
-    "/v1/responses": {"input": "ping"},
-    "/v1/messages": {"max_tokens": 8, "messages": [{"role": "user", "content": "ping"}]},
-}
-
-
-def _answer_text(path: str, body: dict[str, Any]) -> str:
-    if path == "/v1/responses":
-        return str(body["output"][0]["content"][0]["text"])
-    return str(body["content"][0]["text"])
-
-
-@pytest.mark.parametrize("path", ROUTES)
-@pytest.mark.parametrize("alias", PROVIDERS)
-def test_responses_and_messages_routes_map_every_alias(
-        production_proxy: ProxyProcess, scripted: ScriptedProvider, alias: str,
-        path: str) -> None:
-    answer = httpx.post(f"{production_proxy.url}{path}", json={"model": alias, **ROUTES[path]},
-                        headers={"Authorization": f"Bearer {MASTER_KEY}"}, timeout=60)
-    if answer.status_code == 200:
-        assert "openai" in PROVIDERS[alias] and "You said: ping" in _answer_text(
-            path, answer.json())
-        assert [r["path"] for r in scripted.requests()] == ["chat"]  # bridged to chat
-    else:
-        message = str(answer.json()["error"]["message"])
-        named = [p for p in PROVIDERS[alias].split("|") if f"{p}Exception" in message]
-        assert named and "no route" in message, message
 
 
 def test_bridging_settings_match_the_offline_config(repo_root: Path) -> None:
+    import yaml
+
     for name in ("config.yaml", "offline.yaml"):
-        config = yaml.safe_load((repo_root / "config" / name).read_text())
-        assert config["litellm_settings"]["use_chat_completions_url_for_anthropic_messages"]
-        chat = [m for m in config["model_list"] if m["model_info"].get("mode") != "embedding"]
+        loaded = yaml.safe_load((repo_root / "config" / name).read_text())
+        assert loaded["litellm_settings"]["use_chat_completions_url_for_anthropic_messages"]
+        chat = [m for m in loaded["model_list"] if m["model_info"].get("mode") != "embedding"]
         assert all(m["litellm_params"].get("use_chat_completions_api") for m in chat), name

@@ -71,7 +71,7 @@ def test_when_every_fallback_fails_the_error_is_provider_unavailable(
     with pytest.raises(ProviderUnavailableError) as caught:
         gateway.complete("quality", "anyone there?")
     assert caught.value.status == 503
-    assert "everything is down" in str(caught.value)
+    assert "model 'quality' is temporarily unavailable" in str(caught.value)
     tried = {r["model"] for r in scripted.requests()}
     assert "fast-1" in tried and tried & {"quality-a", "quality-b"}
 
