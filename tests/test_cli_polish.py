@@ -74,6 +74,22 @@ def test_confirm_with_nothing_pending_says_so_at_once(redis_url: str, redis_pref
     assert took < QUICK
 
 
+def test_confirm_without_a_decision_is_one_clear_line(redis_url: str, redis_prefix: str) -> None:
+    done, _ = _pool("confirm", "c1", POOL_REDIS_URL=redis_url, POOL_NAMESPACE=redis_prefix)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "pool confirm: invalid answer: say --yes or --no (every pending call), or decide call "
+        "by call with --approve CALL_ID / --decline CALL_ID")
+
+
+def test_events_of_an_unknown_conversation_is_an_error(redis_url: str, redis_prefix: str
+                                                       ) -> None:
+    done, _ = _pool("events", "no-such-conversation", POOL_REDIS_URL=redis_url,
+                    POOL_NAMESPACE=redis_prefix)
+    assert done.returncode == 1 and done.stdout == ""
+    assert "no events for conversation no-such-conversation" in done.stderr
+
+
 def test_unknown_agent_is_an_error(redis_url: str, redis_prefix: str) -> None:
     done, _ = _pool("send", "hello", "--tenant", "t", "--conversation", "c1", "--agent", "nobody",
                     "--wait", "0", POOL_REDIS_URL=redis_url, POOL_NAMESPACE=redis_prefix)

@@ -271,6 +271,9 @@ def run_confirm(args: argparse.Namespace) -> int:
 
     try:
         decisions, note = _decisions(getattr(args, "steps", None) or [])
+        if args.approved is None and not decisions:
+            raise ValueError("say --yes or --no (every pending call), or decide call by call "
+                             "with --approve CALL_ID / --decline CALL_ID")
         answer = ConfirmMessage.model_validate({
             "conversation_id": args.conversation, "approved": args.approved,
             "decisions": decisions or None, "note": note,
@@ -303,4 +306,9 @@ def run_events(args: argparse.Namespace) -> int:
             after = entry_id
             _print_event(event, entry_id, args.json)
         if not args.follow and not entries:
+            if after == "0-0":
+                print(f"pool events: no events for conversation {args.conversation} (no such "
+                      "conversation, or its events expired: POOL_EVENT_RETENTION)",
+                      file=sys.stderr)
+                return 1
             return 0
