@@ -41,10 +41,12 @@ from litellm.proxy._types import UserAPIKeyAuth
 from psycopg_pool import AsyncConnectionPool
 
 from proxy.admission.budget import BudgetTracker, month_spend
-from proxy.admission.estimate import warm_up_tokenizer
+from proxy.admission.estimate import apply_output_limit, warm_up_tokenizer
 from proxy.admission.keycache import RedisKeyCache
 from proxy.admission.limits import Limits, LocalLimits, Outcome, Ticket
-from proxy.admission.tickets import TicketBook, ask_for
+from proxy.admission.tickets import TicketBook, ask_for, count_tokens_ask
+from proxy.edge.caps import Limits as Caps
+from proxy.edge.merged import check_merged
 from proxy.plugin import internals, metrics
 from proxy.plugin.auth import KeyResolver, LegacyKeys
 from proxy.settings import ProxySettings
@@ -74,8 +76,7 @@ class ProxyState:
         self.legacy = LegacyKeys(self._legacy_active, ttl=settings.auth_cache_ttl)
         self.budget = BudgetTracker(self.pool, settings.budget_refresh_seconds,
                                     first_read_timeout=settings.db_timeout)
-        self.limits = Limits(self.shared, LocalLimits(settings.completion_estimate,
-                                                      settings.reservation_ttl),
+        self.limits = Limits(self.shared, LocalLimits(settings.reservation_ttl),
                              self.budget, self._month_spend,
                              fail_closed=settings.limits_fail_closed,
                              reservation_ttl=settings.reservation_ttl)
@@ -168,8 +169,18 @@ class ProxyCallbacks(CustomLogger):
                                   data: dict[str, Any], call_type: str) -> dict[str, Any]:
         meta = user_api_key_dict.metadata or {}
         if meta.get("pool_principal") == "tenant":
+            caps = Caps.from_metadata(meta)
+            check_merged(data, caps, str(meta.get("pool_tenant")), internals.router_aliases)
+            apply_output_limit(data, call_type, caps.max_tokens)
             await self._admit(meta, data, call_type)
         return data
+
+    async def admit_count_tokens(self, meta: dict[str, Any], body: dict[str, Any]) -> None:
+        """``/v1/messages/count_tokens`` (no pre-call hook runs for it): one request of
+        the tenant's rpm and its prompt bound of tpm; no cost (providers count tokens
+        free of charge), so nothing is reserved against the budget."""
+        gw = proxy_state()
+        await gw.limits.admit(count_tokens_ask(meta, body))
 
     async def _admit(self, meta: dict[str, Any], data: dict[str, Any], call_type: str) -> None:
         """Count the request against its tenant's rpm/tpm and reserve its estimated cost
@@ -220,14 +231,12 @@ class ProxyCallbacks(CustomLogger):
         gw = proxy_state()
         settled = gw.tickets.settle(row)
         row = settled.row
-        ok = row.status == "ok"
         await self._journal(row, settled.release, Outcome(
-            tokens=row.prompt_tokens + row.completion_tokens,
-            completion=row.completion_tokens if ok else None, cost=row.cost_usd,
+            tokens=row.prompt_tokens + row.completion_tokens, cost=row.cost_usd,
             row=row_to_json(row) if gw.journal is not None else ""))
         for attempt in settled.earlier:  # its cost is counted already
             await self._journal(attempt, None, Outcome(
-                tokens=0, completion=None, cost=0.0,
+                tokens=0, cost=0.0,
                 row=row_to_json(attempt) if gw.journal is not None else ""), counted=True)
 
     async def _journal(self, row: SpendRow, release: Ticket | None, outcome: Outcome,
