@@ -423,7 +423,8 @@ class _Handler(BaseHTTPRequestHandler):
         step = self._decide(body, model)
         self.server.state.record({"model": model, "path": "chat", "time": time.time(),
                                   "stream": bool(body.get("stream")),
-                                  "messages": body.get("messages")})
+                                  "messages": body.get("messages"), "body": body,
+                                  "status": step.status or 200, "usage": _usage(step, body)})
         if self._fail(step):
             return
         if body.get("stream"):
@@ -460,18 +461,20 @@ class _Handler(BaseHTTPRequestHandler):
     def _embeddings(self, body: dict[str, Any]) -> None:
         model = str(body.get("model", ""))
         step = self.server.state.take_rule(model) or Step()
-        self.server.state.record({"model": model, "path": "embeddings", "stream": False,
-                                  "time": time.time()})
-        if self._fail(step):
-            return
         inputs = body.get("input")
         texts = [inputs] if isinstance(inputs, str) else list(inputs or [])
+        tokens = sum(_tokens(str(t)) for t in texts)
+        self.server.state.record({"model": model, "path": "embeddings", "stream": False,
+                                  "time": time.time(), "body": body,
+                                  "status": step.status or 200,
+                                  "usage": {"prompt_tokens": tokens, "completion_tokens": 0}})
+        if self._fail(step):
+            return
         if not texts:
             self._error(400, "input is required")
             return
         data = [{"object": "embedding", "index": i, "embedding": _embedding(str(t))}
                 for i, t in enumerate(texts)]
-        tokens = sum(_tokens(str(t)) for t in texts)
         self._send_json(200, {"object": "list", "data": data, "model": model,
                               "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
 

@@ -37,7 +37,8 @@ from litellm.proxy._types import ProxyErrorTypes, ProxyException
 from proxy.errors import RequestRefused
 from proxy.storage.tenants import Caps
 
-__all__ = ["IMAGE_TOKENS", "CapExceeded", "Limits", "check_caps", "check_fields", "estimate_prompt_tokens"]
+__all__ = ["IMAGE_TOKENS", "CapExceeded", "Limits", "check_caps", "check_fields",
+           "estimate_prompt_tokens"]
 
 IMAGE_TOKENS = 2_000  # above the most an image costs at OpenAI (1,105) or Anthropic (1,600)
 IMAGE_PARTS = frozenset({"image_url", "input_image", "image"})

@@ -26,7 +26,7 @@ from proxy.edge.validation import BadRequest
 __all__ = ["MERGED_REFUSED", "check_merged"]
 
 MERGED_REFUSED = frozenset({
-    "extra_body", "extra_headers", "headers", "extra_query", "provider_specific_header",
+    "extra_body", "extra_headers", "headers", "extra_query",
     "num_retries", "max_retries", "timeout", "stream_timeout", "request_timeout",
     "keepalive_seconds", "client_side_timeout", "fallbacks", "context_window_fallbacks",
     "content_policy_fallbacks", "mock_response", "mock_tool_calls", "mock_timeout",

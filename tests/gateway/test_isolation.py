@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -245,7 +244,7 @@ def test_a_huge_prompt_is_refused_by_estimate_and_a_tenant_override_lets_it_thro
         offline_proxy: ProxyProcess, scripted: ScriptedProvider, pg_url: str) -> None:
     tenant, key = new_tenant(pg_url, "prompt")
     mark = unique("huge")
-    text = mark + " " + "lorem ipsum " * 50_000  # 600 kB, ~150k tokens by the estimate
+    text = mark + " " + "lorem ipsum " * 50_000  # 600 kB: 600k tokens by the bound
     got = chat(offline_proxy, key, "fast", text)
     assert got.status_code == 400, got.text
     message = got.json()["error"]["message"]
@@ -253,7 +252,7 @@ def test_a_huge_prompt_is_refused_by_estimate_and_a_tenant_override_lets_it_thro
     assert _reached(scripted, mark) == 0
     roomy = unique("roomy")
     with psycopg.connect(pg_url, autocommit=True) as conn:
-        create_tenant(conn, roomy, caps=Caps(max_n=6, max_prompt_tokens=200_000))
+        create_tenant(conn, roomy, caps=Caps(max_n=6, max_prompt_tokens=700_000))
         roomy_key, _ = create_key(conn, roomy)
     assert chat(offline_proxy, roomy_key, "fast", text, n=6).status_code == 200
     assert _reached(scripted, mark) == 1
@@ -301,23 +300,29 @@ def test_a_tenant_cannot_steer_the_router_or_the_upstream(
     assert _reached(scripted, mark) == 0
 
 
-def test_a_tenant_reusing_another_tenants_request_id_cannot_overwrite_its_row(
+def test_request_ids_are_the_gateways_a_client_chosen_one_is_refused(
         offline_proxy: ProxyProcess, scripted: ScriptedProvider, pg_url: str) -> None:
+    """One row per admitted request, never shared: a client-chosen ``x-litellm-call-id``
+    (LiteLLM's id of the spend row) is refused before anything is sent, so no request
+    can share another's row, its own tenant's or another's."""
     victim, victim_key = new_tenant(pg_url, "victim")
-    _, thief_key = new_tenant(pg_url, "thief")
-    call_id = unique("call")
-    failed = httpx.post(f"{offline_proxy.url}/v1/chat/completions", timeout=60,
-                        headers={"Authorization": f"Bearer {victim_key}",
-                                 "x-litellm-call-id": call_id},
-                        json={"model": "economy", "messages": [{"role": "user", "content":
-                              script({"status": 500})}]})
-    assert failed.status_code == 500 and failed.headers["x-litellm-call-id"] == call_id
-    assert wait_for_rows(pg_url, [call_id])[call_id]["status"] == "error"
-    reused = httpx.post(f"{offline_proxy.url}/v1/chat/completions", timeout=60,
-                        headers={"Authorization": f"Bearer {thief_key}",
-                                 "x-litellm-call-id": call_id},
-                        json={"model": "fast", "messages": [{"role": "user", "content": "hi"}]})
-    assert reused.status_code == 200
-    time.sleep(2)  # the thief's row would have been flushed by now (POOL_SPEND_FLUSH_INTERVAL 1 s)
-    row = wait_for_rows(pg_url, [call_id])[call_id]
-    assert (row["tenant"], row["status"]) == (victim, "error")
+    thief, thief_key = new_tenant(pg_url, "thief")
+    mark = unique("reuse")
+    ids = []
+    for key in (victim_key, thief_key):
+        got = httpx.post(f"{offline_proxy.url}/v1/chat/completions", timeout=60,
+                         headers={"Authorization": f"Bearer {key}"},
+                         json={"model": "fast", "messages": [{"role": "user", "content": "hi"}]})
+        assert got.status_code == 200, got.text
+        ids.append(got.headers["x-litellm-call-id"])
+        reused = httpx.post(f"{offline_proxy.url}/v1/chat/completions", timeout=60,
+                            headers={"Authorization": f"Bearer {key}",
+                                     "x-litellm-call-id": ids[0]},
+                            json={"model": "fast", "messages": [{"role": "user",
+                                                                 "content": mark}]})
+        assert reused.status_code == 400, reused.text
+        assert reused.json()["error"]["param"] == "x-litellm-call-id"
+    assert ids[0] != ids[1]
+    rows = wait_for_rows(pg_url, ids)
+    assert [rows[i]["tenant"] for i in ids] == [victim, thief]
+    assert _reached(scripted, mark) == 0
