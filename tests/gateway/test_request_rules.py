@@ -405,3 +405,20 @@ def test_tpm_burst_after_poisoning_ends_at_most_one_request_over(
     rows = _wait_rows(pg_url, tenant, 3 + answered)
     used = sum(r["prompt_tokens"] + r["completion_tokens"] for r in rows)
     assert answered <= 1 and used <= 1_000 + 10 + COST_TOKENS, (answered, used)
+
+
+def test_count_tokens_counts_toward_rpm(proxies: list[str], pg_url: str) -> None:
+    """``/v1/messages/count_tokens`` runs no pre-call hook in LiteLLM: ``custom_auth``
+    admits it, one request of the tenant's rpm (shared by both proxies)."""
+    name = unique("count")
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        create_tenant(conn, name, rpm=3)
+        key = create_key(conn, name, "k")[0]
+    answers = [httpx.post(f"{proxies[i % 2]}/v1/messages/count_tokens", timeout=60,
+                          headers={"x-api-key": key, "anthropic-version": "2023-06-01"},
+                          json={"model": "fast", "messages": [{"role": "user",
+                                                               "content": "count me"}]})
+               for i in range(6)]
+    limited = [a for a in answers if a.status_code == 429]
+    assert len(limited) == 3, [(a.status_code, a.text[:200]) for a in answers]
+    assert all(a.status_code != 429 for a in answers[:3])
