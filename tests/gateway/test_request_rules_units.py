@@ -204,3 +204,34 @@ def test_the_prompt_bound_is_at_least_the_real_token_count(text: str) -> None:
     assert bound == len(text.encode())
     for model in ("gpt-4o", "gpt-3.5-turbo"):
         assert litellm.token_counter(model=model, text=text) <= bound
+
+
+def test_router_timeouts_never_run_the_cooldown_logic(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tenant's generation that outruns the router timeout is that tenant's: the
+    installed policy never lets a ``litellm.Timeout`` count toward ``allowed_fails``;
+    a provider fault (500) and a refused connection still reach LiteLLM's logic."""
+    import httpx
+    import litellm
+    from litellm.router_utils import cooldown_handlers
+
+    from proxy.plugin import internals
+
+    seen: list[Exception] = []
+
+    def litellm_logic(router: Any, deployment: Any, status: Any, exc: Exception,
+                      time_to_cooldown: Any = None, request_kwargs: Any = None) -> bool:
+        seen.append(exc)
+        return True
+
+    monkeypatch.setattr(cooldown_handlers, "_should_run_cooldown_logic", litellm_logic)
+    internals.install_client_error_policy()
+    policy = cooldown_handlers._should_run_cooldown_logic
+    timeout = litellm.Timeout(message="took too long", model="m", llm_provider="openai")
+    assert policy(None, "d-1", 408, timeout) is False
+    assert seen == []
+    fault = litellm.InternalServerError(message="boom", model="m", llm_provider="openai")
+    assert policy(None, "d-1", 500, fault) is True
+    refused = litellm.Timeout(message="connect", model="m", llm_provider="openai")
+    refused.__cause__ = httpx.ConnectTimeout("connect timeout")
+    assert policy(None, "d-1", 408, refused) is True  # the provider is unreachable
+    assert len(seen) == 2
