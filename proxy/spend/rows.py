@@ -12,10 +12,10 @@ cancelled writer task (loop shutdown) and an ``atexit`` hook write what is left.
 Rows are idempotent on ``request_id``: a row written twice (a retried batch whose
 commit was not acknowledged) lands once, and a success replaces an earlier error
 row of the same request (a fallback: the first deployment failed, the next answered).
-Clients may choose the request id (``x-litellm-call-id``), so a row only ever replaces
-an error row of the same tenant: a tenant cannot overwrite another tenant's rows (and
-cannot name a failed attempt's row, ``<id>/attempt-N``: :mod:`proxy.edge.guard` refuses ids
-with a ``/``).
+Request ids are LiteLLM's own (a tenant's ``x-litellm-call-id`` header and
+``litellm_call_id`` field are refused: :mod:`proxy.edge.headers`,
+:mod:`proxy.edge.credentials`), so each admitted request has its own row; a row still
+only ever replaces an error row of the same tenant (the master key may choose ids).
 """
 
 from __future__ import annotations
