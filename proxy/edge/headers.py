@@ -3,7 +3,7 @@
 LiteLLM reads a request's headers after authentication and acts on many of them
 (``litellm.proxy.litellm_pre_call_utils``): ``x-litellm-timeout``,
 ``x-litellm-stream-timeout``, ``x-litellm-num-retries``, ``x-litellm-keepalive-seconds``
-(router controls), ``x-litellm-call-id`` (the id of the spend row),
+(router controls), ``x-litellm-call-id`` (the request's id, the spend row's),
 ``x-litellm-tags``, ``x-litellm-spend-logs-metadata``, ``x-litellm-agent-id``,
 ``x-litellm-trace-id`` / ``x-litellm-session-id`` and any ``x-*-session-id``,
 ``traceparent``, ``baggage`` (logging metadata), ``x-litellm-api-key`` (a second key
@@ -16,7 +16,10 @@ with ``forward_client_headers_to_llm_api``), and the query string's ``api-versio
 For a tenant (:func:`check_tenant_headers`, called by ``custom_auth``):
 
 - a LiteLLM control header (:data:`CONTROL_PREFIXES`: ``x-litellm-*``, ``litellm-*``,
-  ``typesafe-danger-zone-*``) is refused: **400** naming it;
+  ``typesafe-danger-zone-*``) is refused: **400** naming it. Except ``x-litellm-call-id``
+  (the SDK sends one per call): each id serves one request only
+  (:mod:`proxy.admission.callids`: a reused id is 409), and :mod:`proxy.edge.guard` keeps
+  its shape to 1-128 of ``[A-Za-z0-9._:-]``;
 - two key headers carrying different credentials (``Authorization`` and ``x-api-key``,
   ...) are refused: **401**, one key per request;
 - a query parameter other than :data:`ALLOWED_QUERY` is refused: **400** naming it;
@@ -41,10 +44,11 @@ __all__ = ["ALLOWED_HEADERS", "ALLOWED_PREFIXES", "ALLOWED_QUERY", "CONTROL_PREF
 
 CONTROL_PREFIXES = ("x-litellm-", "litellm-", "litellm_", "x-litellm_", "typesafe-danger-zone-")
 KEY_HEADERS = (b"authorization", b"x-api-key", b"api-key", b"x-goog-api-key")
+CALL_ID = b"x-litellm-call-id"  # the request's id: claimed once (proxy.admission.callids)
 ALLOWED_HEADERS = frozenset({
     b"host", b"content-type", b"content-length", b"content-encoding", b"transfer-encoding",
     b"accept", b"accept-encoding", b"accept-language", b"user-agent", b"connection",
-    b"expect", *KEY_HEADERS,
+    b"expect", *KEY_HEADERS, CALL_ID,
     # the Anthropic SDK's; LiteLLM forwards them to Anthropic deployments only
     b"anthropic-version", b"anthropic-beta",
 })
@@ -99,7 +103,7 @@ def check_tenant_headers(headers: Iterable[tuple[bytes, bytes]], query_string: b
     listed = list(headers)
     for name, _ in listed:
         text = name.decode("latin-1").lower()
-        if _is_control(text):
+        if _is_control(text) and name.lower() != CALL_ID:
             raise RefusedHeader(text, "header")
     found = credentials(listed)
     if found and len(set().union(*found.values())) > 1:

@@ -2,7 +2,9 @@
 
 ``litellm_settings.callbacks: ["proxy.plugin.gateway.callbacks"]`` loads :data:`callbacks`:
 
-- ``async_pre_call_hook``: admits a tenant's request against its rpm/tpm limits and
+- ``async_pre_call_hook``: checks the request as LiteLLM merged it (:mod:`proxy.edge.merged`),
+  writes in its output limit, claims its request id (:mod:`proxy.admission.callids`) and
+  admits it against its tenant's rpm/tpm limits and
   reserves its estimated cost against its monthly budget (429 ``rate_limit_error``
   / ``budget_exceeded``, see :mod:`proxy.admission.limits`);
 - ``async_log_success_event`` / ``async_log_failure_event``: settle the reservation
@@ -41,6 +43,7 @@ from litellm.proxy._types import UserAPIKeyAuth
 from psycopg_pool import AsyncConnectionPool
 
 from proxy.admission.budget import BudgetTracker, month_spend
+from proxy.admission.callids import CallIds
 from proxy.admission.estimate import apply_output_limit, warm_up_tokenizer
 from proxy.admission.keycache import RedisKeyCache
 from proxy.admission.limits import Limits, LocalLimits, Outcome, Ticket
@@ -81,6 +84,7 @@ class ProxyState:
                              fail_closed=settings.limits_fail_closed,
                              reservation_ttl=settings.reservation_ttl)
         self.tickets = TicketBook(settings.reservation_ttl)
+        self.call_ids = CallIds(self.shared)
         self.writer = SpendWriter(
             database_url=settings.database_url, pool=self.pool,
             batch_size=settings.spend_batch_size, flush_interval=settings.spend_flush_interval,
@@ -187,7 +191,13 @@ class ProxyCallbacks(CustomLogger):
         (429 / 503 when refused, see :mod:`proxy.admission.limits`)."""
         gw = proxy_state()
         ask = ask_for(meta, data, call_type)
-        gw.tickets.add(ask.request_id, await gw.limits.admit(ask))
+        await gw.call_ids.claim(ask.request_id, ask.tenant_id)
+        try:
+            ticket = await gw.limits.admit(ask)
+        except BaseException:
+            await gw.call_ids.settle(ask.request_id, ask.tenant_id, answered=False)
+            raise
+        gw.tickets.add(ask.request_id, ticket)
 
     async def async_post_call_response_headers_hook(
             self, data: dict[str, Any], user_api_key_dict: UserAPIKeyAuth, response: object,
@@ -222,6 +232,9 @@ class ProxyCallbacks(CustomLogger):
             row = row_from_payload(kwargs.get("standard_logging_object"))
             if row is not None:
                 await self._settle(row)
+            if row is not None and row.tenant_id is not None:
+                await proxy_state().call_ids.settle(row.request_id.split("/attempt-")[0],
+                                                    row.tenant_id, row.status == "ok")
         except Exception:  # a logging hook must never break a request
             log.exception("spend: could not record a request")
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -300,29 +301,38 @@ def test_a_tenant_cannot_steer_the_router_or_the_upstream(
     assert _reached(scripted, mark) == 0
 
 
-def test_request_ids_are_the_gateways_a_client_chosen_one_is_refused(
+def test_a_request_id_serves_one_request_never_another_tenants(
         offline_proxy: ProxyProcess, scripted: ScriptedProvider, pg_url: str) -> None:
     """One row per admitted request, never shared: a client-chosen ``x-litellm-call-id``
-    (LiteLLM's id of the spend row) is refused before anything is sent, so no request
-    can share another's row, its own tenant's or another's."""
+    (LiteLLM's id of the spend row) is claimed by its request; reusing it, for the same
+    tenant or another, is a 409 before anything is sent. Retrying one's own failed
+    request under its id stays possible, and its answer replaces the error row."""
     victim, victim_key = new_tenant(pg_url, "victim")
-    thief, thief_key = new_tenant(pg_url, "thief")
-    mark = unique("reuse")
-    ids = []
-    for key in (victim_key, thief_key):
-        got = httpx.post(f"{offline_proxy.url}/v1/chat/completions", timeout=60,
-                         headers={"Authorization": f"Bearer {key}"},
-                         json={"model": "fast", "messages": [{"role": "user", "content": "hi"}]})
-        assert got.status_code == 200, got.text
-        ids.append(got.headers["x-litellm-call-id"])
-        reused = httpx.post(f"{offline_proxy.url}/v1/chat/completions", timeout=60,
-                            headers={"Authorization": f"Bearer {key}",
-                                     "x-litellm-call-id": ids[0]},
-                            json={"model": "fast", "messages": [{"role": "user",
-                                                                 "content": mark}]})
-        assert reused.status_code == 400, reused.text
-        assert reused.json()["error"]["param"] == "x-litellm-call-id"
-    assert ids[0] != ids[1]
-    rows = wait_for_rows(pg_url, ids)
-    assert [rows[i]["tenant"] for i in ids] == [victim, thief]
+    _, thief_key = new_tenant(pg_url, "thief")
+    call_id, mark = unique("call"), unique("reuse")
+
+    def post(key: str, content: str) -> httpx.Response:
+        return httpx.post(f"{offline_proxy.url}/v1/chat/completions", timeout=60,
+                          headers={"Authorization": f"Bearer {key}",
+                                   "x-litellm-call-id": call_id},
+                          json={"model": "economy", "messages": [{"role": "user",
+                                                                  "content": content}]})
+
+    failed = post(victim_key, script({"status": 500}))
+    assert failed.status_code == 500 and failed.headers["x-litellm-call-id"] == call_id
+    assert wait_for_rows(pg_url, [call_id])[call_id]["status"] == "error"
+    stolen = post(thief_key, mark)
+    assert stolen.status_code == 409, stolen.text
+    assert stolen.json()["error"]["param"] == "x-litellm-call-id"
+    retried = post(victim_key, "hi")  # the client's retry of its failed request
+    assert retried.status_code == 200, retried.text
+    again = post(victim_key, mark)  # answered: the id is spent
+    assert again.status_code == 409, again.text
+    row = wait_for_rows(pg_url, [call_id])[call_id]
+    deadline = time.monotonic() + 15
+    while row["status"] != "ok":
+        assert time.monotonic() < deadline, row
+        time.sleep(0.1)
+        row = wait_for_rows(pg_url, [call_id])[call_id]
+    assert (row["tenant"], row["status"]) == (victim, "ok")
     assert _reached(scripted, mark) == 0

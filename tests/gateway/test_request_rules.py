@@ -75,7 +75,7 @@ FORBIDDEN_BODY: dict[str, Any] = {
     "metadata   ": {"tags": ["a"], "spend_logs_metadata": {"x": 1}},
 }
 FORBIDDEN_HEADERS: dict[str, str] = {
-    "x-litellm-num-retries": "10", "x-litellm-timeout": "0.001", "x-litellm-call-id": "mine",
+    "x-litellm-num-retries": "10", "x-litellm-timeout": "0.001", "x-litellm-call-id": "USED",
     "x-litellm-tags": "a,b", "x-litellm-stream-timeout": "1", "x-litellm-api-key": "KEY",
     "x-litellm-spend-logs-metadata": "{}", "x-litellm-trace-id": "t",
     "litellm-disable-message-redaction": "true", "typesafe-danger-zone-x": "1",
@@ -87,7 +87,9 @@ HARMLESS_HEADERS: dict[str, str] = {
     "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
     "openai-organization": "org-x", "x-session-id": "s-1", "anthropic-version": "2023-06-01",
     "x-stainless-lang": "python", "x-api-key": "KEY", "x-custom": "1",
+    "x-litellm-call-id": "FRESH",
 }
+USED_ID = f"used-{uuid.uuid4().hex}"  # answered once for another tenant at the start
 # upstream body keys that would mean a generated LiteLLM parameter got through
 LEAKS = {name.strip() for name in FORBIDDEN_BODY} - {"metadata", "extra_body"}
 
@@ -219,6 +221,7 @@ def _payload(case: Case, text: str) -> dict[str, Any]:
 def _headers(case: Case, keys: list[str]) -> dict[str, str]:
     headers = {"Authorization": f"Bearer {keys[0]}"}
     for name, value in case.headers.items():
+        value = value.replace("USED", USED_ID).replace("FRESH", f"fresh-{uuid.uuid4().hex}")
         headers[name] = value.replace("OTHER", keys[1]).replace("KEY", keys[0])
     return headers
 
@@ -308,6 +311,12 @@ def test_the_admitted_request_is_the_served_request(
     quiet: list[str] = []  # tenants that must end with no spend row
     served: list[str] = []  # the routes of the answered requests
     counter = iter(range(10**6))
+    _, (owner_key,) = new_tenant(pg_url, "owner")
+    first = httpx.post(f"{proxies[0]}/v1/chat/completions", timeout=60,
+                       headers={"Authorization": f"Bearer {owner_key}",
+                                "x-litellm-call-id": USED_ID},
+                       json={"model": "fast", "messages": [{"role": "user", "content": "hi"}]})
+    assert first.status_code == 200, first.text
 
     @settings(max_examples=80, deadline=None, database=None,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

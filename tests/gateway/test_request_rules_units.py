@@ -37,7 +37,7 @@ def _h(**headers: str) -> list[tuple[bytes, bytes]]:
 
 
 @pytest.mark.parametrize("name", [
-    "x-litellm-num-retries", "x-litellm-timeout", "x-litellm-call-id", "x-litellm-tags",
+    "x-litellm-num-retries", "x-litellm-timeout", "x-litellm-tags",
     "x-litellm-api-key", "x-litellm-stream-timeout", "x-litellm-spend-logs-metadata",
     "X-LiteLLM-Trace-Id", "litellm-disable-message-redaction", "typesafe-danger-zone-key",
     "x-litellm-keepalive-seconds", "x-litellm-agent-id"])
@@ -55,6 +55,38 @@ def test_two_different_credentials_are_401(headers: dict[str, str]) -> None:
     with pytest.raises(AmbiguousKey) as caught:
         check_tenant_headers(_h(**headers), b"")
     assert caught.value.code == "401"
+
+
+def test_a_request_id_header_passes_to_be_claimed() -> None:
+    check_tenant_headers(_h(authorization="Bearer a", x_litellm_call_id="id-1"), b"")
+    assert (b"x-litellm-call-id", b"id-1") in allowed_headers(_h(x_litellm_call_id="id-1"))
+
+
+def test_a_request_id_serves_one_request_a_failed_one_may_be_retried() -> None:
+    import asyncio
+
+    from proxy.admission.callids import CallIds, CallIdTaken
+
+    async def scenario() -> list[str]:
+        ids, seen = CallIds(None), []
+        for tenant, call_id, outcome in [(1, "a", "ok"), (1, "a", None), (2, "a", None),
+                                         (1, "b", "failed"), (2, "b", None), (1, "b", "ok"),
+                                         (1, "b", None), (1, "c", "inflight"), (1, "c", None)]:
+            try:
+                await ids.claim(call_id, tenant)
+            except CallIdTaken as refused:
+                assert refused.code == "409" and refused.param == "x-litellm-call-id"
+                seen.append(f"{tenant}{call_id}:409")
+                continue
+            seen.append(f"{tenant}{call_id}:ok")
+            if outcome in ("ok", "failed"):
+                await ids.settle(call_id, tenant, answered=outcome == "ok")
+        return seen
+
+    assert asyncio.run(scenario()) == [
+        "1a:ok", "1a:409", "2a:409",  # answered: taken for everyone
+        "1b:ok", "2b:409", "1b:ok", "1b:409",  # failed: its tenant may retry it, once answered
+        "1c:ok", "1c:409"]  # in flight: not twice at once
 
 
 def test_one_key_in_one_or_two_headers_passes() -> None:
