@@ -38,9 +38,18 @@ from litellm.proxy._types import ProxyErrorTypes, ProxyException
 
 from proxy.errors import RequestRefused
 
-__all__ = ["ALLOWED_HEADERS", "ALLOWED_PREFIXES", "ALLOWED_QUERY", "CONTROL_PREFIXES",
-           "KEY_HEADERS", "AmbiguousKey", "RefusedHeader", "allowed_headers",
-           "check_tenant_headers", "credentials"]
+__all__ = [
+    "ALLOWED_HEADERS",
+    "ALLOWED_PREFIXES",
+    "ALLOWED_QUERY",
+    "CONTROL_PREFIXES",
+    "KEY_HEADERS",
+    "RefusedHeader",
+    "TwoKeys",
+    "allowed_headers",
+    "check_tenant_headers",
+    "credentials",
+]
 
 CONTROL_PREFIXES = ("x-litellm-", "litellm-", "litellm_", "x-litellm_", "typesafe-danger-zone-")
 KEY_HEADERS = (b"authorization", b"x-api-key", b"api-key", b"x-goog-api-key")
@@ -66,7 +75,7 @@ class RefusedHeader(ProxyException, RequestRefused):
                          type=ProxyErrorTypes.bad_request_error.value, param=name, code=400)
 
 
-class AmbiguousKey(ProxyException, RequestRefused):
+class TwoKeys(ProxyException, RequestRefused):
     def __init__(self, names: list[str]) -> None:
         super().__init__(message=f"one key per request: {' and '.join(names)} carry different "
                                  "credentials; send the key in one header",
@@ -98,7 +107,7 @@ def _is_control(name: str) -> bool:
 
 
 def check_tenant_headers(headers: Iterable[tuple[bytes, bytes]], query_string: bytes) -> None:
-    """Raise :class:`RefusedHeader` (400) or :class:`AmbiguousKey` (401) for a tenant's
+    """Raise :class:`RefusedHeader` (400) or :class:`TwoKeys` (401) for a tenant's
     request that LiteLLM would read differently from the gateway."""
     listed = list(headers)
     for name, _ in listed:
@@ -107,7 +116,7 @@ def check_tenant_headers(headers: Iterable[tuple[bytes, bytes]], query_string: b
             raise RefusedHeader(text, "header")
     found = credentials(listed)
     if found and len(set().union(*found.values())) > 1:
-        raise AmbiguousKey(sorted(found))
+        raise TwoKeys(sorted(found))
     for param, _ in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
         if param not in ALLOWED_QUERY:
             raise RefusedHeader(param, "query parameter")

@@ -19,8 +19,8 @@ from proxy.admission.estimate import (
 )
 from proxy.edge.caps import CapExceeded, Limits, estimate_prompt_tokens
 from proxy.edge.headers import (
-    AmbiguousKey,
     RefusedHeader,
+    TwoKeys,
     allowed_headers,
     check_tenant_headers,
 )
@@ -52,7 +52,7 @@ def test_litellm_control_headers_are_400_naming_them(name: str) -> None:
     {"authorization": "Bearer a", "x_goog_api_key": "b"},
     {"authorization": "Basic a", "x_api_key": "a"}])
 def test_two_different_credentials_are_401(headers: dict[str, str]) -> None:
-    with pytest.raises(AmbiguousKey) as caught:
+    with pytest.raises(TwoKeys) as caught:
         check_tenant_headers(_h(**headers), b"")
     assert caught.value.code == "401"
 
