@@ -75,6 +75,9 @@ class CallIds:
     def __init__(self, shared: SharedRedis | None) -> None:
         self._shared = shared
         self._local = _Local()
+        # ids this process claimed, by tenant: only their requests' outcomes settle them
+        # (a request refused for its id is logged as a failure too, and must not)
+        self._mine: OrderedDict[str, str] = OrderedDict()
         self._claim = shared.script(CLAIM) if shared is not None else None
 
     def _key(self, call_id: str) -> str:
@@ -95,10 +98,17 @@ class CallIds:
             taken = not self._local.claim(call_id, owner)
         if taken:
             raise CallIdTaken(call_id)
+        self._mine[call_id] = owner
+        while len(self._mine) > LOCAL_MAX:
+            self._mine.popitem(last=False)
 
     async def settle(self, call_id: str, tenant_id: int, answered: bool) -> None:
         """The request is over: its id stays taken (answered), or may be retried (failed)."""
         owner, state = str(tenant_id), "ok" if answered else "failed"
+        if self._mine.get(call_id) != owner:
+            return  # not a request this process admitted under that id
+        if answered:
+            del self._mine[call_id]
         self._local.mark(call_id, owner, state)
         if self._shared is not None:
             key = self._key(call_id)

@@ -77,6 +77,7 @@ def test_a_request_id_serves_one_request_a_failed_one_may_be_retried() -> None:
             except CallIdTaken as refused:
                 assert refused.code == "409" and refused.param == "x-litellm-call-id"
                 seen.append(f"{tenant}{call_id}:409")
+                await ids.settle(call_id, tenant, answered=False)  # its failure is logged
                 continue
             seen.append(f"{tenant}{call_id}:ok")
             if outcome in ("ok", "failed"):
