@@ -235,11 +235,16 @@ def test_a_deployment_without_a_price_is_an_error_naming_it() -> None:
     assert "openai/house-model-1" in errors[0] and "pool_free: true" in errors[0]
 
 
-def test_pool_check_config_refuses_an_unpriced_deployment(tmp_path: Path) -> None:
-    bad = tmp_path / "unpriced.yaml"
-    bad.write_text(UNPRICED)
-    done = subprocess.run([sys.executable, "-m", "llm_pool.cli", "check-config", "--config",
-                           str(bad)], env={**os.environ, "MASTER": "m"}, capture_output=True,
-                          text=True, timeout=120)
-    assert done.returncode != 0 and "'house' deployment 'house-1' has no price" in done.stdout \
-        + done.stderr
+def test_pool_proxy_and_check_config_refuse_an_unpriced_deployment(tmp_path: Path) -> None:
+    config = tmp_path / "unpriced.yaml"
+    config.write_text(UNPRICED)
+    env = {"MASTER": "m", "PATH": os.environ.get("PATH", ""),
+           "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    done = _pool("proxy", "--config", str(config), "--port", "1", env=env)
+    out, err = done.communicate(timeout=120)
+    assert done.returncode == 2, (out, err)
+    assert "alias 'house' deployment 'house-1' has no price" in err
+    assert "refusing to start" in err
+    check = _pool("check-config", "--config", str(config), env=env)
+    out, _ = check.communicate(timeout=120)
+    assert check.returncode == 1 and "alias 'half' has no price" in out
