@@ -13,8 +13,10 @@ process), and a request is refused (**409**, nothing sent) when its id:
 - belongs to a request of the same tenant that was answered, or is still in flight.
 
 The one reuse that stays allowed is the client's retry of its own failed request (the
-OpenAI SDK retries a 5xx with the same headers): its answer replaces the error row. An
-id the gateway generates is never seen twice, so it costs one Redis command.
+OpenAI SDK retries a 5xx with the same headers): its answer replaces the error row. Only
+ids a client chose are claimed (``custom_auth`` flags them): LiteLLM's own are unique
+already. A claim costs one Redis script at admission and one ``SET`` at the end, and
+keeps a key of about 100 bytes for :data:`DONE_TTL_MS`.
 """
 
 from __future__ import annotations

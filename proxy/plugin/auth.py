@@ -71,6 +71,7 @@ log = logging.getLogger("llm_pool.auth")
 
 CACHE_MAX_ENTRIES = 50_000
 COUNT_TOKENS_ROUTES = frozenset({"/v1/messages/count_tokens", "/messages/count_tokens"})
+CLIENT_CALL_ID = "pool_client_call_id"  # metadata flag: the client chose the request id
 DB_RETRY_AFTER = 1.0  # seconds without trying PostgreSQL again after a failed lookup
 
 
@@ -325,7 +326,8 @@ async def authenticate(resolver: KeyResolver, master_key: str | None, request: R
     limits = Limits.of(entry.identity.caps, default_caps)
     check_caps(route, body, limits, entry.identity.tenant)
     auth = entry.auth.model_copy(deep=False)  # LiteLLM sets per-request fields on it
-    auth.metadata = {**entry.auth.metadata, **limits.as_metadata()}
+    auth.metadata = {**entry.auth.metadata, **limits.as_metadata(),
+                     CLIENT_CALL_ID: request.headers.get("x-litellm-call-id") is not None}
     return auth
 
 

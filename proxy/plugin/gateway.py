@@ -51,7 +51,7 @@ from proxy.admission.tickets import TicketBook, ask_for, count_tokens_ask
 from proxy.edge.caps import Limits as Caps
 from proxy.edge.merged import check_merged
 from proxy.plugin import internals, metrics
-from proxy.plugin.auth import KeyResolver, LegacyKeys
+from proxy.plugin.auth import CLIENT_CALL_ID, KeyResolver, LegacyKeys
 from proxy.settings import ProxySettings
 from proxy.spend.journal import SpendJournal
 from proxy.spend.rows import SpendRow, SpendWriter, insert_rows, row_from_payload, row_to_json
@@ -191,11 +191,14 @@ class ProxyCallbacks(CustomLogger):
         (429 / 503 when refused, see :mod:`proxy.admission.limits`)."""
         gw = proxy_state()
         ask = ask_for(meta, data, call_type)
-        await gw.call_ids.claim(ask.request_id, ask.tenant_id)
+        chosen = bool(meta.get(CLIENT_CALL_ID))  # LiteLLM's own ids are unique already
+        if chosen:
+            await gw.call_ids.claim(ask.request_id, ask.tenant_id)
         try:
             ticket = await gw.limits.admit(ask)
         except BaseException:
-            await gw.call_ids.settle(ask.request_id, ask.tenant_id, answered=False)
+            if chosen:
+                await gw.call_ids.settle(ask.request_id, ask.tenant_id, answered=False)
             raise
         gw.tickets.add(ask.request_id, ticket)
 
