@@ -29,7 +29,7 @@ import psycopg  # noqa: E402
 from llm_pool.runtime import ProxyProcess, free_port, start_proxy, wait_http  # noqa: E402
 from llm_pool.settings import DEFAULT_DATABASE_URL  # noqa: E402
 
-EXTRA_PACKAGES = ("litellm", "dramatiq", "psycopg", "redis", "yaml", "prometheus_client",
+EXTRA_PACKAGES = ("litellm", "dramatiq", "psycopg", "redis", "yaml", "prometheus_client", "mcp",
                   "pydantic_settings")
 PROMPT = "hello from the base install"
 ANSWER = f"Hi! (fast-1) You said: {PROMPT}"

@@ -23,6 +23,8 @@
 | ``POOL_RESERVATION_TTL`` | 900 s | an unsettled budget reservation (process died) expires |
 | ``POOL_JOURNAL_CLAIM_IDLE`` | 10 s | journal entries held unwritten this long are taken over |
 | ``POOL_METRICS_KEY`` | (none) | a key that may read ``GET /metrics`` and nothing else |
+| ``POOL_MAX_TAGS`` | 16 | most tags a request may carry (``tags``, ``metadata.tags`` ...) |
+| ``POOL_MAX_TAG_CHARS`` | 64 | longest tag |
 
 Read with pydantic-settings. A bad value is a :class:`~proxy.errors.ConfigError` naming
 the variable (``POOL_SPEND_BATCH_SIZE: expected an integer, got 'abc'``); nothing falls
@@ -37,6 +39,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from pydantic import Field, ValidationError, field_validator
@@ -51,15 +54,27 @@ from proxy.errors import ConfigError
 from proxy.storage.tenants import Caps
 from sdk.settings_errors import describe_settings_error
 
-__all__ = ["DEFAULT_CAPS", "DEFAULT_DATABASE_URL", "ProxySettings"]
+__all__ = ["DEFAULT_CAPS", "DEFAULT_DATABASE_URL", "DEFAULT_TAG_LIMITS", "ProxySettings",
+           "TagLimits"]
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/llm_pool"
 DEFAULT_CAPS = Caps(max_n=4, max_tokens=16_384, max_prompt_tokens=131_072)
+DEFAULT_MAX_TAGS = 16
+DEFAULT_MAX_TAG_CHARS = 64
 OPTIONAL = ("LITELLM_MASTER_KEY", "POOL_REDIS_URL", "POOL_METRICS_KEY")  # empty: unset
 FLAGS = {"1": True, "true": True, "yes": True, "on": True,
          "0": False, "false": False, "no": False, "off": False}
 
 
+@dataclass(frozen=True)
+class TagLimits:
+    """How many tags a request may carry, and how long each (:mod:`proxy.edge.tags`)."""
+
+    max_tags: int = DEFAULT_MAX_TAGS
+    max_chars: int = DEFAULT_MAX_TAG_CHARS
+
+
+DEFAULT_TAG_LIMITS = TagLimits()
 _environ: ContextVar[Mapping[str, str] | None] = ContextVar("pool_proxy_environ", default=None)
 
 
@@ -105,6 +120,8 @@ class ProxySettings(BaseSettings):
     reservation_ttl: float = _env("POOL_RESERVATION_TTL", 900.0, ge=1)
     journal_claim_idle: float = _env("POOL_JOURNAL_CLAIM_IDLE", 10.0, ge=0.1)
     metrics_key: str | None = _env("POOL_METRICS_KEY", None)
+    max_tags: int = _env("POOL_MAX_TAGS", DEFAULT_MAX_TAGS, ge=0)
+    max_tag_chars: int = _env("POOL_MAX_TAG_CHARS", DEFAULT_MAX_TAG_CHARS, ge=1)
 
     @classmethod
     def settings_customise_sources(
@@ -133,6 +150,10 @@ class ProxySettings(BaseSettings):
     @property
     def max_request_bytes(self) -> int:
         return int(self.max_request_mb * 1_000_000)
+
+    @property
+    def tag_limits(self) -> TagLimits:
+        return TagLimits(max_tags=self.max_tags, max_chars=self.max_tag_chars)
 
     @property
     def default_caps(self) -> Caps:

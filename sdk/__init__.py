@@ -1,7 +1,8 @@
 """llm-pool SDK: a typed client for the proxy, structured output, ``@tool`` and an
 agent loop with a confirmation gate. Everything goes through the proxy by alias.
 
-See :mod:`sdk.client`, :mod:`sdk.tools`, :mod:`sdk.agent` and :mod:`sdk.errors`.
+See :mod:`sdk.client`, :mod:`sdk.tools`, :mod:`sdk.agent` and :mod:`sdk.errors`;
+MCP servers as tool sources: :mod:`sdk.mcp` (the ``mcp`` extra).
 """
 
 from sdk.agent import (
@@ -36,6 +37,7 @@ from sdk.errors import (
     ToolDefinitionError,
     UnknownAliasError,
 )
+from sdk.mcp import MCPError, MCPServer
 from sdk.prompts import AI_TRANSPARENCY_CLAUSE, build_system_prompt
 from sdk.results import Completion, EmbeddingResult, ToolCall, Usage
 from sdk.retries import RetryPolicy
@@ -73,6 +75,8 @@ __all__ = [
     "InvalidRequestError",
     "LLMCallFinished",
     "LLMCallStarted",
+    "MCPError",
+    "MCPServer",
     "Outcome",
     "PendingConfirmation",
     "ProviderUnavailableError",

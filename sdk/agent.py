@@ -60,7 +60,7 @@ import time
 import uuid
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pydantic
 
@@ -79,6 +79,9 @@ from sdk.tool_calls import (
     run_tool_calls,
 )
 from sdk.tools import Tool
+
+if TYPE_CHECKING:
+    from sdk.mcp.server import MCPServer
 
 __all__ = [
     "DEFAULT_MAX_ITERATIONS",
@@ -277,7 +280,9 @@ class Agent:
     from the environment). ``tools`` is a list of :class:`~sdk.tools.Tool` or any
     :class:`~sdk.tool_calls.ToolRegistry`. ``params`` go to every completion request
     (e.g. ``temperature``). See the module docstring for ``run_id``,
-    ``tool_result_cache`` and ``on_event``.
+    ``tool_result_cache`` and ``on_event``. ``mcp_servers``
+    (:class:`sdk.mcp.MCPServer`): their allowed tools are added to ``tools`` (listed
+    here, once: the servers are connected to now).
     """
 
     def __init__(self, *, name: str, alias: str, instructions: str = "",
@@ -289,9 +294,15 @@ class Agent:
                  tool_result_cache: ToolResultCache | None = None,
                  confirmation_ttl: float | None = None, tags: Sequence[str] = (),
                  params: Mapping[str, Any] | None = None,
-                 max_tool_threads: int = DEFAULT_MAX_TOOL_THREADS) -> None:
+                 max_tool_threads: int = DEFAULT_MAX_TOOL_THREADS,
+                 mcp_servers: Sequence[MCPServer] = ()) -> None:
         if max_iterations < 1:
             raise ValueError("max_iterations must be at least 1")
+        if mcp_servers:
+            if isinstance(tools, ToolRegistry):
+                raise TypeError("mcp_servers= needs tools= as a list of tools")
+            from sdk.mcp.server import mcp_tools
+            tools = [*tools, *mcp_tools(mcp_servers)]
         self.name, self.alias, self.version = name, alias, version
         self.registry: ToolRegistry = (tools if isinstance(tools, ToolRegistry)
                                        else Toolbox(tools))
@@ -442,7 +453,7 @@ class Agent:
             found.validate(call.arguments)
         except pydantic.ValidationError:
             return False
-        return True
+        return found.needs_confirmation(call.arguments)
 
     def _record(self, run: _Run, records: Sequence[ToolCallRecord]) -> None:
         for record in records:

@@ -138,6 +138,11 @@ class Tool:
             return await self.fn(**kwargs)
         return await asyncio.to_thread(self.fn, **kwargs)
 
+    def needs_confirmation(self, arguments: Mapping[str, Any]) -> bool:
+        """Whether this call waits for a human (``requires_confirmation``; a tool type
+        may decide by the arguments, e.g. :class:`sdk.mcp.MCPTool`)."""
+        return self.requires_confirmation
+
     def invoke(self, arguments: Mapping[str, Any]) -> Any:
         """Validate the model's arguments, then call."""
         return self.run(self.validate(arguments))

@@ -15,6 +15,7 @@ PUBLIC = {
     "ToolRegistry", "ToolResultCache", "Toolbox", "UnknownAliasError", "Usage",
     "ToolContext", "build_system_prompt", "current_tool_call", "tool",
     "Approve", "Decline", "Decision", "InvalidDecisionError", "LLMCallStarted",
+    "MCPError", "MCPServer",
 }
 
 

@@ -28,6 +28,7 @@ from worker.broker import build_broker, redis_client
 from worker.counters import Counters
 from worker.db import WorkerDB
 from worker.errors import RetryLater
+from worker.mcp_sessions import with_mcp_tools
 from worker.models import ConfirmMessage, ExpireMessage, InboundMessage, Reply
 from worker.redis_store import RedisStore
 from worker.service import ConversationService
@@ -53,8 +54,9 @@ def build_service(settings: WorkerSettings, counters: Counters | None = None
     gateway_for = gateways_by_tenant(settings.proxy_url, settings.api_key,
                                      load_tenant_keys(settings.tenant_keys_file))
     store = RedisStore(redis_client(settings.redis_url), settings.namespace)
-    return ConversationService(settings, WorkerDB(settings.database_url), store,
-                               load_agents(settings.agents_file), gateway_for, counters)
+    agents = with_mcp_tools(load_agents(settings.agents_file))  # connects the MCP servers
+    return ConversationService(settings, WorkerDB(settings.database_url), store, agents,
+                               gateway_for, counters)
 
 
 def _message_id() -> str:

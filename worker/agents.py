@@ -14,9 +14,14 @@
         tools:                      # dotted import paths of @tool objects
           - llm_pool.offline.demo_tools.lookup_order
           - llm_pool.offline.demo_tools.send_email
+        mcp_servers:                # MCP servers' tools: see worker/mcp_sessions.py
+          - name: tickets
+            command: [python, -m, llm_pool.offline.mcp_server]
+            confirm: [create_ticket]
 
-Tools are loaded once per definition; a tool marked ``requires_confirmation`` in
-its ``@tool`` stops the run until a human answers (``confirm``).
+Tools are loaded once per definition (MCP servers are connected by the worker at
+start-up, not here: :func:`worker.mcp_sessions.with_mcp_tools`); a tool marked
+``requires_confirmation`` in its ``@tool`` stops the run until a human answers (``confirm``).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sdk import Tool
 from worker.errors import AgentConfigError
+from worker.mcp_sessions import MCPServerSpec
 
 __all__ = ["AgentConfigError", "AgentSpec", "AgentsFile", "load_agents", "load_tool"]
 
@@ -45,6 +51,7 @@ class AgentSpec(BaseModel):
     stream: bool = False
     version: str = "1"
     tools: list[str] = Field(default_factory=list)
+    mcp_servers: list[MCPServerSpec] = Field(default_factory=list)  # worker/mcp_sessions.py
 
 
 class AgentsFile(BaseModel):

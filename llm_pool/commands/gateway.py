@@ -12,10 +12,13 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llm_pool.commands import tenant_settings
 from llm_pool.settings import Settings
+
+if TYPE_CHECKING:
+    from proxy.storage.tenants import ApiKey
 
 __all__ = ["register"]
 
@@ -208,6 +211,16 @@ def run_keys_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _key_state(key: ApiKey) -> str:
+    from proxy.storage.tenants import KEY_FORMAT_HMAC
+
+    if key.revoked_at:
+        return "revoked " + key.revoked_at.isoformat(timespec="seconds")
+    if key.key_format < KEY_FORMAT_HMAC:  # docs/limits-and-keys.md
+        return "active (old format: replace it)"
+    return "active"
+
+
 def run_keys_list(args: argparse.Namespace) -> int:
     from proxy.storage.db import connect
     from proxy.storage.tenants import list_keys
@@ -215,8 +228,7 @@ def run_keys_list(args: argparse.Namespace) -> int:
     with connect(_database_url(), autocommit=True) as conn:
         keys = list_keys(conn, args.tenant)
     rows = [(k.tenant, k.label, k.key_prefix + "...", k.created_at.isoformat(timespec="seconds"),
-             "revoked " + k.revoked_at.isoformat(timespec="seconds") if k.revoked_at else "active")
-            for k in keys]
+             _key_state(k)) for k in keys]
     print(_table(("tenant", "label", "prefix", "created", "state"), rows))
     return 0
 

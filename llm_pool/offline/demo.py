@@ -7,7 +7,9 @@
    ``quality`` is down, a stream;
 4. a Dramatiq worker runs the ``helpdesk`` agent: a message asks for an email, the
    agent calls ``send_email`` (needs a human yes), we confirm, the email is sent,
-   the final reply arrives on the conversation's event stream;
+   the final reply arrives on the conversation's event stream; then the same for
+   ``create_ticket``, a tool of an MCP server (``llm_pool/offline/mcp_server.py``, a
+   child process of the worker over stdio);
 5. the tenant's spend rows and the conversation's audit rows, from PostgreSQL.
 """
 
@@ -180,19 +182,34 @@ def _until_reply(store: Any, conversation: str, after: str) -> tuple[str, dict[s
     raise TimeoutError(f"no reply on {conversation} within {REPLY_TIMEOUT:.0f} s")
 
 
-def _conversation(env: dict[str, str], namespace: str) -> str:
+EMAIL_TEXT = "Please send an email to bob@example.com saying his order 1042 has shipped."
+TICKET_TEXT = "Please create a ticket: my order 1042 arrived with a cracked screen."
+
+
+def _conversations(env: dict[str, str], namespace: str) -> list[str]:
+    """Two gated actions of the helpdesk agent: ``send_email`` (a ``@tool``) and
+    ``create_ticket`` (a tool of the demo's MCP server, llm_pool/offline/mcp_server.py)."""
     from worker.actors import declare
     from worker.broker import build_broker, redis_client
-    from worker.models import ConfirmMessage, InboundMessage
     from worker.redis_store import RedisStore
     from worker.settings import WorkerSettings
 
     settings = WorkerSettings(redis_url=env["POOL_REDIS_URL"], namespace=namespace)
     actors = declare(build_broker(settings), lambda: None)  # type: ignore[arg-type,return-value]
     store = RedisStore(redis_client(settings.redis_url), namespace)
+    done = [_confirmed(actors, store, EMAIL_TEXT),
+            _confirmed(actors, store, TICKET_TEXT, "(an MCP tool)")]
+    keys = list(store.client.scan_iter(f"{namespace}:dramatiq*"))
+    if keys:
+        store.client.delete(*keys)
+    return done
+
+
+def _confirmed(actors: Any, store: Any, text: str, what: str = "") -> str:
+    from worker.models import ConfirmMessage, InboundMessage
+
     conversation = f"demo-{uuid.uuid4().hex[:8]}"
-    text = "Please send an email to bob@example.com saying his order 1042 has shipped."
-    _say(f"worker: user -> {AGENT} agent ({conversation})", text)
+    _say(f"worker: user -> {AGENT} agent ({conversation}) {what}".rstrip(), text)
     actors.handle_message.send(InboundMessage(
         tenant=TENANT, conversation_id=conversation, agent_id=AGENT, text=text,
         message_id=uuid.uuid4().hex).model_dump())
@@ -203,16 +220,13 @@ def _conversation(env: dict[str, str], namespace: str) -> str:
     actors.confirm.send(ConfirmMessage(conversation_id=conversation, approved=True,
                                        decided_by="demo-operator").model_dump())
     _until_reply(store, conversation, after)
-    keys = list(store.client.scan_iter(f"{namespace}:dramatiq*"))
-    if keys:
-        store.client.delete(*keys)
     return conversation
 
 
 # ----------------------------------------------------------------- report
 
 
-def _report(url: str, conversation: str, label: str) -> None:
+def _report(url: str, conversations: list[str], label: str) -> None:
     time.sleep(1.0)  # one spend flush interval
     with psycopg.connect(url) as conn:
         spend = conn.execute(
@@ -222,17 +236,17 @@ def _report(url: str, conversation: str, label: str) -> None:
             " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3", (TENANT, label)).fetchall()
         tools = conn.execute(
             "SELECT tool_name, outcome, confirmation, decided_by FROM audit_tool_calls"
-            " WHERE conversation_id = %s ORDER BY id", (conversation,)).fetchall()
+            " WHERE conversation_id = ANY(%s) ORDER BY id", (conversations,)).fetchall()
         llm = conn.execute(
             "SELECT count(*), sum(prompt_tokens + completion_tokens), sum(cost_usd)"
-            " FROM audit_llm_calls WHERE conversation_id = %s", (conversation,)).fetchone()
+            " FROM audit_llm_calls WHERE conversation_id = ANY(%s)", (conversations,)).fetchone()
         sent = conn.execute("SELECT payload->>'to' FROM demo_outbox ORDER BY created_at DESC"
                             " LIMIT 1").fetchone()
     _say(f"this run's spend rows (tenant {TENANT!r}, key {label!r}), from PostgreSQL")
     for alias, deployment, status, n, tokens, cost in spend:
         print(f"   {alias:<9} {deployment or '-':<16} {status:<6} {n:>3} req"
               f" {tokens or 0:>6} tokens  ${float(cost or 0):.8f}")
-    _say("audit of the conversation")
+    _say("audit of the conversations")
     assert llm is not None
     print(f"   {llm[0]} LLM calls, {llm[1] or 0} tokens, ${float(llm[2] or 0):.8f}")
     for name, outcome, confirmation, who in tools:
@@ -248,15 +262,15 @@ def run() -> int:
     master = f"sk-demo-{secrets.token_hex(8)}"
     namespace = f"llm-pool-demo-{uuid.uuid4().hex[:6]}"
     try:
-        conversation = _run_parts(settings, key, master, namespace)
-        _report(settings.database_url, conversation, label)
+        conversations = _run_parts(settings, key, master, namespace)
+        _report(settings.database_url, conversations, label)
     finally:
         _clean_up(settings.database_url, label, settings.redis_url, namespace)
     _say("demo finished")
     return 0
 
 
-def _run_parts(settings: Settings, key: str, master: str, namespace: str) -> str:
+def _run_parts(settings: Settings, key: str, master: str, namespace: str) -> list[str]:
     with ScriptedProvider() as provider, tempfile.TemporaryDirectory() as tmp:
         _say("starting the scripted provider and the stock LiteLLM proxy (config/offline.yaml)",
              "the proxy takes 20-60 s to start; a dot every 5 s")
@@ -274,6 +288,6 @@ def _run_parts(settings: Settings, key: str, master: str, namespace: str) -> str
                    settings.redis_url, "POOL_PROXY_URL": proxy.url, "POOL_API_KEY": key,
                    "POOL_NAMESPACE": namespace}
             with _worker(env, Path(tmp)):
-                return _conversation(env, namespace)
+                return _conversations(env, namespace)
         finally:
             proxy.stop()

@@ -365,6 +365,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._chat(body)
             elif path == "/embeddings":
                 self._embeddings(body)
+            elif path == "/responses/input_tokens":
+                self._input_tokens(body)
             elif path.startswith("/_control/"):
                 self._control(path, body)
             else:
@@ -424,6 +426,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.state.record({"model": model, "path": "chat", "time": time.time(),
                                   "stream": bool(body.get("stream")),
                                   "messages": body.get("messages"), "body": body,
+                                  "tools": body.get("tools") or [],
                                   "status": step.status or 200, "usage": _usage(step, body)})
         if self._fail(step):
             return
@@ -477,6 +480,18 @@ class _Handler(BaseHTTPRequestHandler):
                 for i, t in enumerate(texts)]
         self._send_json(200, {"object": "list", "data": data, "model": model,
                               "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+
+
+    def _input_tokens(self, body: dict[str, Any]) -> None:
+        """OpenAI's ``POST /v1/responses/input_tokens`` (what LiteLLM calls for Anthropic
+        ``count_tokens`` on an ``openai/`` deployment): the request's tokens, counted as
+        the chat answers count them."""
+        model = str(body.get("model", ""))
+        self.server.state.record({"model": model, "path": "responses/input_tokens",
+                                  "stream": False, "time": time.time()})
+        text = json.dumps([body.get("input"), body.get("instructions"), body.get("tools")])
+        self._send_json(200, {"object": "response.input_tokens",
+                              "input_tokens": _tokens(text)})
 
 
 class _Server(ThreadingHTTPServer):

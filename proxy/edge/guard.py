@@ -18,6 +18,14 @@ the headers in :data:`TENANT_HEADERS` (no ``x-litellm-model-api-base``, no
 ``llm_provider-*``, no cost breakdown or version); error bodies, and error events
 in streams, have upstream URLs and host:port pairs replaced by ``[upstream]``.
 Which deployment answered stays visible as ``x-litellm-model-id``.
+
+**Bodies bounded before they are read.** For anyone but the operator, a request without
+a key is answered 401 before a byte of its body is read (CORS preflights and liveness
+excepted); a ``Content-Length`` over ``POOL_MAX_REQUEST_MB`` is answered 413 before a
+byte is read; a chunked body is read here, counting, and cut with 413 the moment it
+passes the limit. Those answers close the connection (the unread rest is never
+received). A body within the limit is handed to LiteLLM whole, so nothing behind this
+layer ever holds more than the limit of a tenant's request.
 """
 
 from __future__ import annotations
@@ -84,8 +92,11 @@ _ADDRESS_TUPLE = re.compile(rb"\(\s*'[^']*',\s*\d{1,5}\s*\)")  # ('10.0.0.5', 80
 _HOST_PORT = re.compile(rb"\b(?:\d{1,3}(?:\.\d{1,3}){3}|localhost|\[[0-9a-f:]+\])(?::\d{1,5})?\b",
                         re.IGNORECASE)
 REDACTED = b"[upstream]"
+CLOSE = (b"connection", b"close")
 _CALL_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 MAX_ERROR_BODY = 1_000_000  # bytes of an error body buffered for redaction
+DEFAULT_MAX_BODY = 4_000_000  # bytes; the proxy passes POOL_MAX_REQUEST_MB's
+MISSING_KEY = "missing API key: send `Authorization: Bearer <key>`"
 
 
 def tenant_may_call(method: str, path: str) -> bool:
@@ -161,10 +172,11 @@ class EdgeGuard:
 
     def __init__(self, app: ASGIApp, master_key: Callable[[], str | None],
                  redactor: Redactor, metrics_key: Callable[[], str | None] = lambda: None,
-                 ) -> None:
+                 max_body: Callable[[], int] = lambda: DEFAULT_MAX_BODY) -> None:
         self.app = app
         self._master_key = master_key
         self._metrics_key = metrics_key
+        self._max_body = max_body
         self._redact = redactor
 
     def _is_master(self, key: str | None) -> bool:
@@ -181,13 +193,28 @@ class EdgeGuard:
         route = _route(scope)
         if (method, route) in PUBLIC_ROUTES or (
                 (method, route) in METRICS_ROUTES and _same(key, self._metrics_key())):
-            return await self.app(scope, receive, send)
+            return await self._bounded(scope, receive, send, send)
         if not tenant_may_call(method, route):
             return await self._refuse(kind, key, method, route, send)
+        if key is None and method != "OPTIONS":  # a CORS preflight carries no key
+            return await _reply(send, 401, "auth_error", MISSING_KEY)
         if not _call_id_ok(scope.get("headers") or ()):
             return await _reply(send, 400, "invalid_request_error", "x-litellm-call-id must be "
                                 "1 to 128 letters, digits, '.', '_', ':' or '-'")
-        return await self.app(scope, receive, _Filtered(send, self._redact))
+        return await self._bounded(scope, receive, send, _Filtered(send, self._redact))
+
+    async def _bounded(self, scope: Scope, receive: Receive, send: Send, app_send: Send
+                       ) -> None:
+        """Hand the request on with its body read here, or answer 413 (see the module
+        docstring). ``app_send`` is what the app answers through."""
+        limit = self._max_body()
+        declared = _content_length(scope.get("headers") or ())
+        if declared is not None and declared > limit:
+            return await _reply(send, 413, "request_too_large", _too_large(declared, limit))
+        body = await _read_body(receive, limit)
+        if body is None:
+            return await _reply(send, 413, "request_too_large", _too_large(None, limit))
+        return await self.app(scope, _Replay(body, receive), app_send)
 
     async def _refuse(self, kind: str, key: str | None, method: str, route: str,
                       send: Send) -> None:
@@ -195,7 +222,7 @@ class EdgeGuard:
             await send({"type": "websocket.close", "code": 1008})
             return
         if key is None:
-            status, message = 401, "missing API key: send `Authorization: Bearer <key>`"
+            status, message = 401, MISSING_KEY
         else:
             status, message = 403, (f"{method} {route} is not available to tenant keys; "
                                     "they may call the model endpoints only")
@@ -203,12 +230,60 @@ class EdgeGuard:
 
 
 async def _reply(send: Send, status: int, kind: str, message: str) -> None:
+    """An error answer given before the request's body was read: it closes the
+    connection, so the server never receives the unread rest."""
     body = json.dumps({"error": {"message": message, "type": kind, "param": None,
                                  "code": str(status)}}).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode())]})
+                            (b"content-length", str(len(body)).encode()), CLOSE]})
     await send({"type": "http.response.body", "body": body})
+
+
+def _too_large(size: int | None, limit: int) -> str:
+    said = "over the limit" if size is None else f"{size / 1e6:.1f} MB"
+    return (f"request body too large: {said}, the limit is {limit / 1e6:.1f} MB "
+            "(POOL_MAX_REQUEST_MB)")
+
+
+def _content_length(headers: Iterable[tuple[bytes, bytes]]) -> int | None:
+    """The declared body size (the server has already refused malformed ones)."""
+    for name, value in headers:
+        if name.lower() == b"content-length" and value.strip().isdigit():
+            return int(value)
+    return None
+
+
+async def _read_body(receive: Receive, limit: int) -> Message | None:
+    """The request's body as one ``http.request`` message (or the client's disconnect),
+    read up to ``limit`` bytes; None as soon as it passes the limit (the rest unread)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message.get("type") != "http.request":
+            return message  # the client went away: the app hears it
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        if chunk:
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+
+
+class _Replay:
+    """``receive`` for the app: the body read by :func:`_read_body`, then the server's
+    own (a disconnect, while a streamed answer goes on)."""
+
+    def __init__(self, first: Message, receive: Receive) -> None:
+        self._first: Message | None = first
+        self._receive = receive
+
+    async def __call__(self) -> Message:
+        first, self._first = self._first, None
+        return first if first is not None else await self._receive()
 
 
 def _call_id_ok(headers: Iterable[tuple[bytes, bytes]]) -> bool:
@@ -294,9 +369,10 @@ class _Filtered:
 
 
 def install(app: Any, master_key: Callable[[], str | None], redactor: Redactor,
-            metrics_key: Callable[[], str | None] = lambda: None) -> bool:
+            metrics_key: Callable[[], str | None] = lambda: None,
+            max_body: Callable[[], int] = lambda: DEFAULT_MAX_BODY) -> bool:
     """Put an :class:`EdgeGuard` in front of ``app`` (a Starlette app), once."""
     from proxy.plugin.internals import wrap_app
 
     return wrap_app(app, EdgeGuard, master_key=master_key, redactor=redactor,
-                    metrics_key=metrics_key)
+                    metrics_key=metrics_key, max_body=max_body)

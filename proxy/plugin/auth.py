@@ -15,15 +15,16 @@ LiteLLM then calls it for every authenticated route, the master key included.
   are refused and every header off the allowlist removed (:mod:`proxy.edge.headers`);
   ``model`` must be one alias (:mod:`proxy.edge.models`); the body is checked
   (:mod:`proxy.edge.validation`): 413 when too large, 400 naming the field when malformed,
-  unknown or carrying credentials, and against the tenant's consumption caps
-  (:mod:`proxy.edge.caps`), before any provider call. The caps travel in the key's
-  metadata to the pre-call hook, which checks the request again as LiteLLM merged it
-  (:mod:`proxy.edge.merged`). ``/v1/messages/count_tokens`` counts toward the tenant's
-  rpm and tpm here (LiteLLM runs no pre-call hook for it).
+  unknown or carrying credentials, tags bounded (:mod:`proxy.edge.tags`), and against the
+  tenant's consumption caps (:mod:`proxy.edge.caps`), before any provider call. The caps
+  travel in the key's metadata to the pre-call hook, which checks the request again as
+  LiteLLM merged it (:mod:`proxy.edge.merged`). ``/v1/messages/count_tokens`` counts
+  toward the tenant's rpm and tpm here (LiteLLM runs no pre-call hook for it).
 - Unknown, revoked or missing key: HTTP 401 ``{"error": {"type": "auth_error", ...}}``.
-  A key that is not of the gateway's format (prefix, length, CRC32 checksum; see
-  :func:`proxy.storage.tenants.key_format`) is refused without a lookup; a key of the
-  legacy shape is looked up only while legacy keys are active (:class:`LegacyKeys`).
+  A key that is not of the gateway's format (prefix, length, and an HMAC checksum
+  keyed with the server secret; see :func:`proxy.storage.tenants.key_format`) is
+  refused without a lookup; a key of an older shape (CRC32 checksum, legacy) is looked
+  up only while an active key of that format exists (:class:`KeyFormats`).
 
 Lookups are cached in memory (:class:`KeyCache`) for ``POOL_AUTH_CACHE_TTL`` seconds,
 unknown keys included, so a request costs a dict lookup and a revocation shows
@@ -51,20 +52,22 @@ from proxy.edge import guard as edge
 from proxy.edge.caps import CAPPED_ROUTES, Limits, check_caps
 from proxy.edge.headers import allowed_headers, check_tenant_headers
 from proxy.edge.models import check_model
+from proxy.edge.tags import TAG_HEADER, check_tags
 from proxy.edge.validation import check_body, not_an_object, validated_route
 from proxy.errors import RequestRefused
 from proxy.plugin import health, internals
-from proxy.settings import DEFAULT_CAPS
+from proxy.settings import DEFAULT_CAPS, DEFAULT_TAG_LIMITS, TagLimits
 from proxy.storage.tenants import (
-    KEY_FORMAT_LEGACY,
+    KEY_FORMAT_HMAC,
     KEY_PREFIX,
     Caps,
+    KeyGate,
     KeyIdentity,
     hash_key,
     key_format,
 )
 
-__all__ = ["AuthFailed", "Forbidden", "KeyCache", "KeyResolver", "LegacyKeys", "StoreDown",
+__all__ = ["AuthFailed", "Forbidden", "KeyCache", "KeyFormats", "KeyResolver", "StoreDown",
            "Unauthorized", "custom_auth", "identity_auth"]
 
 log = logging.getLogger("llm_pool.auth")
@@ -259,28 +262,54 @@ def _shown(api_key: str) -> str:
     return api_key[: len(KEY_PREFIX) + 4] + "..." if api_key.startswith(KEY_PREFIX) else "the key"
 
 
-class LegacyKeys:
-    """Whether any active key has the legacy shape (no checksum), re-read at most every
-    ``ttl`` seconds; True while PostgreSQL cannot say (the lookup then decides)."""
+class KeyFormats:
+    """The :class:`~proxy.storage.tenants.KeyGate` (server secret, formats of the active
+    keys), re-read at most every ``ttl`` seconds. While PostgreSQL cannot say, the last
+    one read stays (keys are only made in format 3, so the older formats' set only
+    shrinks); before any was read, a key's shape is enough and the lookup decides."""
 
-    def __init__(self, active: Callable[[], Awaitable[bool]], ttl: float,
+    def __init__(self, read: Callable[[], Awaitable[KeyGate]], ttl: float,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self._active = active
+        self._read = read
         self._ttl = ttl
         self._clock = clock
-        self._known: bool | None = None
+        self._known: KeyGate | None = None
         self._read_at = 0.0
+        self._reading: asyncio.Task[None] | None = None
 
-    async def active(self) -> bool:
+    async def gate(self) -> KeyGate | None:
+        """The gate; the caller that finds it due reads it, and until a first one is
+        known every caller waits for that read (a burst of forged keys at start-up is
+        refused by the gate too, not looked up)."""
         now = self._clock()
-        if self._known is None or now - self._read_at >= self._ttl:
+        reading = self._reading
+        if reading is None or (reading.done() and now - self._read_at >= self._ttl):
             self._read_at = now
-            try:
-                self._known = await self._active()
-            except STORE_ERRORS:
-                self._known = None
-                return True
+            self._reading = asyncio.get_running_loop().create_task(self._refresh())
+            await asyncio.shield(self._reading)
+        elif self._known is None and not reading.done():
+            await asyncio.shield(reading)
         return self._known
+
+    async def _refresh(self) -> None:
+        try:
+            known = await self._read()
+        except STORE_ERRORS:
+            return  # the last gate read stays
+        self._announce(known)
+        self._known = known
+
+    def _announce(self, gate: KeyGate) -> None:
+        """Log what changed: older formats now active, a missing secret."""
+        before = self._known
+        old = sorted(gate.active_formats - {KEY_FORMAT_HMAC})
+        if old and (before is None or old != sorted(before.active_formats - {KEY_FORMAT_HMAC})):
+            log.warning("auth: active keys of older formats %s: a forged key of such a shape "
+                        "costs a key lookup; replace them (`pool keys create`, then `pool keys "
+                        "revoke`)", old)
+        if gate.secret is None and (before is None or before.secret is not None):
+            log.warning("auth: no key secret in the database (run `pool db migrate`): keys "
+                        "are checked by their shape only")
 
 
 async def _check_request(request: Request, route: str, max_bytes: int) -> Any:
@@ -294,24 +323,23 @@ async def _check_request(request: Request, route: str, max_bytes: int) -> Any:
     return body
 
 
-async def _known_format(api_key: str, legacy: LegacyKeys | None) -> None:
-    form = key_format(api_key)
-    if form is None or (form == KEY_FORMAT_LEGACY and legacy is not None
-                        and not await legacy.active()):
+async def _known_format(api_key: str, formats: KeyFormats | None) -> None:
+    gate = await formats.gate() if formats is not None else None
+    if not (gate.admits(api_key) if gate is not None else key_format(api_key) is not None):
         raise Unauthorized(f"invalid API key: {_shown(api_key)} is not a valid key")
 
 
 async def authenticate(resolver: KeyResolver, master_key: str | None, request: Request,
                        api_key: str, max_request_bytes: int = 4_000_000, *,
-                       default_caps: Caps = DEFAULT_CAPS, legacy: LegacyKeys | None = None,
-                       ) -> UserAPIKeyAuth:
+                       default_caps: Caps = DEFAULT_CAPS, formats: KeyFormats | None = None,
+                       tags: TagLimits = DEFAULT_TAG_LIMITS) -> UserAPIKeyAuth:
     route = internals.request_route(request)
     if master_key and secrets.compare_digest(api_key.encode(), master_key.encode()):
         await _check_request(request, route, max_request_bytes)
         return _master_auth(master_key)
     if not api_key:
         raise Unauthorized("missing API key: send `Authorization: Bearer <key>`")
-    await _known_format(api_key, legacy)
+    await _known_format(api_key, formats)
     entry = await resolver.resolve(hash_key(api_key))
     if entry.identity is None or entry.auth is None:
         reason = "was revoked" if entry.identity is not None else "is not a valid key"
@@ -323,6 +351,7 @@ async def authenticate(resolver: KeyResolver, master_key: str | None, request: R
     body = await _check_request(request, route, max_request_bytes)
     if isinstance(body, dict):
         check_model(body, internals.router_aliases)
+    check_tags(body, request.headers.getlist(TAG_HEADER), tags)
     limits = Limits.of(entry.identity.caps, default_caps)
     check_caps(route, body, limits, entry.identity.tenant)
     auth = entry.auth.model_copy(deep=False)  # LiteLLM sets per-request fields on it
@@ -351,7 +380,8 @@ async def custom_auth(request: Request, api_key: str | None) -> UserAPIKeyAuth:
         gw = proxy_state()
         auth = await authenticate(gw.keys, gw.settings.master_key, request, api_key or "",
                                   gw.settings.max_request_bytes,
-                                  default_caps=gw.settings.default_caps, legacy=gw.legacy)
+                                  default_caps=gw.settings.default_caps,
+                                  formats=gw.key_formats, tags=gw.settings.tag_limits)
         meta = auth.metadata or {}
         if (meta.get("pool_principal") == "tenant"
                 and internals.request_route(request) in COUNT_TOKENS_ROUTES):
@@ -376,13 +406,19 @@ def _metrics_key() -> str | None:
     return proxy_state().settings.metrics_key
 
 
+def _max_request_bytes() -> int:
+    from proxy.plugin.gateway import proxy_state
+
+    return proxy_state().settings.max_request_bytes
+
+
 def _install() -> None:
     """When LiteLLM loads this module (``custom_auth``), before any request."""
     internals.install_non_object_body_guard(not_an_object)
     internals.install_client_error_policy()
     internals.install_unprocessable_fix()
     edge.install(internals.proxy_app(), _master_key, edge.Redactor(internals.router_api_bases),
-                 _metrics_key)
+                 _metrics_key, _max_request_bytes)
     anthropic_errors.install(internals.proxy_app())  # outermost: edge answers reshaped too
     health.install(internals.proxy_app())
 

@@ -51,13 +51,13 @@ from proxy.admission.tickets import TicketBook, ask_for, count_tokens_ask
 from proxy.edge.caps import Limits as Caps
 from proxy.edge.merged import check_merged
 from proxy.plugin import internals, metrics
-from proxy.plugin.auth import CLIENT_CALL_ID, KeyResolver, LegacyKeys
+from proxy.plugin.auth import CLIENT_CALL_ID, KeyFormats, KeyResolver
 from proxy.settings import ProxySettings
 from proxy.spend.journal import SpendJournal
 from proxy.spend.rows import SpendRow, SpendWriter, insert_rows, row_from_payload, row_to_json
 from proxy.storage.db import open_async_pool
 from proxy.storage.shared import SharedRedis, gateway_prefix, safe_url
-from proxy.storage.tenants import KeyIdentity, legacy_keys_active, lookup_key
+from proxy.storage.tenants import KeyGate, KeyIdentity, key_gate, lookup_key
 
 __all__ = ["ProxyCallbacks", "ProxyState", "callbacks", "proxy_state"]
 
@@ -76,7 +76,7 @@ class ProxyState:
                                 max_stale=settings.auth_max_stale,
                                 shared=RedisKeyCache(self.shared, settings.auth_max_stale)
                                 if self.shared is not None else None)
-        self.legacy = LegacyKeys(self._legacy_active, ttl=settings.auth_cache_ttl)
+        self.key_formats = KeyFormats(self._key_gate, ttl=settings.auth_cache_ttl)
         self.budget = BudgetTracker(self.pool, settings.budget_refresh_seconds,
                                     first_read_timeout=settings.db_timeout)
         self.limits = Limits(self.shared, LocalLimits(settings.reservation_ttl),
@@ -109,8 +109,8 @@ class ProxyState:
     async def _lookup(self, key_hash: str) -> KeyIdentity | None:
         return await lookup_key(await self.pool(), key_hash)
 
-    async def _legacy_active(self) -> bool:
-        return await legacy_keys_active(await self.pool())
+    async def _key_gate(self) -> KeyGate:
+        return await key_gate(await self.pool())
 
     async def _month_spend(self, tenant_id: int) -> float | None:
         try:

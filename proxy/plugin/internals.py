@@ -89,6 +89,9 @@ SIGNATURES: dict[str, tuple[str, ...] | None] = {
     "litellm.router_utils.cooldown_handlers:_should_run_cooldown_logic": (
         "litellm_router_instance", "deployment", "exception_status", "original_exception",
         "time_to_cooldown", "request_kwargs"),
+    "litellm.router_utils.cooldown_handlers:_should_cooldown_deployment": (
+        "litellm_router_instance", "deployment", "exception_status", "original_exception",
+        "requested_model_group"),
     "litellm.router:Router.async_function_with_fallbacks_common_utils": ("self", "e"),
     "litellm.router:Router.get_model_list": ("self", "model_name"),
     "litellm.llms.openai.openai:drop_params_from_unprocessable_entity_error": ("e", "data"),
@@ -168,6 +171,16 @@ class _ConnectionFailure(ProxyError):
     exception whose text names that class."""
 
 
+def _as_unavailable(exc: Exception) -> Exception:
+    """A refused connection as LiteLLM's ``ServiceUnavailableError``, so the router's
+    ``allowed_fails_policy`` (``ServiceUnavailableErrorAllowedFails``) counts it: LiteLLM
+    1.108 never cools a lone deployment for an error type the policy does not name, and
+    it has no entry for ``APIConnectionError``."""
+    from litellm.exceptions import ServiceUnavailableError
+
+    return ServiceUnavailableError(message=str(exc), llm_provider="", model="")
+
+
 def _status(value: object) -> int | None:
     try:
         return int(str(value))
@@ -228,6 +241,20 @@ def install_client_error_policy() -> None:
 
         run_cooldown_logic.__dict__["pool_wrapped"] = True
         cooldown_handlers._should_run_cooldown_logic = run_cooldown_logic
+
+    should_cool = cooldown_handlers._should_cooldown_deployment
+    if not getattr(should_cool, "pool_wrapped", False):
+        @functools.wraps(should_cool)
+        def cool_deployment(litellm_router_instance: Any, deployment: str,
+                            exception_status: str | int, original_exception: Exception,
+                            requested_model_group: str | None = None) -> bool:
+            if is_connection_failure(original_exception):
+                original_exception = _as_unavailable(original_exception)
+            return bool(should_cool(litellm_router_instance, deployment, exception_status,
+                                    original_exception, requested_model_group))
+
+        cool_deployment.__dict__["pool_wrapped"] = True
+        cooldown_handlers._should_cooldown_deployment = cool_deployment
 
     fallbacks = Router.async_function_with_fallbacks_common_utils
     if not getattr(fallbacks, "pool_wrapped", False):

@@ -4,7 +4,10 @@
 mounts ``/metrics`` and counts requests, failures by exception class, tokens, spend,
 latency, time to first token, fallbacks and cooldowns, labelled by tenant (``team``,
 ``team_alias``), key label (``api_key_alias``), alias (``model_group``) and deployment
-(``model_id``). ``litellm_settings.require_auth_for_metrics_endpoint: false`` leaves the
+(``model_id``). No label takes a value a tenant chooses freely: the YAML's
+``prometheus_exclude_labels`` drops ``end_user``, ``user``, ``user_email``, ``client_ip``,
+``user_agent``, ``tag``, ``service_tier`` and ``model`` (docs/limits-and-keys.md).
+``litellm_settings.require_auth_for_metrics_endpoint: false`` leaves the
 gate to :mod:`proxy.edge.guard`: the master key, or exactly ``POOL_METRICS_KEY`` on
 ``GET /metrics`` only; tenants and anonymous callers are refused.
 

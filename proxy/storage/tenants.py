@@ -3,11 +3,24 @@
 A key is shown once, when created; only its sha256 (hex) is stored, with a short
 prefix for listings and revocation. The synchronous functions serve the CLI; the
 proxy looks keys up with :func:`lookup_key` on its async pool.
+
+Key formats (``api_keys.key_format``; :func:`key_format` tells them apart):
+
+- 3, made now: ``sk-pool-`` + 40 random base62 + 10 base62 of an HMAC-SHA256 of the 40,
+  keyed with the server secret in ``key_secret`` (made by migration 0055, read by
+  ``pool keys create`` and by the proxy). A tenant cannot compute the checksum: a forged
+  key is refused without a lookup.
+- 2: ``sk-pool-`` + 40 base62 + 6 of a CRC32 (public): anyone can forge one.
+- 1 (legacy): ``sk-pool-`` + 43 url-safe characters, no checksum.
+
+Keys of formats 1 and 2 keep working; the proxy looks a key of those shapes up only
+while an active key of that format exists (:func:`key_gate`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 import secrets
 import string
@@ -26,11 +39,13 @@ from proxy.errors import AmbiguousKey, InvalidInput, KeyNotFound, TenantExists, 
 
 __all__ = [
     "KEY_FORMAT_CHECKSUM",
+    "KEY_FORMAT_HMAC",
     "KEY_FORMAT_LEGACY",
     "KEY_PREFIX",
     "TENANT_SETTINGS",
     "ApiKey",
     "Caps",
+    "KeyGate",
     "KeyIdentity",
     "Tenant",
     "TenantSummary",
@@ -40,7 +55,8 @@ __all__ = [
     "get_tenant",
     "hash_key",
     "key_format",
-    "legacy_keys_active",
+    "key_gate",
+    "key_secret",
     "list_keys",
     "list_tenants",
     "lookup_key",
@@ -52,10 +68,13 @@ __all__ = [
 KEY_PREFIX = "sk-pool-"
 KEY_ALPHABET = string.digits + string.ascii_letters  # base62
 KEY_RANDOM_CHARS = 40  # ~238 bits
-KEY_CHECKSUM_CHARS = 6  # CRC32 of the random part, base62 (as GitHub's tokens carry)
+KEY_CHECKSUM_CHARS = 6  # CRC32 of the random part, base62 (format 2)
 KEY_LENGTH = len(KEY_PREFIX) + KEY_RANDOM_CHARS + KEY_CHECKSUM_CHARS
+KEY_MAC_CHARS = 10  # HMAC-SHA256 of the random part, base62 (~59 bits; format 3)
+KEY_MAC_LENGTH = len(KEY_PREFIX) + KEY_RANDOM_CHARS + KEY_MAC_CHARS
 LEGACY_KEY = re.compile(r"^sk-pool-[A-Za-z0-9_-]{43}$")  # before checksums: token_urlsafe(32)
 _BASE62 = re.compile(r"^[0-9A-Za-z]+$")
+KEY_FORMAT_HMAC = 3
 KEY_FORMAT_CHECKSUM = 2
 KEY_FORMAT_LEGACY = 1
 SHOWN_PREFIX_LEN = len(KEY_PREFIX) + 8
@@ -105,6 +124,21 @@ class ApiKey:
     label: str
     created_at: datetime
     revoked_at: datetime | None
+    key_format: int = 3  # KEY_FORMAT_HMAC; 1 and 2: older formats, worth replacing
+
+
+@dataclass(frozen=True)
+class KeyGate:
+    """What the proxy checks a key's shape against before any lookup: the server secret
+    of format-3 keys (None: missing, the lookup decides), and the formats some active
+    key has (1 and 2 are looked up only while an active key of theirs exists)."""
+
+    secret: bytes | None
+    active_formats: frozenset[int]
+
+    def admits(self, key: str) -> bool:
+        form = key_format(key, self.secret)
+        return form == KEY_FORMAT_HMAC or (form is not None and form in self.active_formats)
 
 
 @dataclass(frozen=True)
@@ -137,23 +171,34 @@ def _checksum(random_part: str) -> str:
     return _base62(zlib.crc32(random_part.encode()), KEY_CHECKSUM_CHARS)
 
 
-def generate_key() -> str:
-    """``sk-pool-`` + 40 random base62 characters + a 6-character CRC32 checksum."""
+def _mac(secret: bytes, random_part: str) -> str:
+    digest = hmac.new(secret, random_part.encode(), hashlib.sha256).digest()
+    return _base62(int.from_bytes(digest[:8], "big"), KEY_MAC_CHARS)
+
+
+def generate_key(secret: bytes) -> str:
+    """``sk-pool-`` + 40 random base62 characters + a 10-character HMAC-SHA256 of them
+    keyed with ``secret`` (:func:`key_secret`)."""
     random_part = "".join(secrets.choice(KEY_ALPHABET) for _ in range(KEY_RANDOM_CHARS))
-    return KEY_PREFIX + random_part + _checksum(random_part)
+    return KEY_PREFIX + random_part + _mac(secret, random_part)
 
 
-def key_format(key: str) -> int | None:
-    """:data:`KEY_FORMAT_CHECKSUM` for a well-formed key with a valid checksum,
-    :data:`KEY_FORMAT_LEGACY` for the shape of keys made before checksums, else None.
-    Costs a CRC32 of 40 bytes: bad keys are refused without touching PostgreSQL."""
-    if len(key) == KEY_LENGTH and key.startswith(KEY_PREFIX):
-        body = key[len(KEY_PREFIX):]
-        random_part, checksum = body[:KEY_RANDOM_CHARS], body[KEY_RANDOM_CHARS:]
-        if _BASE62.match(body) and _checksum(random_part) == checksum:
-            return KEY_FORMAT_CHECKSUM
+def key_format(key: str, secret: bytes | None = None) -> int | None:
+    """The format of a well-formed key (:data:`KEY_FORMAT_HMAC`, :data:`KEY_FORMAT_CHECKSUM`,
+    :data:`KEY_FORMAT_LEGACY`), None for anything else. A format-3 key's HMAC is checked
+    against ``secret``; without one (the proxy could not read it yet) its shape is enough
+    and the lookup decides. Costs an HMAC of 40 bytes and no PostgreSQL query."""
+    if not key.startswith(KEY_PREFIX) or len(key) not in (KEY_LENGTH, KEY_MAC_LENGTH):
+        return KEY_FORMAT_LEGACY if LEGACY_KEY.match(key) else None
+    body = key[len(KEY_PREFIX):]
+    random_part, checksum = body[:KEY_RANDOM_CHARS], body[KEY_RANDOM_CHARS:]
+    if not _BASE62.match(body):
         return None
-    return KEY_FORMAT_LEGACY if LEGACY_KEY.match(key) else None
+    if len(key) == KEY_MAC_LENGTH:
+        if secret is None or hmac.compare_digest(_mac(secret, random_part), checksum):
+            return KEY_FORMAT_HMAC
+        return None
+    return KEY_FORMAT_CHECKSUM if _checksum(random_part) == checksum else None
 
 
 def hash_key(key: str) -> str:
@@ -288,15 +333,15 @@ def list_tenants(conn: psycopg.Connection[tuple[object, ...]]) -> list[TenantSum
 
 # ----------------------------------------------------------------- API keys
 
-_KEY_COLUMNS = """k.id, t.name AS tenant, k.key_prefix, k.label, k.created_at, k.revoked_at
-                  FROM api_keys k JOIN tenants t ON t.id = k.tenant_id"""
+_KEY_COLUMNS = """k.id, t.name AS tenant, k.key_prefix, k.label, k.created_at, k.revoked_at,
+                  k.key_format FROM api_keys k JOIN tenants t ON t.id = k.tenant_id"""
 
 
 def create_key(conn: psycopg.Connection[tuple[object, ...]], tenant: str,
                label: str | None = None) -> tuple[str, ApiKey]:
     """A new key for ``tenant``: (the key, to show once; its stored record)."""
     owner = get_tenant(conn, tenant)
-    key = generate_key()
+    key = generate_key(key_secret(conn))
     prefix = key[:SHOWN_PREFIX_LEN]
     label = _check_label(label) if label is not None else prefix
     try:
@@ -304,7 +349,7 @@ def create_key(conn: psycopg.Connection[tuple[object, ...]], tenant: str,
             inserted = conn.execute(
                 "INSERT INTO api_keys (tenant_id, key_hash, key_prefix, label, key_format) "
                 "VALUES (%s, %s, %s, %s, %s) RETURNING id",
-                (owner.id, hash_key(key), prefix, label, KEY_FORMAT_CHECKSUM)).fetchone()
+                (owner.id, hash_key(key), prefix, label, KEY_FORMAT_HMAC)).fetchone()
     except psycopg.errors.UniqueViolation:
         raise InvalidInput("label", f"tenant {tenant!r} already has a key labelled "
                                     f"{label!r}") from None
@@ -369,8 +414,19 @@ SELECT k.id, k.label, t.id, t.name, t.monthly_budget_usd::float8, t.rpm_limit, t
   FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
  WHERE k.key_hash = %s"""
 
-_LEGACY_ACTIVE = """
-SELECT EXISTS (SELECT 1 FROM api_keys WHERE key_format = 1 AND revoked_at IS NULL)"""
+_SECRET = "SELECT secret FROM key_secret WHERE id = 1"
+_GATE = """
+SELECT (SELECT secret FROM key_secret WHERE id = 1),
+       ARRAY(SELECT DISTINCT key_format FROM api_keys WHERE revoked_at IS NULL)"""
+
+
+def key_secret(conn: psycopg.Connection[tuple[object, ...]]) -> bytes:
+    """The server secret format-3 keys are made with (migration 0055)."""
+    row = conn.execute(_SECRET).fetchone()
+    secret = row[0] if row is not None else None
+    if not isinstance(secret, bytes | memoryview):
+        raise InvalidInput("key_secret", "no key secret in the database: run `pool db migrate`")
+    return bytes(secret)
 
 
 async def lookup_key(pool: AsyncConnectionPool, key_hash: str) -> KeyIdentity | None:
@@ -388,8 +444,11 @@ async def lookup_key(pool: AsyncConnectionPool, key_hash: str) -> KeyIdentity | 
                        caps=Caps(max_n=max_n, max_tokens=max_tokens, max_prompt_tokens=max_prompt))
 
 
-async def legacy_keys_active(pool: AsyncConnectionPool) -> bool:
-    """Whether any active key predates checksummed keys (see :func:`key_format`)."""
+async def key_gate(pool: AsyncConnectionPool) -> KeyGate:
+    """The server secret and the formats of the active keys, in one query."""
     async with pool.connection() as conn:
-        row = await (await conn.execute(_LEGACY_ACTIVE)).fetchone()
-    return bool(row and row[0])
+        row = await (await conn.execute(_GATE)).fetchone()
+    assert row is not None
+    secret, formats = row
+    return KeyGate(secret=bytes(secret) if isinstance(secret, bytes | memoryview) else None,
+                   active_formats=frozenset(int(f) for f in formats))

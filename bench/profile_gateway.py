@@ -1,0 +1,111 @@
+"""Where a gateway request's CPU goes: ``py-spy`` samples the proxy process while ``wrk``
+loads it (tenant key, config/offline.yaml, Redis on), and the stacks are summed per
+function of ours and per package.
+
+    apt-get install -y wrk && .venv/bin/pip install py-spy
+    .venv/bin/python -m bench.profile_gateway [--seconds 20] [--connections 10] [--out DIR]
+
+Writes ``DIR/gateway.svg`` (a flame graph, open it in a browser) and ``DIR/gateway.txt``
+(collapsed stacks), and prints the share of samples (inclusive) of each package and of the
+busiest functions of ``proxy/``. Shares are comparable across runs on a loaded machine;
+absolute rates are not (use ``bench.wrk_gateway`` for those).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import subprocess
+import tempfile
+import uuid
+from pathlib import Path
+
+from bench.common import MASTER_KEY, proxy, scratch_database
+from bench.wrk_gateway import BODY, OFFLINE, tenant_key, upstream
+from llm_pool.settings import DEFAULT_REDIS_URL
+
+PACKAGES = ("(proxy/", "litellm/proxy/", "litellm/integrations/prometheus", "litellm/router",
+            "litellm/litellm_core_utils", "litellm/llms/", "litellm/", "starlette/",
+            "fastapi/", "uvicorn/", "pydantic", "httpx", "aiohttp", "redis/", "psycopg",
+            "asyncio/", "json/", "logging/")
+OURS = " (proxy/"  # py-spy names files relative to their sys.path entry
+
+
+def _package(frame: str) -> str:
+    return next((p for p in PACKAGES if p in frame), "other")
+
+
+def summarize(collapsed: Path, top: int = 25) -> str:
+    """Self time per package and per function (the leaf frame of each sample), and the
+    inclusive share of each function of ``proxy/`` (an ASGI layer's share includes the
+    app it wraps: read those as "the request", not as their own cost)."""
+    total = 0
+    own: collections.Counter[str] = collections.Counter()
+    leaf: collections.Counter[str] = collections.Counter()
+    ours: collections.Counter[str] = collections.Counter()
+    for line in collapsed.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not count_text.isdigit() or not stack:
+            continue
+        count = int(count_text)
+        total += count
+        frames = stack.split(";")
+        own[_package(frames[-1])] += count
+        leaf[frames[-1]] += count
+        for frame in {f for f in frames if OURS in f}:
+            ours[frame] += count
+    def table(title: str, counts: collections.Counter[str], n: int) -> list[str]:
+        return ["", f"| {title} | share |", "|---|---|",
+                *(f"| {k} | {v / total:.1%} |" for k, v in counts.most_common(n))]
+    return "\n".join([f"{total} samples",
+                      *table("package (self)", own, len(PACKAGES) + 1),
+                      *table("function (self)", leaf, top),
+                      *table("function of proxy/ (inclusive)", ours, top)])
+
+
+def record(pid: int, seconds: float, out: Path, fmt: str) -> None:
+    subprocess.run(["py-spy", "record", "--pid", str(pid), "--duration", str(int(seconds)),
+                    "--rate", "250", "--format", fmt, "--output", str(out), "--nonblocking"],
+                   check=True, capture_output=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--connections", type=int, default=10)
+    parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL)
+    parser.add_argument("--out", type=Path, default=Path("bench/profile"))
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    namespace = f"llmpool-bench-{uuid.uuid4().hex[:8]}"
+    with upstream() as up, scratch_database() as db_url:
+        key = tenant_key(db_url)
+        env = {"POOL_PROVIDER_URL": f"{up}/v1", "LITELLM_MASTER_KEY": MASTER_KEY,
+               "POOL_DATABASE_URL": db_url, "POOL_REDIS_URL": args.redis_url,
+               "POOL_NAMESPACE": namespace}
+        with proxy(OFFLINE, env) as p, tempfile.NamedTemporaryFile("w", suffix=".lua") as lua:
+            lua.write("wrk.method = 'POST'\n"
+                      f"wrk.body = [[{json.dumps(BODY)}]]\n"
+                      "wrk.headers['Content-Type'] = 'application/json'\n"
+                      f"wrk.headers['Authorization'] = 'Bearer {key}'\n")
+            lua.flush()
+            url = p.url + "/v1/chat/completions"
+            subprocess.run(["wrk", "-t1", f"-c{args.connections}", "-d5s", "-s", lua.name, url],
+                           check=True, capture_output=True)  # warm-up: lazy imports, pools
+            load = subprocess.Popen(["wrk", "-t1", f"-c{args.connections}",
+                                     f"-d{int(args.seconds * 2 + 10)}s", "-s", lua.name, url],
+                                    stdout=subprocess.PIPE, text=True)
+            try:
+                pid = p.proc.pid
+                record(pid, args.seconds, args.out / "gateway.txt", "raw")
+                record(pid, args.seconds, args.out / "gateway.svg", "flamegraph")
+            finally:
+                load.terminate()
+                load.wait()
+    print(summarize(args.out / "gateway.txt"))
+    print(f"\nflame graph: {args.out / 'gateway.svg'}")
+
+
+if __name__ == "__main__":
+    main()
