@@ -239,7 +239,7 @@ def _prompt_bytes(body: dict[str, Any]) -> int:
 
 def _check_served(case: Case, seen: list[dict[str, Any]]) -> None:
     if case.route == "count_tokens":
-        assert seen == [], "count_tokens reached the provider"
+        assert seen == [], "count_tokens sent the prompt to a model"  # counting only
         return
     assert len(seen) == 1, f"{len(seen)} upstream calls for one request"
     body = seen[0]["body"]
@@ -287,12 +287,6 @@ def run_case(case: Case, url: str, pg_url: str, scripted: ScriptedProvider,
     if case.forbidden:
         assert 400 <= got.status_code < 500, (case.forbidden, got.status_code, got.text[:300])
         assert seen == [], f"refused ({got.status_code}) but the upstream saw it"
-        quiet.append(tenant)
-        return
-    if case.route == "count_tokens" and got.status_code == 404 and \
-            "/v1/responses/input_tokens" in got.text:
-        # LiteLLM 1.108 asks an openai/ deployment's own counting endpoint, which the
-        # scripted provider lacks (tests/clients/test_anthropic.py fails alike on main)
         quiet.append(tenant)
         return
     assert got.status_code == 200, (got.status_code, got.text[:500])
