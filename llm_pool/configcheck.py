@@ -13,7 +13,12 @@ traceback; this names the file, line and alias instead. Checks:
   warning for the optional ``POOL_REDIS_URL`` / ``POOL_NAMESPACE``;
 - any ``os.<something>/`` that is not exactly ``os.environ/`` (``os.envrion/``,
   ``os.getenv/``...) is an error: LiteLLM would take it as a literal string;
-- ``custom_auth`` and ``callbacks`` name importable objects.
+- ``custom_auth`` and ``callbacks`` name importable objects;
+- every deployment has a price (prices fail closed): LiteLLM's own
+  ``litellm_params.input_cost_per_token`` / ``output_cost_per_token``, the same in
+  ``model_info``, or LiteLLM's cost map for its model; a free deployment says so
+  (``model_info: {pool_free: true}`` or an explicit ``input_cost_per_token: 0``). Without
+  one every request to it would be recorded at $0 and no budget would move.
 """
 
 from __future__ import annotations
@@ -210,12 +215,37 @@ def _import_problems(root: yaml.Node) -> Iterator[Problem]:
             yield Problem(_line(node), f"{node.value}: cannot import ({exc})")
 
 
+UNPRICED = ("has no price: LiteLLM's cost map does not know {model!r} and the YAML declares "
+            "none; set litellm_params.input_cost_per_token and output_cost_per_token (0 for "
+            "a free deployment), or model_info: {{pool_free: true}}")
+
+
+def _price_problems(root: yaml.Node, loaded: Any) -> Iterator[Problem]:
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    from proxy.admission.estimate import deployment_price
+
+    entries = loaded.get("model_list") if isinstance(loaded, Mapping) else None
+    nodes = _items(_get(root, "model_list"))
+    for node, entry in zip(nodes, entries if isinstance(entries, list) else [], strict=False):
+        params = entry.get("litellm_params") if isinstance(entry, Mapping) else None
+        if not isinstance(params, Mapping) or not params.get("model") \
+                or not entry.get("model_name"):
+            continue  # reported by _deployments
+        if deployment_price(entry) is None:
+            info = entry.get("model_info")
+            found = info.get("id") if isinstance(info, Mapping) else None
+            which = f" deployment {found!r}" if found else ""
+            model = params.get("model")
+            yield Problem(_line(node), f"alias {entry.get('model_name')!r}{which} "
+                          + UNPRICED.format(model=model))
+
+
 def check_text(text: str, env: Mapping[str, str], *, allow_missing_env: bool = False,
                imports: bool = True) -> list[Problem]:
     """All problems found in the YAML ``text``, in file order."""
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
-        yaml.safe_load(text)  # anchors/merge keys resolve, duplicate-free
+        loaded = yaml.safe_load(text)  # anchors/merge keys resolve, duplicate-free
     except yaml.YAMLError as exc:
         mark: Any = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 0
@@ -227,6 +257,7 @@ def check_text(text: str, env: Mapping[str, str], *, allow_missing_env: bool = F
     problems += _env_problems(root, env, allow_missing_env)
     if imports:
         problems += _import_problems(root)
+        problems += _price_problems(root, loaded)
     return sorted(set(problems), key=lambda p: (p.line, p.message))
 
 

@@ -22,6 +22,11 @@ modules), and each carries the context a caller needs to act on it::
         ├── BadRequest         400 (proxy.edge.validation) body refused (schema, credentials)
         ├── TooLarge           413 (proxy.edge.validation) body over ``POOL_MAX_REQUEST_MB``
         ├── CapExceeded        400 (proxy.edge.caps)      ``n``/``max_tokens``/prompt over a cap
+        ├── RefusedHeader      400 (proxy.edge.headers)   LiteLLM control header or query parameter
+        ├── TwoKeys            401 (proxy.edge.headers)   two different keys in one request
+        ├── UnknownModel       404 (proxy.edge.models)    ``model`` is not one alias
+        ├── CallIdTaken        409 (proxy.admission.callids) request id used by another request
+        ├── Unpriced           503 (proxy.admission.estimate) alias with an unpriced deployment
         ├── BudgetExceeded     429 (proxy.admission.budget)    monthly budget reached
         ├── RateLimited        429 (proxy.admission.limits)    rpm/tpm window full
         └── LimitsUnavailable  503 (proxy.admission.limits)    Redis away with fail-closed limits

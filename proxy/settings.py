@@ -21,7 +21,6 @@
 | ``POOL_LIMITS_FAIL_CLOSED`` | 0 | 1: Redis unreachable -> 503 + Retry-After (0: per process) |
 | ``POOL_REDIS_TIMEOUT`` | 2 s | socket timeout of Redis calls on the request path |
 | ``POOL_RESERVATION_TTL`` | 900 s | an unsettled budget reservation (process died) expires |
-| ``POOL_COMPLETION_ESTIMATE`` | 256 | tokens reserved without ``max_tokens``, no history yet |
 | ``POOL_JOURNAL_CLAIM_IDLE`` | 10 s | journal entries held unwritten this long are taken over |
 | ``POOL_METRICS_KEY`` | (none) | a key that may read ``GET /metrics`` and nothing else |
 | ``POOL_MAX_TAGS`` | 16 | most tags a request may carry (``tags``, ``metadata.tags`` ...) |
@@ -119,7 +118,6 @@ class ProxySettings(BaseSettings):
     limits_fail_closed: bool = _env("POOL_LIMITS_FAIL_CLOSED", False)
     redis_timeout: float = _env("POOL_REDIS_TIMEOUT", 2.0, ge=0.01)
     reservation_ttl: float = _env("POOL_RESERVATION_TTL", 900.0, ge=1)
-    completion_estimate: int = _env("POOL_COMPLETION_ESTIMATE", 256, ge=0)
     journal_claim_idle: float = _env("POOL_JOURNAL_CLAIM_IDLE", 10.0, ge=0.1)
     metrics_key: str | None = _env("POOL_METRICS_KEY", None)
     max_tags: int = _env("POOL_MAX_TAGS", DEFAULT_MAX_TAGS, ge=0)

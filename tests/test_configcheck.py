@@ -14,9 +14,9 @@ from llm_pool.runtime import free_port
 GOOD = """\
 model_list:
   - model_name: fast
-    litellm_params: {model: openai/x, api_key: os.environ/FAST_KEY}
+    litellm_params: {model: openai/gpt-4o-mini, api_key: os.environ/FAST_KEY}
   - model_name: quality
-    litellm_params: {model: openai/y}
+    litellm_params: {model: openai/gpt-4o}
 router_settings:
   fallbacks:
     - quality: [fast]
@@ -73,13 +73,13 @@ x-upstream: &upstream
   api_base: os.environ/PROVIDER_URL
 model_list:
   - model_name: fast
-    litellm_params: {<<: *upstream, model: openai/a}
+    litellm_params: {<<: *upstream, model: openai/gpt-4o}
   - model_name: quality
-    litellm_params: {<<: *upstream, model: openai/b}
+    litellm_params: {<<: *upstream, model: openai/gpt-4o-mini}
   - model_name: embedder
-    litellm_params: {<<: *upstream, model: openai/c}
+    litellm_params: {<<: *upstream, model: openai/gpt-4o}
   - model_name: local
-    litellm_params: {model: openai/d, api_base: os.environ/PROVIDER_URL}
+    litellm_params: {model: openai/gpt-4o, api_base: os.environ/PROVIDER_URL}
 general_settings:
   master_key: os.environ/MASTER
 """
@@ -194,3 +194,57 @@ def test_optional_redis_variables_are_only_a_warning() -> None:
     assert [(p.severity, p.code) for p in problems] == [("warning", "")]
     assert "POOL_REDIS_URL is not set; used by router_settings.redis_url (optional" \
         in problems[0].message
+
+
+UNPRICED = """\
+model_list:
+  - model_name: fast
+    litellm_params: {model: openai/gpt-4o-mini}
+  - model_name: house
+    litellm_params: {model: openai/house-model-1}
+    model_info: {id: house-1}
+  - model_name: free
+    litellm_params: {model: openai/house-model-2}
+    model_info: {pool_free: true}
+  - model_name: declared
+    litellm_params: {model: openai/house-model-3, input_cost_per_token: 0.000001,
+                     output_cost_per_token: 0.000002}
+  - model_name: zero
+    litellm_params: {model: openai/house-model-4, input_cost_per_token: 0,
+                     output_cost_per_token: 0}
+  - model_name: info
+    litellm_params: {model: openai/house-model-5}
+    model_info: {input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}
+  - model_name: half
+    litellm_params: {model: openai/house-model-6, input_cost_per_token: 0.000001}
+  - model_name: vectors
+    litellm_params: {model: openai/house-embedder, input_cost_per_token: 0.0000001}
+    model_info: {mode: embedding}
+general_settings:
+  master_key: os.environ/MASTER
+"""
+
+
+def test_a_deployment_without_a_price_is_an_error_naming_it() -> None:
+    """Prices fail closed: the cost map, the YAML (litellm_params or model_info) or a
+    deliberate 0 (pool_free, or explicit zero prices); an output price may be left out
+    for an embedding deployment only."""
+    errors = _errors(UNPRICED)
+    assert [e.split(" has no price")[0] for e in errors] == [
+        "4: alias 'house' deployment 'house-1'", "19: alias 'half'"]
+    assert "openai/house-model-1" in errors[0] and "pool_free: true" in errors[0]
+
+
+def test_pool_proxy_and_check_config_refuse_an_unpriced_deployment(tmp_path: Path) -> None:
+    config = tmp_path / "unpriced.yaml"
+    config.write_text(UNPRICED)
+    env = {"MASTER": "m", "PATH": os.environ.get("PATH", ""),
+           "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    done = _pool("proxy", "--config", str(config), "--port", "1", env=env)
+    out, err = done.communicate(timeout=120)
+    assert done.returncode == 2, (out, err)
+    assert "alias 'house' deployment 'house-1' has no price" in err
+    assert "refusing to start" in err
+    check = _pool("check-config", "--config", str(config), env=env)
+    out, _ = check.communicate(timeout=120)
+    assert check.returncode == 1 and "alias 'half' has no price" in out

@@ -368,15 +368,16 @@ class _Handler(BaseHTTPRequestHandler):
             return
         step = self._decide(view, model)
         path = {"openai": "chat", "anthropic": "messages", "ollama": "ollama_chat"}[self.wire]
+        usage = usage_of(step, _prompt_text(view))
         self._record(body, path, messages=body.get("messages"), tools=body.get("tools") or [],
-                     body=body)
+                     body=body, status=step.status or 200,
+                     usage={"prompt_tokens": usage.prompt, "completion_tokens": usage.completion})
         refused = anthropic_wire.bad_signature(body) if self.wire == "anthropic" else None
         if refused:
             self._error(400, refused)
             return
         if self._fail(step):
             return
-        usage = usage_of(step, _prompt_text(view))
         stream = bool(body.get("stream"))
         if self.wire == "anthropic":
             if stream:
@@ -450,11 +451,14 @@ class _Handler(BaseHTTPRequestHandler):
     def _embeddings(self, body: dict[str, Any]) -> None:
         model = str(body.get("model", ""))
         step = self.server.state.take_rule(model) or Step()
-        self._record(body, "embeddings" if self.wire == "openai" else "ollama_embed")
-        if self._fail(step):
-            return
         inputs = body.get("input")
         texts = [str(t) for t in ([inputs] if isinstance(inputs, str) else list(inputs or []))]
+        self._record(body, "embeddings" if self.wire == "openai" else "ollama_embed", body=body,
+                     status=step.status or 200,
+                     usage={"prompt_tokens": sum(tokens(t) for t in texts),
+                            "completion_tokens": 0})
+        if self._fail(step):
+            return
         if not texts:
             self._error(400, "input is required")
             return

@@ -1,82 +1,164 @@
-"""What a request may cost, before the provider call: prompt tokens, the completion it
-asks for, and the per-token prices of its alias (the dearest deployment).
+"""What a request may cost, before the provider call: a bound on its prompt tokens, the
+completion it may produce, and the per-token prices of its alias (the dearest deployment).
 
-Prices come from the deployment's ``model_info`` (``input_cost_per_token``,
-``output_cost_per_token``), else from LiteLLM's cost map for its model. They are
-cached per alias for the life of the process (the YAML is read once at start).
+Nothing here is a statistic of the tenant's history, so no earlier request can make a
+later one look cheaper:
+
+- the prompt: :func:`proxy.edge.caps.estimate_prompt_tokens`, a bound (one token per
+  UTF-8 byte of text) that digits, CJK, emoji or base64 cannot beat;
+- the completion: :func:`completion_limit`, the request's own output limit (``max_tokens``,
+  ``max_completion_tokens`` or ``max_output_tokens``) times ``n``, else the tenant's
+  ``max_tokens`` cap (lowered to the model's output limit when LiteLLM knows it), which
+  the gateway then writes into the request (:func:`apply_output_limit`), so the provider
+  is held to the figure the reservation was made for;
+- prices (:func:`deployment_price`): the deployment's ``litellm_params`` (LiteLLM's own
+  ``input_cost_per_token`` / ``output_cost_per_token``), else its ``model_info``, else
+  LiteLLM's cost map for its model; ``model_info: {pool_free: true}`` or an explicit 0 is
+  free on purpose. A deployment with none of these has no price: ``pool check-config``
+  refuses it, and the gateway refuses requests to its alias (:class:`Unpriced`).
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 import litellm
+from litellm.proxy._types import ProxyException
 
+from proxy.errors import RequestRefused
 from proxy.plugin.internals import group_deployments
 
-__all__ = ["alias_prices", "prompt_tokens", "requested_completion", "warm_up_tokenizer"]
-
-log = logging.getLogger("llm_pool.estimate")
+__all__ = ["OUTPUT_LIMIT_FIELDS", "Price", "Unpriced", "alias_output_limit", "alias_prices",
+           "apply_output_limit", "completion_limit", "deployment_price", "warm_up_tokenizer"]
 
 EMBEDDING_CALLS = frozenset({"embeddings", "aembedding", "embedding"})
+RESPONSES_CALLS = frozenset({"responses", "aresponses"})
+# the fields that bound a completion, by the route that reads them
+OUTPUT_LIMIT_FIELDS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
+PRICE_FIELDS = ("input_cost_per_token", "output_cost_per_token")
 
 
-def _price(deployment: Mapping[str, Any], field: str) -> float:
+@dataclass(frozen=True)
+class Price:
+    """USD per token."""
+
+    input: float
+    output: float
+
+
+class Unpriced(ProxyException, RequestRefused):
+    """A request to an alias with a deployment of unknown price: refused, never served
+    at $0 (``pool check-config`` refuses such a YAML before it gets here)."""
+
+    def __init__(self, alias: str) -> None:
+        super().__init__(message=f"model {alias!r} has a deployment without a price; the "
+                                 "operator must declare one (see `pool check-config`)",
+                         type="service_unavailable", param="model", code=503)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _declared(source: Mapping[str, Any], embedding: bool) -> Price | None:
+    inp, out = (_number(source.get(field)) for field in PRICE_FIELDS)
+    if inp is None or (out is None and not embedding):
+        return None
+    return Price(inp, out or 0.0)
+
+
+def deployment_price(deployment: Mapping[str, Any]) -> Price | None:
+    """The per-token price of one deployment (a ``model_list`` entry), or None when
+    neither the YAML nor LiteLLM's cost map has one (see the module docstring)."""
+    params = deployment.get("litellm_params") or {}
     info = deployment.get("model_info") or {}
-    if isinstance(info.get(field), int | float):
-        return float(info[field])
-    model = (deployment.get("litellm_params") or {}).get("model")
+    if info.get("pool_free") is True:
+        return Price(0.0, 0.0)
+    embedding = info.get("mode") == "embedding"
+    for source in (params, info):
+        found = _declared(source, embedding)
+        if found is not None:
+            return found
     try:
-        found = litellm.get_model_info(model=str(model))
-    except Exception:  # unknown to the cost map: no price known
-        return 0.0
-    value = found.get(field)
-    return float(value) if isinstance(value, int | float) else 0.0
+        known = litellm.get_model_info(model=str(params.get("model")))
+    except Exception:  # unknown to the cost map
+        return None
+    return _declared(dict(known), embedding or known.get("mode") == "embedding")
 
 
 @lru_cache(maxsize=256)
 def alias_prices(model_group: str) -> tuple[float, float]:
-    """(input, output) USD per token: the highest of the alias's deployments."""
-    deployments = group_deployments(model_group)
-    if not deployments:
+    """(input, output) USD per token: the highest of the alias's deployments. Raises
+    :class:`Unpriced` when one of them has no price."""
+    prices = []
+    for deployment in group_deployments(model_group):
+        price = deployment_price(deployment)
+        if price is None:
+            raise Unpriced(model_group)
+        prices.append(price)
+    if not prices:
         return 0.0, 0.0
-    return (max(_price(d, "input_cost_per_token") for d in deployments),
-            max(_price(d, "output_cost_per_token") for d in deployments))
+    return max(p.input for p in prices), max(p.output for p in prices)
 
 
-def prompt_tokens(data: Mapping[str, Any], call_type: str) -> int:
-    """Tokens of the prompt, counted with LiteLLM's tokenizer for the model."""
-    model = str(data.get("model") or "")
-    try:
-        if call_type in EMBEDDING_CALLS:
-            text = data.get("input")
-            texts = [text] if isinstance(text, str) else [str(t) for t in text or []]
-            return int(litellm.token_counter(model=model, text=texts)) if texts else 0
-        messages = data.get("messages")
-        if isinstance(messages, list) and messages:
-            return int(litellm.token_counter(model=model, messages=messages))
-        prompt = data.get("prompt")
-        return int(litellm.token_counter(model=model, text=str(prompt))) if prompt else 0
-    except Exception:  # a body the tokenizer cannot read: validated elsewhere
-        log.debug("estimate: could not count prompt tokens", exc_info=True)
-        return 0
+@lru_cache(maxsize=256)
+def alias_output_limit(model_group: str) -> int | None:
+    """The lowest output limit LiteLLM knows for the alias's deployments (None: unknown)."""
+    limits = []
+    for deployment in group_deployments(model_group):
+        model = str((deployment.get("litellm_params") or {}).get("model"))
+        try:
+            found = litellm.get_model_info(model=model).get("max_output_tokens")
+        except Exception:
+            continue
+        if isinstance(found, int) and found > 0:
+            limits.append(found)
+    return min(limits) if limits else None
 
 
-def requested_completion(data: Mapping[str, Any], call_type: str) -> int | None:
-    """``max_tokens`` (or ``max_completion_tokens``) x ``n``; 0 for embeddings;
-    None when the request does not say (the running estimate applies)."""
+def _asked(data: Mapping[str, Any]) -> int | None:
+    for name in OUTPUT_LIMIT_FIELDS:
+        value = data.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def _choices(data: Mapping[str, Any]) -> int:
+    n = data.get("n")
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
+
+
+def _default_limit(data: Mapping[str, Any], cap: int) -> int:
+    known = alias_output_limit(str(data.get("model") or ""))
+    return min(cap, known) if known else cap
+
+
+def completion_limit(data: Mapping[str, Any], call_type: str, cap: int) -> int:
+    """The most completion tokens the request may produce: its own limit, else ``cap``
+    (the tenant's ``max_tokens``), times ``n``; 0 for embeddings."""
     if call_type in EMBEDDING_CALLS:
         return 0
-    cap = data.get("max_completion_tokens") or data.get("max_tokens")
-    if not isinstance(cap, int) or cap <= 0:
-        return None
-    n = data.get("n")
-    return cap * (n if isinstance(n, int) and n > 0 else 1)
+    return (_asked(data) or _default_limit(data, cap)) * _choices(data)
+
+
+def apply_output_limit(data: MutableMapping[str, Any], call_type: str, cap: int) -> None:
+    """Write the limit :func:`completion_limit` assumed into a request that names none:
+    ``max_output_tokens`` on the Responses API, ``max_tokens`` elsewhere."""
+    if call_type in EMBEDDING_CALLS or _asked(data) is not None:
+        return
+    field = "max_output_tokens" if call_type in RESPONSES_CALLS else "max_tokens"
+    data[field] = _default_limit(data, cap)
 
 
 def warm_up_tokenizer() -> None:
-    """Count a few tokens once: the first count loads the tokenizer (a CPU-bound second)."""
-    prompt_tokens({"model": "", "messages": [{"role": "user", "content": "warm up"}]}, "")
+    """Count a few tokens once: the first count loads the tokenizer (a CPU-bound second),
+    which LiteLLM's own cost and usage code uses; not inside a request burst."""
+    with contextlib.suppress(Exception):  # best effort
+        litellm.token_counter(model="", messages=[{"role": "user", "content": "warm up"}])

@@ -29,7 +29,6 @@ from litellm.proxy._types import ProxyException
 from proxy.admission.budget import BudgetExceeded, BudgetTracker
 from proxy.admission.reservations import (
     ADMIT,
-    HISTORY,
     SETTLE,
     WINDOW_MS,
     Admission,
@@ -45,7 +44,6 @@ log = logging.getLogger("llm_pool.limits")
 
 SEED_TTL = 40 * 86400  # seconds: a month's spend counter outlives its month
 PROVISIONAL_SEED_TTL = 30  # seconds, when PostgreSQL could not be read
-HISTORY_TTL_MS = 30 * 86400 * 1000
 UNSETTLED_MAX = 100_000  # settlements kept while Redis is down (beyond: reservations expire)
 UNAVAILABLE_RETRY_AFTER = 2
 RATE_LIMIT_ERROR = "rate_limit_error"  # the OpenAI error type of a 429
@@ -80,7 +78,7 @@ class Ask:
     tpm: int | None
     budget: float | None
     prompt_tokens: int
-    completion_tokens: int | None  # max_tokens x n when given
+    completion_tokens: int  # its completion limit (the request's, else the tenant's cap) x n
     input_price: float  # USD per token, the dearest deployment of the alias
     output_price: float
 
@@ -116,27 +114,13 @@ def _refuse(ask: Ask, found: Admission) -> None:
 class LocalLimits:
     """The rules of :data:`proxy.admission.reservations.ADMIT`, for this process only."""
 
-    def __init__(self, default_completion: int, reservation_ttl: float,
+    def __init__(self, reservation_ttl: float,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.default = default_completion
         self._ttl = reservation_ttl
         self._clock = clock
         self._rpm: defaultdict[int, deque[float]] = defaultdict(deque)
         self._tpm: defaultdict[int, dict[str, tuple[float, int]]] = defaultdict(dict)
         self._res: defaultdict[int, dict[str, tuple[float, float]]] = defaultdict(dict)
-        self._hist: defaultdict[int, deque[int]] = defaultdict(lambda: deque(maxlen=HISTORY))
-
-    def estimate(self, tenant_id: int) -> int | None:
-        """The p95 of the tenant's recent completions; None without history."""
-        sizes = sorted(self._hist[tenant_id])
-        return sizes[max(0, math.ceil(len(sizes) * 0.95) - 1)] if sizes else None
-
-    def _completion(self, ask: Ask) -> int:
-        if ask.completion_tokens is not None:
-            return ask.completion_tokens
-        known = self.estimate(ask.tenant_id)
-        return known if known is not None else max(self.default,
-                                                   (ask.tpm or 0) - ask.prompt_tokens)
 
     def admit(self, ask: Ask, ticket_id: str, spent: float) -> Admission:
         now, window = self._clock(), WINDOW_MS / 1000
@@ -148,7 +132,7 @@ class LocalLimits:
         tpm = self._tpm[ask.tenant_id]
         for key in [k for k, (at, _) in tpm.items() if at <= now - window]:
             del tpm[key]
-        completion = self._completion(ask)
+        completion = ask.completion_tokens
         tokens, used = ask.prompt_tokens + completion, sum(n for _, n in tpm.values())
         if ask.tpm and used > 0 and used + tokens > ask.tpm:
             return Admission("tpm", retry_after=min(at for at, _ in tpm.values()) + window - now)
@@ -165,14 +149,12 @@ class LocalLimits:
         res[ticket_id] = (now + self._ttl, cost)
         return Admission("ok", completion_tokens=completion, cost=cost)
 
-    def settle(self, ticket: Ticket, tokens: int, completion: int | None) -> None:
+    def settle(self, ticket: Ticket, tokens: int) -> None:
         tenant = ticket.ask.tenant_id
         counted = self._tpm[tenant].get(ticket.id)
         if counted is not None:
             self._tpm[tenant][ticket.id] = (counted[0], tokens)
         self._res[tenant].pop(ticket.id, None)
-        if completion is not None:
-            self._hist[tenant].append(completion)
 
     def reserved(self, tenant_id: int) -> float:
         return sum(c for _, c in self._res[tenant_id].values())
@@ -192,7 +174,6 @@ class Outcome:
     """What a settled request really used; ``row`` is its spend row as JSON ('' for none)."""
 
     tokens: int
-    completion: int | None  # for the running estimate; None: not a complete answer
     cost: float
     row: str = ""
 
@@ -230,11 +211,10 @@ class Limits:
         keys = tenant_keys(self.shared.prefix, ask.tenant_id)
         args = [ticket.id, ask.rpm or 0, ask.tpm or 0,
                 -1 if ask.budget is None else repr(float(ask.budget)), ask.prompt_tokens,
-                -1 if ask.completion_tokens is None else ask.completion_tokens,
-                repr(ask.input_price), repr(ask.output_price), self.local.default,
+                ask.completion_tokens, repr(ask.input_price), repr(ask.output_price),
                 self._ttl_ms, WINDOW_MS]
         order = [keys[k] for k in ("rpm", "tpm", "tpm:n", "tpm:sum", "res", "res:exp",
-                                   "res:sum", "spent", "hist")]
+                                   "res:sum", "spent")]
         script = self._admit
         found = parse_admission(await self.shared.call(lambda _: script(keys=order, args=args)))
         if found.kind == "unseeded":
@@ -269,20 +249,18 @@ class Limits:
         that happened in Redis (the row is journaled), False when the caller must keep
         the row itself (no Redis, or Redis is down)."""
         if ticket is not None:
-            self.local.settle(ticket, outcome.tokens, outcome.completion)
+            self.local.settle(ticket, outcome.tokens)
         if self.shared is None or self._settle is None:
             return False
         keys = self._settle_keys(tenant_id)
-        completion = -1 if outcome.completion is None or tenant_id is None else outcome.completion
         args = [ticket.id if ticket is not None and ticket.shared else "", outcome.tokens,
-                completion, repr(outcome.cost),
-                outcome.row, HISTORY, HISTORY_TTL_MS]
+                repr(outcome.cost), outcome.row]
         script = self._settle
         try:
             await self.shared.call(lambda _: script(keys=keys, args=args))
         except SharedDown:
-            if args[0] or args[3] != repr(0.0):  # a reservation or a cost: settle it later
-                self._unsettled.append((keys, [*args[:4], "", *args[5:]]))
+            if args[0] or args[2] != repr(0.0):  # a reservation or a cost: settle it later
+                self._unsettled.append((keys, [*args[:3], ""]))
             return False
         await self._settle_late()
         return True
@@ -305,10 +283,10 @@ class Limits:
         stream = self.shared.key("spend")
         if tenant_id is None:  # the master key: only the journal entry matters
             unused = self.shared.key("none")
-            return [unused] * 8 + [stream]
+            return [unused] * 7 + [stream]
         keys = tenant_keys(self.shared.prefix, tenant_id)
         return [keys[k] for k in ("tpm", "tpm:n", "tpm:sum", "res", "res:exp", "res:sum",
-                                  "spent", "hist")] + [stream]
+                                  "spent")] + [stream]
 
     async def reserved(self, tenant_id: int) -> float:
         """The tenant's reservations in flight (Redis, else this process)."""

@@ -14,10 +14,10 @@ Per tenant (``<ns>:gw:t:<tenant id>:...``):
 - ``spent:<YYYY-MM>``: month-to-date spend, seeded from PostgreSQL on the month's
   first request (``SET NX``), then increased by each settled request, in the same
   script that journals its spend row (:mod:`proxy.spend.journal`).
-- ``hist``: the last 100 completion sizes; their p95 is the completion estimate of
-  a request without ``max_tokens`` (with no history yet: ``POOL_COMPLETION_ESTIMATE``,
-  or the whole tpm limit when there is one, so a new tenant's first burst cannot
-  overrun it by more than one reply).
+
+A request's tokens and cost are counted from its prompt bound and its completion
+limit (:mod:`proxy.admission.estimate`), never from a statistic of earlier requests
+a tenant could shape.
 
 Admission is all or nothing: refused on rpm, on tpm (unless nothing is counted in
 the window: a single request larger than the limit still passes alone), or when
@@ -36,7 +36,6 @@ __all__ = ["ADMIT", "SETTLE", "Admission", "live_reserved", "month_key", "parse_
            "tenant_keys"]
 
 WINDOW_MS = 60_000
-HISTORY = 100
 
 ADMIT = """
 local t = redis.call('TIME')
@@ -44,7 +43,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ticket = ARGV[1]
 local rpm, tpm, budget = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local prompt, completion = tonumber(ARGV[5]), tonumber(ARGV[6])
-local ttl, window = tonumber(ARGV[10]), tonumber(ARGV[11])
+local ttl, window = tonumber(ARGV[9]), tonumber(ARGV[10])
 if budget >= 0 and redis.call('EXISTS', KEYS[8]) == 0 then return {4} end
 
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
@@ -59,17 +58,6 @@ for _, member in ipairs(old) do
   redis.call('HDEL', KEYS[3], member)
 end
 if #old > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window) end
-if completion < 0 then
-  local hist = redis.call('LRANGE', KEYS[9], 0, -1)
-  if #hist == 0 then
-    completion = math.max(tonumber(ARGV[9]), tpm - prompt)
-  else
-    local sizes = {}
-    for i, size in ipairs(hist) do sizes[i] = tonumber(size) end
-    table.sort(sizes)
-    completion = sizes[math.max(1, math.ceil(#sizes * 0.95))]
-  end
-end
 local tokens = prompt + completion
 local used = tonumber(redis.call('GET', KEYS[4]) or '0')
 if tpm > 0 and used > 0 and used + tokens > tpm then
@@ -126,15 +114,10 @@ if ticket ~= '' then
     end
   end
 end
-if tonumber(ARGV[4]) ~= 0 and redis.call('EXISTS', KEYS[7]) == 1 then
-  redis.call('INCRBYFLOAT', KEYS[7], ARGV[4])
+if tonumber(ARGV[3]) ~= 0 and redis.call('EXISTS', KEYS[7]) == 1 then
+  redis.call('INCRBYFLOAT', KEYS[7], ARGV[3])
 end
-if tonumber(ARGV[3]) >= 0 then
-  redis.call('LPUSH', KEYS[8], ARGV[3])
-  redis.call('LTRIM', KEYS[8], 0, tonumber(ARGV[6]) - 1)
-  redis.call('PEXPIRE', KEYS[8], tonumber(ARGV[7]))
-end
-if ARGV[5] ~= '' then redis.call('XADD', KEYS[9], '*', 'row', ARGV[5]) end
+if ARGV[4] ~= '' then redis.call('XADD', KEYS[8], '*', 'row', ARGV[4]) end
 return 1
 """
 
@@ -145,7 +128,7 @@ def month_key(now: datetime | None = None) -> str:
 
 def tenant_keys(prefix: str, tenant_id: int) -> dict[str, str]:
     base = f"{prefix}:t:{tenant_id}"
-    names = ("rpm", "tpm", "tpm:n", "tpm:sum", "res", "res:exp", "res:sum", "hist")
+    names = ("rpm", "tpm", "tpm:n", "tpm:sum", "res", "res:exp", "res:sum")
     keys = {name: f"{base}:{name}" for name in names}
     keys["spent"] = f"{base}:spent:{month_key()}"
     return keys

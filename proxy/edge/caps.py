@@ -12,10 +12,18 @@ tenant's value, and nothing is sent. An absent ``max_tokens`` is left to the
 provider's default (setting it would break models whose output limit is lower).
 
 The prompt estimate (:func:`estimate_prompt_tokens`) walks the prompt fields of the
-body (messages, system, instructions, input, tools): a text costs one token per 4
-ASCII characters plus one per other character (CJK text is ~1 token a character),
-an inline image (``data:image/...``) a flat :data:`IMAGE_TOKENS`. It needs no
-tokenizer and errs high for ordinary text.
+body (messages, system, instructions, input, prompt, tools, functions) and is a
+**bound**, not a guess: a text costs one token per UTF-8 byte. Byte-level BPE
+tokenizers (OpenAI's, Anthropic's, Llama's, Qwen's) never make a token of less than
+one byte, so no text (digits, CJK, emoji, base64, whitespace runs) can hold more tokens
+than bytes. Each object (a message, a content part, a tool) adds
+:data:`MESSAGE_OVERHEAD`, a number (an embedding token id) one, an image part
+(``image_url``/``input_image``/``image``, or a ``data:image/`` URL) a flat
+:data:`IMAGE_TOKENS`. Ordinary English is over-counted about 4x, so
+``max_prompt_tokens`` acts as a byte budget: the default 131,072 admits a prompt of
+128 KiB of text. The same bound is what the tpm window and the budget reservation
+count (:mod:`proxy.admission.tickets`); the real count replaces it when the answer
+settles.
 """
 
 from __future__ import annotations
@@ -29,13 +37,15 @@ from litellm.proxy._types import ProxyErrorTypes, ProxyException
 from proxy.errors import RequestRefused
 from proxy.storage.tenants import Caps
 
-__all__ = ["CapExceeded", "Limits", "check_caps", "estimate_prompt_tokens"]
+__all__ = ["IMAGE_TOKENS", "CapExceeded", "Limits", "check_caps", "check_fields",
+           "estimate_prompt_tokens"]
 
-IMAGE_TOKENS = 1_000
+IMAGE_TOKENS = 2_000  # above the most an image costs at OpenAI (1,105) or Anthropic (1,600)
+IMAGE_PARTS = frozenset({"image_url", "input_image", "image"})
 MESSAGE_OVERHEAD = 4  # tokens per object: a message, a content part, a tool (separators)
 
 # prompt-bearing fields per route family; output caps per route family
-PROMPT_FIELDS = ("messages", "system", "instructions", "input", "tools", "functions")
+PROMPT_FIELDS = ("messages", "system", "instructions", "input", "prompt", "tools", "functions")
 OUTPUT_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 CAPPED_ROUTES = frozenset({
     "/v1/chat/completions", "/chat/completions", "/v1/embeddings", "/embeddings",
@@ -60,6 +70,16 @@ class Limits:
         return cls(max_n=pick("max_n"), max_tokens=pick("max_tokens"),
                    max_prompt_tokens=pick("max_prompt_tokens"))
 
+    def as_metadata(self) -> dict[str, int]:
+        """The caps as ``custom_auth`` hands them to the pre-call hook (key metadata)."""
+        return {"pool_max_n": self.max_n, "pool_max_tokens": self.max_tokens,
+                "pool_max_prompt_tokens": self.max_prompt_tokens}
+
+    @classmethod
+    def from_metadata(cls, meta: Mapping[str, Any]) -> Limits:
+        return cls(max_n=int(meta["pool_max_n"]), max_tokens=int(meta["pool_max_tokens"]),
+                   max_prompt_tokens=int(meta["pool_max_prompt_tokens"]))
+
 
 class CapExceeded(ProxyException, RequestRefused):
     def __init__(self, param: str, value: int, cap: str, limit: int, tenant: str) -> None:
@@ -74,14 +94,15 @@ class CapExceeded(ProxyException, RequestRefused):
 def _text_tokens(text: str) -> int:
     if text.startswith("data:image/"):
         return IMAGE_TOKENS
-    ascii_chars = len(text.encode("ascii", "ignore"))
-    return -(-ascii_chars // 4) + (len(text) - ascii_chars)
+    return len(text.encode("utf-8", "surrogatepass"))
 
 
 def _walk(value: Any) -> int:
     if isinstance(value, str):
         return _text_tokens(value)
     if isinstance(value, Mapping):
+        if value.get("type") in IMAGE_PARTS:
+            return MESSAGE_OVERHEAD + IMAGE_TOKENS
         return MESSAGE_OVERHEAD + sum(_walk(v) for v in value.values())
     if isinstance(value, list):
         return sum(_walk(v) for v in value)
@@ -89,7 +110,7 @@ def _walk(value: Any) -> int:
 
 
 def estimate_prompt_tokens(body: Mapping[str, Any]) -> int:
-    """An estimate of the prompt tokens of a chat, embedding, Responses or Messages body."""
+    """A bound on the prompt tokens of a chat, embedding, Responses or Messages body."""
     return sum(_walk(body.get(name)) for name in PROMPT_FIELDS)
 
 
@@ -100,8 +121,12 @@ def _int_field(body: Mapping[str, Any], name: str) -> int | None:
 
 def check_caps(route: str, body: Any, limits: Limits, tenant: str) -> None:
     """Raise :class:`CapExceeded` when ``body`` (already schema-checked) is over a cap."""
-    if route not in CAPPED_ROUTES or not isinstance(body, Mapping):
-        return
+    if route in CAPPED_ROUTES and isinstance(body, Mapping):
+        check_fields(body, limits, tenant)
+
+
+def check_fields(body: Mapping[str, Any], limits: Limits, tenant: str) -> None:
+    """:func:`check_caps` on any request body (also the merged request LiteLLM sends)."""
     n = _int_field(body, "n")
     if n is not None and n > limits.max_n:
         raise CapExceeded("n", n, "max_n", limits.max_n, tenant)

@@ -7,9 +7,8 @@ and that it is logged (one spend row per call). A body field that would change a
 that is refused (400 naming it) on
 every model route, wherever LiteLLM would read it: at the top level, and inside
 ``metadata``, ``litellm_metadata``, ``extra_body`` and ``litellm_embedding_config``
-(LiteLLM spreads or reads those too). Every other field passes through, unknown
-ones included: providers take their own parameters (``top_k``,
-``chat_template_kwargs``, ``thinking`` ...).
+(LiteLLM spreads or reads those too). Which other fields may pass is decided by the
+closed body schemas (:mod:`proxy.edge.validation`, docs/request-rules.md).
 
 A field is credential-like when (see :func:`refused_field`):
 

@@ -12,9 +12,17 @@ Anthropic Messages and its token count; with and without ``/v1``):
   ``aws_*`` ...) and the router's and logger's controls (``num_retries``,
   ``fallbacks``, ``mock_*``, ``no-log`` ...; see :mod:`proxy.edge.credentials`) are refused
   with **400** naming the field, at the top level and inside ``metadata``/``extra_body``;
-- every other field passes through to LiteLLM and the provider, unknown ones
-  included: provider parameters (``top_k``, ``thinking``, ``reasoning_effort``,
-  ``chat_template_kwargs``, ``tags`` ...) are the provider's business;
+- the top level is **closed**: a field the route's schema does not list is refused
+  with **400** naming it. LiteLLM reads more than the OpenAI/Anthropic schemas (its
+  own parameters, ``extra_body`` merged into the provider call after every check, and
+  unknown fields passed to the provider as is, where ``options.num_predict``,
+  ``min_tokens`` or ``ignore_eos`` would outrun the caps), so only documented fields and
+  a few inert provider ones (``top_k``, ``min_p``, ``repetition_penalty``,
+  ``chat_template_kwargs``, ``guided_json``) reach it. The list, field by field, with what
+  LiteLLM does with each: ``docs/request-rules.md``;
+- ``metadata`` may hold ``tags`` (a list of strings) and ``user_id`` (Anthropic's) only:
+  LiteLLM reads many other keys as controls (``model_info``, ``deployment``,
+  ``disable_fallbacks``, ``guardrails``, ``spend_logs_metadata`` ...);
 - the Responses API is stateless here (no response is kept): ``store: true``,
   ``previous_response_id``, ``conversation`` and ``background: true`` are refused
   with **400** saying to send the whole conversation in ``input``.
@@ -72,17 +80,30 @@ class TooLarge(ProxyException, RequestRefused):
 
 
 class _Open(BaseModel):
-    """Known fields typed, any other field let through."""
+    """Known fields typed, any other field let through (message and content objects)."""
 
     model_config = ConfigDict(extra="allow")
 
 
-class _Common(_Open):
+class _Closed(BaseModel):
+    """Known fields typed, any other field refused (a request's top level)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Metadata(_Closed):
+    """The keys of ``metadata`` LiteLLM only logs: spend tags, Anthropic's end-user id."""
+
+    tags: list[str] | None = None
+    user_id: str | None = None
+
+
+class _Common(_Closed):
     """Fields every model route shares (LiteLLM's ``metadata`` and ``tags`` included)."""
 
     model: str = Field(min_length=1)
     user: str | None = None
-    metadata: Object | None = None
+    metadata: Metadata | None = None
     tags: list[str] | None = None
 
 
@@ -131,6 +152,10 @@ class ChatRequest(_Sampling):
     verbosity: str | None = None
     prompt_cache_key: str | None = None
     safety_identifier: str | None = None
+    # inert provider parameters (vLLM / Ollama sampling and templates)
+    min_p: Number | None = None
+    repetition_penalty: Number | None = None
+    guided_json: Object | None = None
 
 
 class EmbeddingRequest(_Common):
@@ -215,6 +240,27 @@ def _describe(error: ValidationError) -> str:
     return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
 
 
+EXTRA_BODY = ("is not accepted: send its fields at the top level of the body (the OpenAI "
+              "SDK's extra_body= argument already does), where each is checked")
+METADATA = ("is not accepted: metadata may hold `tags` and `user_id` only (LiteLLM reads its "
+            "other keys as routing, pricing and logging controls)")
+NOT_ACCEPTED = ("is not a field this gateway accepts on {route} (documented OpenAI/Anthropic "
+                "fields only: LiteLLM would pass an unknown field to the provider unchecked; "
+                "see docs/request-rules.md)")
+
+
+def _refusal(error: ValidationError, route: str) -> BadRequest:
+    """The 400 for a body the schema refuses: an unknown field named as such."""
+    first = error.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    if first["type"] == "extra_forbidden":
+        why = (EXTRA_BODY if where == "extra_body" else METADATA if where.startswith("metadata.")
+               else NOT_ACCEPTED.format(route=route))
+        return BadRequest(f"invalid request: `{where}` {why}", param=where)
+    return BadRequest(f"invalid request: {_describe(error)}",
+                      param=str(first["loc"][0]) if first["loc"] else None)
+
+
 def _stateful_field(parsed: BaseModel) -> str | None:
     """The Responses field asking for state this gateway does not keep, if any."""
     if not isinstance(parsed, ResponsesRequest):
@@ -244,9 +290,7 @@ def check_body(route: str, body: Any, size: int | None, max_bytes: int) -> None:
     try:
         parsed = schema.model_validate(body)
     except ValidationError as exc:
-        first = exc.errors()[0]["loc"]
-        raise BadRequest(f"invalid request: {_describe(exc)}",
-                         param=str(first[0]) if first else None) from None
+        raise _refusal(exc, route) from None
     stateful = _stateful_field(parsed)
     if stateful is not None:
         raise BadRequest(f"invalid request: {stateful} {STATELESS}",

@@ -11,10 +11,15 @@ LiteLLM then calls it for every authenticated route, the master key included.
 - Tenant keys may call the routes of :data:`proxy.edge.guard.TENANT_ROUTES` only: 403
   elsewhere (:mod:`proxy.edge.guard` refuses the others before LiteLLM sees them; the same
   check here covers a tenant key sent beside the master key in another header).
-- Model-route bodies (chat, embeddings, Responses, Messages) are then checked
-  (:mod:`proxy.edge.validation`): 413 when too large, 400 naming the field when malformed
-  or carrying credentials, tags bounded (:mod:`proxy.edge.tags`), and against the
-  tenant's consumption caps (:mod:`proxy.edge.caps`), before any provider call.
+- Tenant requests on model routes: LiteLLM's control headers and a second credential
+  are refused and every header off the allowlist removed (:mod:`proxy.edge.headers`);
+  ``model`` must be one alias (:mod:`proxy.edge.models`); the body is checked
+  (:mod:`proxy.edge.validation`): 413 when too large, 400 naming the field when malformed,
+  unknown or carrying credentials, tags bounded (:mod:`proxy.edge.tags`), and against the
+  tenant's consumption caps (:mod:`proxy.edge.caps`), before any provider call. The caps
+  travel in the key's metadata to the pre-call hook, which checks the request again as
+  LiteLLM merged it (:mod:`proxy.edge.merged`). ``/v1/messages/count_tokens`` counts
+  toward the tenant's rpm and tpm here (LiteLLM runs no pre-call hook for it).
 - Unknown, revoked or missing key: HTTP 401 ``{"error": {"type": "auth_error", ...}}``.
   A key that is not of the gateway's format (prefix, length, and an HMAC checksum
   keyed with the server secret; see :func:`proxy.storage.tenants.key_format`) is
@@ -45,6 +50,8 @@ from litellm.proxy._types import LitellmUserRoles, ProxyErrorTypes, ProxyExcepti
 from proxy.edge import anthropic_errors
 from proxy.edge import guard as edge
 from proxy.edge.caps import CAPPED_ROUTES, Limits, check_caps
+from proxy.edge.headers import allowed_headers, check_tenant_headers
+from proxy.edge.models import check_model
 from proxy.edge.tags import TAG_HEADER, check_tags
 from proxy.edge.validation import check_body, not_an_object, validated_route
 from proxy.errors import RequestRefused
@@ -66,6 +73,8 @@ __all__ = ["AuthFailed", "Forbidden", "KeyCache", "KeyFormats", "KeyResolver", "
 log = logging.getLogger("llm_pool.auth")
 
 CACHE_MAX_ENTRIES = 50_000
+COUNT_TOKENS_ROUTES = frozenset({"/v1/messages/count_tokens", "/messages/count_tokens"})
+CLIENT_CALL_ID = "pool_client_call_id"  # metadata flag: the client chose the request id
 DB_RETRY_AFTER = 1.0  # seconds without trying PostgreSQL again after a failed lookup
 
 
@@ -338,12 +347,25 @@ async def authenticate(resolver: KeyResolver, master_key: str | None, request: R
     if not edge.tenant_may_call(request.method, route):
         raise Forbidden(f"{request.method} {route} is not available to tenant keys; they may "
                         "call the model endpoints only")
+    _check_tenant_headers(request)
     body = await _check_request(request, route, max_request_bytes)
+    if isinstance(body, dict):
+        check_model(body, internals.router_aliases)
     check_tags(body, request.headers.getlist(TAG_HEADER), tags)
-    check_caps(route, body, Limits.of(entry.identity.caps, default_caps), entry.identity.tenant)
+    limits = Limits.of(entry.identity.caps, default_caps)
+    check_caps(route, body, limits, entry.identity.tenant)
     auth = entry.auth.model_copy(deep=False)  # LiteLLM sets per-request fields on it
-    auth.metadata = dict(entry.auth.metadata)
+    auth.metadata = {**entry.auth.metadata, **limits.as_metadata(),
+                     CLIENT_CALL_ID: request.headers.get("x-litellm-call-id") is not None}
     return auth
+
+
+def _check_tenant_headers(request: Request) -> None:
+    """400/401 for LiteLLM control headers, a query or two keys; then only the allowed
+    headers reach LiteLLM (:mod:`proxy.edge.headers`)."""
+    headers = list(request.scope.get("headers") or [])
+    check_tenant_headers(headers, request.scope.get("query_string") or b"")
+    internals.replace_request_headers(request, allowed_headers(headers))
 
 
 async def custom_auth(request: Request, api_key: str | None) -> UserAPIKeyAuth:
@@ -352,14 +374,19 @@ async def custom_auth(request: Request, api_key: str | None) -> UserAPIKeyAuth:
     Only ``ProxyException`` may leave it: LiteLLM turns any other exception from
     custom auth into a bare 500 (it probes it for Prisma errors, and Prisma is absent).
     """
-    from proxy.plugin.gateway import proxy_state
+    from proxy.plugin.gateway import callbacks, proxy_state
 
     try:
         gw = proxy_state()
-        return await authenticate(gw.keys, gw.settings.master_key, request, api_key or "",
+        auth = await authenticate(gw.keys, gw.settings.master_key, request, api_key or "",
                                   gw.settings.max_request_bytes,
                                   default_caps=gw.settings.default_caps,
                                   formats=gw.key_formats, tags=gw.settings.tag_limits)
+        meta = auth.metadata or {}
+        if (meta.get("pool_principal") == "tenant"
+                and internals.request_route(request) in COUNT_TOKENS_ROUTES):
+            await callbacks.admit_count_tokens(meta, await internals.read_request_body(request))
+        return auth
     except ProxyException:
         raise
     except Exception as exc:

@@ -2,7 +2,9 @@
 
 ``litellm_settings.callbacks: ["proxy.plugin.gateway.callbacks"]`` loads :data:`callbacks`:
 
-- ``async_pre_call_hook``: admits a tenant's request against its rpm/tpm limits and
+- ``async_pre_call_hook``: checks the request as LiteLLM merged it (:mod:`proxy.edge.merged`),
+  writes in its output limit, claims its request id (:mod:`proxy.admission.callids`) and
+  admits it against its tenant's rpm/tpm limits and
   reserves its estimated cost against its monthly budget (429 ``rate_limit_error``
   / ``budget_exceeded``, see :mod:`proxy.admission.limits`);
 - ``async_log_success_event`` / ``async_log_failure_event``: settle the reservation
@@ -41,13 +43,16 @@ from litellm.proxy._types import UserAPIKeyAuth
 from psycopg_pool import AsyncConnectionPool
 
 from proxy.admission.budget import BudgetTracker, month_spend
-from proxy.admission.estimate import warm_up_tokenizer
+from proxy.admission.callids import CallIds
+from proxy.admission.estimate import apply_output_limit, warm_up_tokenizer
 from proxy.admission.keycache import RedisKeyCache
 from proxy.admission.limits import Limits, LocalLimits, Outcome, Ticket
-from proxy.admission.tickets import TicketBook, ask_for
+from proxy.admission.tickets import TicketBook, ask_for, count_tokens_ask
+from proxy.edge.caps import Limits as Caps
 from proxy.edge.errors_shape import shape_failure
+from proxy.edge.merged import check_merged
 from proxy.plugin import internals, metrics
-from proxy.plugin.auth import KeyFormats, KeyResolver
+from proxy.plugin.auth import CLIENT_CALL_ID, KeyFormats, KeyResolver
 from proxy.settings import ProxySettings
 from proxy.spend.journal import SpendJournal
 from proxy.spend.rows import SpendRow, SpendWriter, insert_rows, row_from_payload, row_to_json
@@ -75,12 +80,12 @@ class ProxyState:
         self.key_formats = KeyFormats(self._key_gate, ttl=settings.auth_cache_ttl)
         self.budget = BudgetTracker(self.pool, settings.budget_refresh_seconds,
                                     first_read_timeout=settings.db_timeout)
-        self.limits = Limits(self.shared, LocalLimits(settings.completion_estimate,
-                                                      settings.reservation_ttl),
+        self.limits = Limits(self.shared, LocalLimits(settings.reservation_ttl),
                              self.budget, self._month_spend,
                              fail_closed=settings.limits_fail_closed,
                              reservation_ttl=settings.reservation_ttl)
         self.tickets = TicketBook(settings.reservation_ttl)
+        self.call_ids = CallIds(self.shared)
         self.writer = SpendWriter(
             database_url=settings.database_url, pool=self.pool,
             batch_size=settings.spend_batch_size, flush_interval=settings.spend_flush_interval,
@@ -169,15 +174,34 @@ class ProxyCallbacks(CustomLogger):
                                   data: dict[str, Any], call_type: str) -> dict[str, Any]:
         meta = user_api_key_dict.metadata or {}
         if meta.get("pool_principal") == "tenant":
+            caps = Caps.from_metadata(meta)
+            check_merged(data, caps, str(meta.get("pool_tenant")), internals.router_aliases)
+            apply_output_limit(data, call_type, caps.max_tokens)
             await self._admit(meta, data, call_type)
         return data
+
+    async def admit_count_tokens(self, meta: dict[str, Any], body: dict[str, Any]) -> None:
+        """``/v1/messages/count_tokens`` (no pre-call hook runs for it): one request of
+        the tenant's rpm and its prompt bound of tpm; no cost (providers count tokens
+        free of charge), so nothing is reserved against the budget."""
+        gw = proxy_state()
+        await gw.limits.admit(count_tokens_ask(meta, body))
 
     async def _admit(self, meta: dict[str, Any], data: dict[str, Any], call_type: str) -> None:
         """Count the request against its tenant's rpm/tpm and reserve its estimated cost
         (429 / 503 when refused, see :mod:`proxy.admission.limits`)."""
         gw = proxy_state()
         ask = ask_for(meta, data, call_type)
-        gw.tickets.add(ask.request_id, await gw.limits.admit(ask))
+        chosen = bool(meta.get(CLIENT_CALL_ID))  # LiteLLM's own ids are unique already
+        if chosen:
+            await gw.call_ids.claim(ask.request_id, ask.tenant_id)
+        try:
+            ticket = await gw.limits.admit(ask)
+        except BaseException:
+            if chosen:
+                await gw.call_ids.settle(ask.request_id, ask.tenant_id, answered=False)
+            raise
+        gw.tickets.add(ask.request_id, ticket)
 
     async def async_post_call_response_headers_hook(
             self, data: dict[str, Any], user_api_key_dict: UserAPIKeyAuth, response: object,
@@ -212,6 +236,9 @@ class ProxyCallbacks(CustomLogger):
             row = row_from_payload(kwargs.get("standard_logging_object"))
             if row is not None:
                 await self._settle(row)
+            if row is not None and row.tenant_id is not None:
+                await proxy_state().call_ids.settle(row.request_id.split("/attempt-")[0],
+                                                    row.tenant_id, row.status == "ok")
         except Exception:  # a logging hook must never break a request
             log.exception("spend: could not record a request")
 
@@ -221,14 +248,12 @@ class ProxyCallbacks(CustomLogger):
         gw = proxy_state()
         settled = gw.tickets.settle(row)
         row = settled.row
-        ok = row.status == "ok"
         await self._journal(row, settled.release, Outcome(
-            tokens=row.prompt_tokens + row.completion_tokens,
-            completion=row.completion_tokens if ok else None, cost=row.cost_usd,
+            tokens=row.prompt_tokens + row.completion_tokens, cost=row.cost_usd,
             row=row_to_json(row) if gw.journal is not None else ""))
         for attempt in settled.earlier:  # its cost is counted already
             await self._journal(attempt, None, Outcome(
-                tokens=0, completion=None, cost=0.0,
+                tokens=0, cost=0.0,
                 row=row_to_json(attempt) if gw.journal is not None else ""), counted=True)
 
     async def _journal(self, row: SpendRow, release: Ticket | None, outcome: Outcome,

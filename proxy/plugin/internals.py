@@ -13,6 +13,11 @@ symbol fails in ``tests/gateway/test_isolation_units.py`` with its name.
   tenant's bad request could take an alias away from every other tenant.
 - :func:`group_deployments`: the deployments of one alias (their prices, for the
   budget reservation's estimate, :mod:`proxy.admission.estimate`).
+- :func:`router_aliases`: the ``model_name`` of every deployment, the only model names a
+  tenant may send (:mod:`proxy.edge.models`).
+- :func:`install_client_error_policy` also keeps router timeouts out of the cooldown
+  count: a tenant's long generation that runs past the timeout is that tenant's, not
+  a provider fault another tenant should pay for.
 - :func:`install_unprocessable_fix`: with ``drop_params: true``, an upstream 422
   that names no droppable parameter made LiteLLM's OpenAI handler fall out of its
   retry loop and return ``None`` (the client got HTTP 200 with body ``null``).
@@ -23,6 +28,9 @@ symbol fails in ``tests/gateway/test_isolation_units.py`` with its name.
 - :func:`request_route`, :func:`read_request_body`: the route and the parsed body
   exactly as LiteLLM's own auth sees them (``root_path`` stripped; the body parsed
   once and cached on the request), so ``custom_auth`` checks what LiteLLM then serves.
+- :func:`replace_request_headers`: the headers LiteLLM reads after ``custom_auth``
+  (Starlette caches them on the request, LiteLLM on ``request.state``), so a tenant's
+  request reaches LiteLLM with the allowlisted headers only (:mod:`proxy.edge.headers`).
 - :func:`install_non_object_body_guard`: a JSON body that is not an object (``[1]``)
   became a bare 500 inside LiteLLM's auth; it is turned into a parse failure (400).
 - :func:`is_rejected_request`: LiteLLM's refusal of client-side credentials is a
@@ -59,11 +67,14 @@ __all__ = [
     "is_client_error",
     "is_connection_failure",
     "is_rejected_request",
+    "is_timeout",
     "key_auth_metadata",
     "litellm_banned_body_params",
     "proxy_app",
     "read_request_body",
+    "replace_request_headers",
     "request_route",
+    "router_aliases",
     "router_api_bases",
     "wrap_app",
 ]
@@ -195,6 +206,16 @@ def is_connection_failure(exc: BaseException) -> bool:
     return False
 
 
+def is_timeout(exc: BaseException) -> bool:
+    """True for the router's own timeout (``litellm.Timeout``): the request ran longer
+    than ``timeout`` allows, which a tenant decides (a long generation), so it must not
+    count toward a deployment's ``allowed_fails``. A refused or reset connection is not
+    a timeout and still counts (:func:`is_connection_failure`)."""
+    from litellm.exceptions import Timeout
+
+    return isinstance(exc, Timeout) and not is_connection_failure(exc)
+
+
 def install_client_error_policy() -> None:
     """Wrap ``litellm.router_utils.cooldown_handlers._should_run_cooldown_logic``: a client
     error status never runs the cooldown logic; a real connection failure does (LiteLLM
@@ -211,7 +232,7 @@ def install_client_error_policy() -> None:
                                exception_status: str | int, original_exception: Exception,
                                time_to_cooldown: float | None = None,
                                request_kwargs: Mapping[str, object] | None = None) -> bool:
-            if _status(exception_status) in CLIENT_ERROR_STATUSES:
+            if _status(exception_status) in CLIENT_ERROR_STATUSES or is_timeout(original_exception):
                 return False
             if is_connection_failure(original_exception):
                 original_exception = _ConnectionFailure(str(exception_status))
@@ -284,6 +305,16 @@ def group_deployments(model_group: str) -> list[dict[str, Any]]:
     return [dict(d) for d in found or []]
 
 
+def router_aliases() -> frozenset[str]:
+    """The ``model_name`` of every deployment of the loaded router (``llm_router.model_list``);
+    empty when there is no router (unit tests)."""
+    from litellm.proxy import proxy_server
+
+    router = getattr(proxy_server, "llm_router", None)
+    return frozenset(str(d.get("model_name")) for d in getattr(router, "model_list", None) or []
+                     if isinstance(d, Mapping) and d.get("model_name"))
+
+
 def litellm_banned_body_params() -> tuple[str, ...]:
     """``litellm.proxy.auth.auth_utils._BANNED_REQUEST_BODY_PARAMS`` (empty, with a
     warning, when this LiteLLM has no such list: the gateway's own list still applies)."""
@@ -312,6 +343,20 @@ async def read_request_body(request: Any) -> Any:
     from litellm.proxy.common_utils.http_parsing_utils import read_request_body as read
 
     return await read(request)
+
+
+CACHED_HEADERS = "_cached_headers"  # litellm ... http_parsing_utils.safe_get_request_headers
+
+
+def replace_request_headers(request: Any, headers: list[tuple[bytes, bytes]]) -> None:
+    """Make ``headers`` the request's headers for everything that reads them later:
+    the ASGI scope (any new ``Request`` on it), Starlette's cache on this ``Request``
+    (``_headers``) and LiteLLM's on ``request.state`` (``safe_get_request_headers``)."""
+    request.scope["headers"] = headers
+    request.__dict__.pop("_headers", None)
+    state = request.scope.get("state")
+    if isinstance(state, dict):
+        state.pop(CACHED_HEADERS, None)
 
 
 BODY_READER = "_read_request_body_deferring_parse_failure"

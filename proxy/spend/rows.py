@@ -12,10 +12,12 @@ cancelled writer task (loop shutdown) and an ``atexit`` hook write what is left.
 Rows are idempotent on ``request_id``: a row written twice (a retried batch whose
 commit was not acknowledged) lands once, and a success replaces an earlier error
 row of the same request (a fallback: the first deployment failed, the next answered).
-Clients may choose the request id (``x-litellm-call-id``), so a row only ever replaces
-an error row of the same tenant: a tenant cannot overwrite another tenant's rows (and
-cannot name a failed attempt's row, ``<id>/attempt-N``: :mod:`proxy.edge.guard` refuses ids
-with a ``/``).
+Clients may choose the request id (``x-litellm-call-id``), but each id serves one
+admitted request (:mod:`proxy.admission.callids`: reused by another tenant, after an
+answer or twice at once, it is refused), so each request has its own row; the one reuse
+allowed, a tenant's retry of its own failed request, replaces the error row (a row only
+ever replaces an error row of the same tenant). A failed attempt's row,
+``<id>/attempt-N``, cannot be named: :mod:`proxy.edge.guard` refuses ids with a ``/``.
 """
 
 from __future__ import annotations

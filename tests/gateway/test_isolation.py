@@ -245,7 +245,7 @@ def test_a_huge_prompt_is_refused_by_estimate_and_a_tenant_override_lets_it_thro
         offline_proxy: ProxyProcess, scripted: ScriptedProvider, pg_url: str) -> None:
     tenant, key = new_tenant(pg_url, "prompt")
     mark = unique("huge")
-    text = mark + " " + "lorem ipsum " * 50_000  # 600 kB, ~150k tokens by the estimate
+    text = mark + " " + "lorem ipsum " * 50_000  # 600 kB: 600k tokens by the bound
     got = chat(offline_proxy, key, "fast", text)
     assert got.status_code == 400, got.text
     message = got.json()["error"]["message"]
@@ -253,7 +253,7 @@ def test_a_huge_prompt_is_refused_by_estimate_and_a_tenant_override_lets_it_thro
     assert _reached(scripted, mark) == 0
     roomy = unique("roomy")
     with psycopg.connect(pg_url, autocommit=True) as conn:
-        create_tenant(conn, roomy, caps=Caps(max_n=6, max_prompt_tokens=200_000))
+        create_tenant(conn, roomy, caps=Caps(max_n=6, max_prompt_tokens=700_000))
         roomy_key, _ = create_key(conn, roomy)
     assert chat(offline_proxy, roomy_key, "fast", text, n=6).status_code == 200
     assert _reached(scripted, mark) == 1
@@ -301,23 +301,38 @@ def test_a_tenant_cannot_steer_the_router_or_the_upstream(
     assert _reached(scripted, mark) == 0
 
 
-def test_a_tenant_reusing_another_tenants_request_id_cannot_overwrite_its_row(
+def test_a_request_id_serves_one_request_never_another_tenants(
         offline_proxy: ProxyProcess, scripted: ScriptedProvider, pg_url: str) -> None:
+    """One row per admitted request, never shared: a client-chosen ``x-litellm-call-id``
+    (LiteLLM's id of the spend row) is claimed by its request; reusing it, for the same
+    tenant or another, is a 409 before anything is sent. Retrying one's own failed
+    request under its id stays possible, and its answer replaces the error row."""
     victim, victim_key = new_tenant(pg_url, "victim")
     _, thief_key = new_tenant(pg_url, "thief")
-    call_id = unique("call")
-    failed = httpx.post(f"{offline_proxy.url}/v1/chat/completions", timeout=60,
-                        headers={"Authorization": f"Bearer {victim_key}",
-                                 "x-litellm-call-id": call_id},
-                        json={"model": "economy", "messages": [{"role": "user", "content":
-                              script({"status": 500})}]})
+    call_id, mark = unique("call"), unique("reuse")
+
+    def post(key: str, content: str) -> httpx.Response:
+        return httpx.post(f"{offline_proxy.url}/v1/chat/completions", timeout=60,
+                          headers={"Authorization": f"Bearer {key}",
+                                   "x-litellm-call-id": call_id},
+                          json={"model": "economy", "messages": [{"role": "user",
+                                                                  "content": content}]})
+
+    failed = post(victim_key, script({"status": 500}))
     assert failed.status_code == 503 and failed.headers["x-litellm-call-id"] == call_id
     assert wait_for_rows(pg_url, [call_id])[call_id]["status"] == "error"
-    reused = httpx.post(f"{offline_proxy.url}/v1/chat/completions", timeout=60,
-                        headers={"Authorization": f"Bearer {thief_key}",
-                                 "x-litellm-call-id": call_id},
-                        json={"model": "fast", "messages": [{"role": "user", "content": "hi"}]})
-    assert reused.status_code == 200
-    time.sleep(2)  # the thief's row would have been flushed by now (POOL_SPEND_FLUSH_INTERVAL 1 s)
+    stolen = post(thief_key, mark)
+    assert stolen.status_code == 409, stolen.text
+    assert stolen.json()["error"]["param"] == "x-litellm-call-id"
+    retried = post(victim_key, "hi")  # the client's retry of its failed request
+    assert retried.status_code == 200, retried.text
+    again = post(victim_key, mark)  # answered: the id is spent
+    assert again.status_code == 409, again.text
     row = wait_for_rows(pg_url, [call_id])[call_id]
-    assert (row["tenant"], row["status"]) == (victim, "error")
+    deadline = time.monotonic() + 15
+    while row["status"] != "ok":
+        assert time.monotonic() < deadline, row
+        time.sleep(0.1)
+        row = wait_for_rows(pg_url, [call_id])[call_id]
+    assert (row["tenant"], row["status"]) == (victim, "ok")
+    assert _reached(scripted, mark) == 0

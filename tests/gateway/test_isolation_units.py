@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from proxy.edge import guard as edge
-from proxy.edge.caps import CapExceeded, Limits, check_caps, estimate_prompt_tokens
+from proxy.edge.caps import IMAGE_TOKENS, CapExceeded, Limits, check_caps, estimate_prompt_tokens
 from proxy.plugin import internals
 from proxy.storage.tenants import Caps
 
@@ -47,16 +47,18 @@ def test_each_cap_names_itself_and_the_tenants_value(body: dict[str, Any], param
 
 def test_at_the_caps_and_on_other_routes_nothing_is_refused() -> None:
     check_caps("/v1/chat/completions", {"n": 4, "max_tokens": 100, "messages": [
-        {"role": "user", "content": "x" * 3000}]}, LIMITS, "acme")
+        {"role": "user", "content": "x" * 900}]}, LIMITS, "acme")
     check_caps("/v1/models", {"n": 99}, LIMITS, "acme")
 
 
 def test_prompt_estimate() -> None:
     assert estimate_prompt_tokens({"messages": [{"role": "user", "content": "abcd" * 100}]}) \
-        == 4 + 1 + 100  # the message object, the role, the text
+        == 4 + 4 + 400  # the message object, the role, the text: one token per byte
     image = {"type": "image_url", "image_url": {"url": "data:image/png;base64," + "A" * 10**6}}
-    assert estimate_prompt_tokens({"messages": [{"role": "user", "content": [image]}]}) < 1100
-    assert estimate_prompt_tokens({"system": "ab", "tools": [{"name": "t"}]}) == 1 + 4 + 1
+    assert estimate_prompt_tokens({"messages": [{"role": "user", "content": [image]}]}) \
+        == 4 + 4 + 4 + IMAGE_TOKENS
+    assert estimate_prompt_tokens({"system": "ab", "tools": [{"name": "t"}]}) == 2 + 4 + 1
+    assert estimate_prompt_tokens({"input": [[1, 2, 3]], "prompt": "é"}) == 3 + 2
 
 
 # ----------------------------------------------------------------- the edge

@@ -28,14 +28,14 @@ class Clock:
 def ask(**changes: object) -> Ask:
     values: dict[str, object] = dict(
         request_id="r", tenant_id=1, tenant="acme", rpm=None, tpm=None, budget=None,
-        prompt_tokens=10, completion_tokens=None, input_price=0.0, output_price=0.0)
+        prompt_tokens=10, completion_tokens=100, input_price=0.0, output_price=0.0)
     values.update(changes)
     return Ask(**values)  # type: ignore[arg-type]
 
 
 def test_rpm_is_a_sliding_window() -> None:
     clock = Clock()
-    limits = LocalLimits(100, 900, clock=clock)
+    limits = LocalLimits(900, clock=clock)
     kinds = [limits.admit(ask(rpm=2), f"t{i}", 0).kind for i in range(3)]
     assert kinds == ["ok", "ok", "rpm"]
     clock.now += 59
@@ -45,36 +45,36 @@ def test_rpm_is_a_sliding_window() -> None:
 
 
 def test_tpm_reserves_then_settles_to_the_real_size() -> None:
-    limits = LocalLimits(100, 900, clock=Clock())
+    limits = LocalLimits(900, clock=Clock())
     first = limits.admit(ask(tpm=1000, completion_tokens=90), "a", 0)
     assert (first.kind, first.completion_tokens) == ("ok", 90)
     assert limits.admit(ask(tpm=1000, completion_tokens=900), "b", 0).kind == "tpm"
-    limits.settle(Ticket(ask(), True, 90, 0.0, id="a"), tokens=20, completion=10)
+    limits.settle(Ticket(ask(), True, 90, 0.0, id="a"), tokens=20)
     assert limits.admit(ask(tpm=1000, completion_tokens=900), "c", 0).kind == "ok"
 
 
-def test_unknown_completion_uses_history_p95_or_the_whole_tpm() -> None:
-    limits = LocalLimits(100, 900, clock=Clock())
-    assert limits.admit(ask(tpm=1000), "a", 0).completion_tokens == 990  # no history
-    assert limits.admit(ask(), "b", 0).completion_tokens == 100  # no tpm: the default
-    for size in range(1, 101):
-        limits.settle(Ticket(ask(), False, 0, 0.0, id="x"), tokens=size, completion=size)
-    assert limits.estimate(1) == 95
+def test_the_completion_counted_is_the_ask_never_a_history() -> None:
+    limits = LocalLimits(900, clock=Clock())
+    assert limits.admit(ask(tpm=10**6), "a", 0).completion_tokens == 100
+    for size in range(1, 101):  # short answers teach the limits nothing
+        limits.settle(Ticket(ask(), False, 0, 0.0, id="x"), tokens=size)
+    assert limits.admit(ask(tpm=10**6), "b", 0).completion_tokens == 100
+    assert not hasattr(limits, "estimate")
 
 
 def test_budget_reserves_and_the_last_request_may_cross() -> None:
-    limits = LocalLimits(100, 900, clock=Clock())
+    limits = LocalLimits(900, clock=Clock())
     priced = ask(budget=1.0, completion_tokens=100, output_price=0.004)  # $0.40 each
     assert limits.admit(priced, "a", spent=0.5).kind == "ok"  # nothing reserved: may cross
     refused = limits.admit(priced, "b", spent=0.5)
     assert (refused.kind, refused.reserved) == ("budget", pytest.approx(0.4))
-    limits.settle(Ticket(priced, False, 100, 0.4, id="a"), tokens=110, completion=100)
+    limits.settle(Ticket(priced, False, 100, 0.4, id="a"), tokens=110)
     assert limits.admit(priced, "c", spent=1.0).kind == "budget"  # spent: refused outright
 
 
 def test_reservations_of_a_dead_request_expire() -> None:
     clock = Clock()
-    limits = LocalLimits(100, 10, clock=clock)
+    limits = LocalLimits(10, clock=clock)
     priced = ask(budget=1.0, completion_tokens=100, output_price=0.004)
     limits.admit(priced, "a", spent=0.5)
     assert limits.admit(priced, "b", spent=0.5).kind == "budget"
@@ -123,7 +123,8 @@ def test_shared_state_settings() -> None:
 
 
 def test_optional_redis_env_is_never_a_strict_error() -> None:
-    text = ("model_list:\n  - model_name: a\n    litellm_params: {model: openai/a}\n"
+    text = ("model_list:\n  - model_name: a\n    litellm_params: {model: openai/a, "
+            "input_cost_per_token: 0, output_cost_per_token: 0}\n"
             "router_settings:\n  redis_url: os.environ/POOL_REDIS_URL\n")
     assert [p.severity for p in check_text(text, {})] == ["warning"]
 

@@ -30,38 +30,48 @@ OK: dict[str, dict[str, Any]] = {
 }
 ROUTES = list(OK)
 
-# documented OpenAI / Anthropic parameters, LiteLLM's and providers' own (vLLM,
-# Ollama, Anthropic through chat), and unknown extras: all pass
+# documented OpenAI / Anthropic parameters and a few inert provider ones (vLLM
+# sampling, Anthropic thinking through chat): all pass
 PASSING: dict[str, dict[str, Any]] = {
     CHAT: {"stream": True, "stream_options": {"include_usage": True}, "temperature": 0,
            "max_tokens": 5, "max_completion_tokens": 5, "n": 1, "stop": ["x"], "seed": 1,
            "tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "auto",
            "parallel_tool_calls": False, "response_format": {"type": "json_object"},
            "logprobs": True, "top_logprobs": 2, "logit_bias": {"1": -1}, "user": "u",
-           "metadata": {"tags": ["a"], "trace": "t"}, "tags": ["team-a"], "top_k": 40,
+           "metadata": {"tags": ["a"]}, "tags": ["team-a"], "top_k": 40,
            "reasoning_effort": "low", "thinking": {"type": "enabled", "budget_tokens": 1024},
            "chat_template_kwargs": {"enable_thinking": False}, "min_p": 0.1,
-           "repetition_penalty": 1.1, "guided_json": {"type": "object"}, "keep_alive": "5m",
-           "options": {"num_ctx": 4096}, "store": False, "service_tier": "auto",
-           "prompt_cache_key": "k", "safety_identifier": "s", "verbosity": "low",
-           "extra_body": {"top_k": 5}, "x_anything": 1},
+           "repetition_penalty": 1.1, "guided_json": {"type": "object"},
+           "store": False, "service_tier": "auto",
+           "prompt_cache_key": "k", "safety_identifier": "s", "verbosity": "low"},
     EMBEDDINGS: {"encoding_format": "base64", "dimensions": 8, "user": "u",
-                 "metadata": {"tags": ["a"]}, "tags": ["a"], "input_type": "query",
-                 "truncate_prompt_tokens": 10},
+                 "metadata": {"tags": ["a"]}, "tags": ["a"]},
     RESPONSES: {"instructions": "be brief", "max_output_tokens": 20, "temperature": 0.2,
                 "top_p": 1, "stream": True, "tools": [{"type": "function", "name": "f"}],
                 "tool_choice": "auto", "parallel_tool_calls": True,
                 "text": {"format": {"type": "text"}}, "reasoning": {"effort": "low"},
-                "metadata": {"k": "v"}, "include": ["reasoning.encrypted_content"],
+                "metadata": {"tags": ["v"]}, "include": ["reasoning.encrypted_content"],
                 "truncation": "auto", "store": False, "user": "u", "prompt_cache_key": "k",
-                "top_k": 3, "tags": ["a"], "chat_template_kwargs": {}, "x_anything": [1]},
+                "top_k": 3, "tags": ["a"]},
     MESSAGES: {"system": [{"type": "text", "text": "be brief"}], "stop_sequences": ["x"],
                "stream": True, "temperature": 0.5, "top_p": 0.9, "top_k": 10,
                "tools": [{"name": "f", "input_schema": {"type": "object"}}],
                "tool_choice": {"type": "auto"}, "metadata": {"user_id": "u"},
                "thinking": {"type": "enabled", "budget_tokens": 1024},
-               "service_tier": "auto", "tags": ["a"], "x_anything": {"y": 1}},
+               "service_tier": "auto", "tags": ["a"]},
 }
+
+# what LiteLLM or a provider would read past the checks: unknown fields (passed to the
+# provider as is: Ollama's options.num_predict, vLLM's min_tokens/ignore_eos outrun
+# max_tokens), extra_body (merged into the provider call), metadata keys LiteLLM
+# interprets, LiteLLM's own parameters
+UNKNOWN = [("x_anything", 1), ("extra_body", {"top_k": 5}), ("options", {"num_predict": 9}),
+           ("keep_alive", "5m"), ("min_tokens", 100), ("ignore_eos", True),
+           ("input_type", "query"), ("max_new_tokens", 10), ("litellm_session_id", "s"),
+           ("proxy_server_request", {}), ("metadata", {"trace": "t"}),
+           ("metadata", {"model_info": {}}), ("metadata", {"deployment": "quality-a"}),
+           ("metadata", {"disable_fallbacks": True}), ("prompt", "x"),
+           ("guardrails", ["g"]), ("stream_options", None)]
 
 # credentials, upstream routing, prices, router controls, logging switches: refused on
 # every route, naming the field
@@ -105,6 +115,20 @@ def test_documented_provider_and_unknown_parameters_pass(route: str) -> None:
     check_body(route, {**OK[route], **PASSING[route]}, 100, LIMIT)
     for name, value in PASSING[route].items():
         check_body(route, {**OK[route], name: value}, 100, LIMIT)
+
+
+@pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.parametrize(("field", "value"), UNKNOWN)
+def test_fields_outside_the_schema_are_400_naming_them(route: str, field: str,
+                                                       value: Any) -> None:
+    if field in SCHEMAS[route].model_fields and field != "metadata":
+        return  # documented on this route (stream_options on chat)
+    with pytest.raises(BadRequest) as caught:
+        check_body(route, {**OK[route], field: value}, 100, LIMIT)
+    named = f"metadata.{next(iter(value))}" if field == "metadata" else field
+    assert caught.value.code == "400" and caught.value.param == named
+    assert f"`{named}` is not" in caught.value.message or f"{named}: not allowed" in \
+        caught.value.message
 
 
 @pytest.mark.parametrize("route", ROUTES)
