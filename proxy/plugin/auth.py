@@ -278,17 +278,17 @@ class KeyFormats:
         self._reading: asyncio.Task[None] | None = None
 
     async def gate(self) -> KeyGate | None:
-        """The gate; the caller that finds it due reads it, and until a first one is
-        known every caller waits for that read (a burst of forged keys at start-up is
-        refused by the gate too, not looked up)."""
+        """The gate; the caller that finds it due starts a re-read in the background and
+        goes on with the gate it knows (a PostgreSQL outage never slows a request), and
+        until a first one is known every caller waits for that read (a burst of forged
+        keys at start-up is refused by the gate too, not looked up)."""
         now = self._clock()
         reading = self._reading
         if reading is None or (reading.done() and now - self._read_at >= self._ttl):
             self._read_at = now
-            self._reading = asyncio.get_running_loop().create_task(self._refresh())
-            await asyncio.shield(self._reading)
-        elif self._known is None and not reading.done():
-            await asyncio.shield(reading)
+            reading = self._reading = asyncio.get_running_loop().create_task(self._refresh())
+        if self._known is None and not reading.done():
+            await asyncio.shield(reading)  # a known gate is used while it is re-read
         return self._known
 
     async def _refresh(self) -> None:

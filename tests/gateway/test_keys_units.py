@@ -119,16 +119,50 @@ def test_the_gate_is_reread_after_its_ttl_and_kept_while_the_store_cannot_say() 
 
     now = [0.0]
     formats = KeyFormats(read_gate, ttl=5, clock=lambda: now[0])
-    assert asyncio.run(formats.gate()) is None  # never read: the shape and the lookup decide
-    now[0] = 10.0
-    assert asyncio.run(formats.gate()) == KeyGate(SECRET, frozenset({2, 3}))
-    now[0] = 12.0
-    assert asyncio.run(formats.gate()) == KeyGate(SECRET, frozenset({2, 3}))  # within ttl
-    now[0] = 20.0
-    assert asyncio.run(formats.gate()) == KeyGate(SECRET, frozenset({2, 3}))  # down: kept
-    now[0] = 30.0
-    assert asyncio.run(formats.gate()) == KeyGate(SECRET, frozenset({3}))
+    old, new = KeyGate(SECRET, frozenset({2, 3})), KeyGate(SECRET, frozenset({3}))
+
+    async def run() -> None:
+        assert await formats.gate() is None  # never read: the shape and the lookup decide
+        now[0] = 10.0
+        assert await formats.gate() == old  # nothing known yet: the caller waits for the read
+        now[0] = 12.0
+        assert await formats.gate() == old  # within ttl
+        now[0] = 20.0
+        assert await formats.gate() == old  # due: re-read in the background
+        await asyncio.sleep(0)
+        assert await formats.gate() == old  # down: kept
+        now[0] = 30.0
+        assert await formats.gate() == old  # due: the known gate serves while it is re-read
+        await asyncio.sleep(0)
+        assert await formats.gate() == new
+
+    asyncio.run(run())
     assert answers == []
+
+
+def test_a_slow_gate_reread_never_slows_a_request() -> None:
+    """During a PostgreSQL outage the re-read hangs until the store's timeout: requests
+    go on with the gate they know instead of waiting for it."""
+    release = asyncio.Event()
+    reads = [0]
+
+    async def read_gate() -> KeyGate:
+        reads[0] += 1
+        if reads[0] > 1:
+            await release.wait()
+        return KeyGate(SECRET, frozenset({3}))
+
+    now = [0.0]
+    formats = KeyFormats(read_gate, ttl=5, clock=lambda: now[0])
+
+    async def run() -> None:
+        assert await formats.gate() is not None
+        now[0] = 10.0
+        known = await asyncio.wait_for(formats.gate(), timeout=1.0)
+        assert known == KeyGate(SECRET, frozenset({3})) and reads[0] == 2
+        release.set()
+
+    asyncio.run(run())
 
 
 def test_a_burst_of_forged_keys_during_the_first_gate_read_costs_no_lookup() -> None:

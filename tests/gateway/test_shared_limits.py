@@ -163,7 +163,8 @@ def test_tenants_set_applies_on_running_proxies_within_the_ttl(
     monkeypatch.setenv("POOL_DATABASE_URL", pg_url)
 
     assert main(["tenants", "set", tenant, "--budget", "0"]) == 0
-    assert capsys.readouterr().out == f"tenant {tenant}: budget 0 USD/month, rpm -, tpm -\n"
+    assert capsys.readouterr().out.startswith(
+        f"tenant {tenant}: budget 0 USD/month, rpm -, tpm -, max_n default")
     time.sleep(AUTH_TTL + 0.5)
     for url in urls:
         refused = chat(url, key, "now?")
