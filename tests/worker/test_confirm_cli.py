@@ -29,7 +29,7 @@ def test_per_call_decisions_keep_their_arguments_and_notes() -> None:
     (["--approve", "a", "--args", "[1]"], "JSON object"),
     (["--approve", "a", "--args", "{nope"], "invalid answer"),
     (["--yes", "--approve", "a"], "either approved"),
-    ([], "either approved"),
+    ([], "say --yes or --no"),
 ])
 def test_bad_answers_are_refused_before_sending(argv: list[str], error: str,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
