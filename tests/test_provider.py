@@ -251,3 +251,16 @@ def test_omit_usage_even_when_the_stream_asks(http: httpx.Client) -> None:
             "messages": [{"role": "user", "content": text}]}) as response:
         body = b"".join(response.iter_raw())
     assert b'"usage"' not in body and b"[DONE]" in body
+
+
+def test_a_client_gone_mid_answer_prints_nothing_to_stderr(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """socketserver prints a traceback to ``sys.stderr`` for an error in a server thread;
+    the scripted provider logs instead (it landed in whatever a test was capturing)."""
+    provider = ScriptedProvider()
+    try:
+        raise ConnectionResetError(104, "Connection reset by peer")
+    except ConnectionResetError:
+        provider._server.handle_error(None, ("127.0.0.1", 1))
+    provider._server.server_close()
+    assert capsys.readouterr().err == ""

@@ -44,7 +44,9 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import logging
 import re
+import sys
 import threading
 import time
 from collections import Counter
@@ -64,6 +66,8 @@ from llm_pool.offline.steps import (
     tokens,
     usage_of,
 )
+
+log = logging.getLogger("llm_pool.provider")
 
 __all__ = ["ScriptedProvider", "Step", "ToolCallSpec", "serve"]
 
@@ -475,6 +479,15 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int]) -> None:
         super().__init__(address, _Handler)
         self.state = _State()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """To the log, not ``sys.stderr`` (socketserver's default): a client that went
+        away mid-answer (a cut stream, a proxy's timeout) is routine here, and a traceback
+        printed by a server thread landed in whatever a test or a CLI was capturing."""
+        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            log.debug("scripted provider: %s went away", client_address)
+            return
+        log.exception("scripted provider: error serving %s", client_address)
 
 
 class ScriptedProvider:
