@@ -180,10 +180,9 @@ def run_tenants_add(args: argparse.Namespace) -> int:
     with connect(_database_url(), autocommit=True) as conn:
         tenant = create_tenant(conn, args.name, budget=budget, rpm=args.rpm, tpm=args.tpm,
                                caps=_caps(args))
-    caps = ", ".join(f"{name} {_opt(getattr(tenant, name))}" for name, _ in CAP_OPTIONS)
+    caps = ", ".join(f"{name} {value}" for name, value in tenant_settings.cap_values(tenant))
     print(f"tenant {tenant.name} created (budget {_budget(tenant.monthly_budget_usd)} USD/month, "
-          f"rpm {_opt(tenant.rpm_limit)}, tpm {_opt(tenant.tpm_limit)}, {caps}; '-' is the "
-          "default)")
+          f"rpm {_opt(tenant.rpm_limit)}, tpm {_opt(tenant.tpm_limit)}, {caps}; '-' is none)")
     return 0
 
 

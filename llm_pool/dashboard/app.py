@@ -18,8 +18,7 @@ from __future__ import annotations
 import json
 import math
 import secrets
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -85,91 +84,75 @@ def build_app(master_key: str, connect: Connect, *, live: Live | None = None,
             return secrets.compare_digest(bearer.strip().encode(), master_key.encode())
         return sessions.valid(request.cookies.get(COOKIE))
 
-    @contextmanager
-    def context() -> Iterator[Context]:
-        with connect() as conn:
-            yield Context(conn, live, config, datetime.now(UTC))
-
-    def filters_of(request: Request, ctx: Context) -> Filters:
-        return Filters.parse(dict(request.query_params), ctx.known())
-
-    def bad(exc: BadFilter, api: bool = False) -> Response:
+    def bad(exc: BadFilter, api: bool) -> Response:
         if api:
             return _json({"error": str(exc), "param": exc.name}, 400)
         return HTMLResponse(error_page(400, str(exc)), 400, headers=HEADERS)
 
-    def page_route(name: str) -> Callable[[Request], Response]:
+    def refused(api: bool) -> Response:
+        if api:
+            return _json({"error": "send the master key as Authorization: Bearer"}, 401)
+        return HTMLResponse(login_page(), 401, headers=HEADERS)
+
+    Answer = Callable[[Request, Context, Filters], Response]
+
+    def guarded(answer: Answer, *, api: bool = False) -> Callable[[Request], Response]:
+        """A handler: the master key (or a session) first, then the filters (a 400 naming
+        the one it cannot honour), then ``answer`` with a database connection open."""
         def handler(request: Request) -> Response:
             if not authorized(request):
-                return HTMLResponse(login_page(), 401, headers=HEADERS)
-            with context() as ctx:
+                return refused(api)
+            with connect() as conn:
+                ctx = Context(conn, live, config, datetime.now(UTC))
                 try:
-                    filters = filters_of(request, ctx)
+                    filters = Filters.parse(dict(request.query_params), ctx.known())
                 except BadFilter as exc:
-                    return bad(exc)
-                data = page_tables(ctx, name, filters)
-                for table in data["tables"]:
-                    if (order := filters.sort_for(table.id)) is not None:
-                        sort_rows(table, *order)
-                known = ctx.known()
-                text = page(name, PAGES, data, filters, known,
-                            ctx.now.isoformat(timespec="seconds"))
-            return HTMLResponse(text, headers=HEADERS)
+                    return bad(exc, api)
+                return answer(request, ctx, filters)
 
         return handler
 
-    def detail(request: Request) -> Response:
-        if not authorized(request):
-            return HTMLResponse(login_page(), 401, headers=HEADERS)
-        with context() as ctx:
-            try:
-                filters = filters_of(request, ctx)
-            except BadFilter as exc:
-                return bad(exc)
-            row = request_row(ctx, request.path_params["request_id"])
+    def page_answer(name: str) -> Answer:
+        def answer(request: Request, ctx: Context, filters: Filters) -> Response:
+            data = page_tables(ctx, name, filters)
+            for table in data["tables"]:
+                if (order := filters.sort_for(table.id)) is not None:
+                    sort_rows(table, *order)
+            text = page(name, PAGES, data, filters, ctx.known(),
+                        ctx.now.isoformat(timespec="seconds"))
+            return HTMLResponse(text, headers=HEADERS)
+
+        return answer
+
+    def detail(request: Request, ctx: Context, filters: Filters) -> Response:
+        row = request_row(ctx, request.path_params["request_id"])
         if row is None:
             return HTMLResponse(error_page(404, "no request with this id"), 404,
                                 headers=HEADERS)
         return HTMLResponse(detail_page(PAGES, row, filters), headers=HEADERS)
 
-    def export(request: Request) -> Response:
-        if not authorized(request):
-            return _json({"error": "log in, or send the master key as Authorization: Bearer"},
-                         401)
+    def export(request: Request, ctx: Context, filters: Filters) -> Response:
         table_id = request.path_params["table"]
         name = owner_of(table_id)
         if name is None:
             return HTMLResponse(error_page(404, f"no table {table_id!r}"), 404, headers=HEADERS)
-        with context() as ctx:
-            try:
-                filters = filters_of(request, ctx)
-            except BadFilter as exc:
-                return bad(exc)
-            data = (request_pages(ctx, filters, export=True) if name == "requests"
-                    else page_tables(ctx, name, filters))
+        data = (request_pages(ctx, filters, export=True) if name == "requests"
+                else page_tables(ctx, name, filters))
         table = next(t for t in data["tables"] if t.id == table_id)
         if (order := filters.sort_for(table_id)) is not None:
             sort_rows(table, *order)
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        stamp = ctx.now.strftime("%Y%m%dT%H%M%SZ")
         return Response(to_csv(table), headers={
             **HEADERS, "Content-Disposition": f'attachment; filename="{table_id}-{stamp}.csv"'},
             media_type="text/csv; charset=utf-8")
 
-    def api(request: Request) -> Response:
-        if not authorized(request):
-            return _json({"error": "send the master key as Authorization: Bearer"}, 401)
-        with context() as ctx:
-            try:
-                filters = filters_of(request, ctx)
-            except BadFilter as exc:
-                return bad(exc, api=True)
-            data = page_tables(ctx, "overview", filters)
-            since, until = filters.window(ctx.now)
-            body = {"since": since.date().isoformat(), "until": until.isoformat(),
-                    "period": filters.period, "tenant": filters.tenant,
-                    "generated_at": ctx.now.isoformat(timespec="seconds"),
-                    **spend_json(data), "tenant_names": list(ctx.known().tenants)}
-        return _json(body)
+    def api(request: Request, ctx: Context, filters: Filters) -> Response:
+        data = page_tables(ctx, "overview", filters)
+        since, until = filters.window(ctx.now)
+        return _json({"since": since.date().isoformat(), "until": until.isoformat(),
+                      "period": filters.period, "tenant": filters.tenant,
+                      "generated_at": ctx.now.isoformat(timespec="seconds"),
+                      **spend_json(data), "tenant_names": list(ctx.known().tenants)})
 
     async def login(request: Request) -> Response:
         if request.method == "GET":
@@ -198,11 +181,12 @@ def build_app(master_key: str, connect: Connect, *, live: Live | None = None,
     async def healthz(request: Request) -> Response:
         return _json({"status": "ok"})
 
-    routes = [Route("/" if name == "overview" else f"/{name}", page_route(name))
+    routes = [Route("/" if name == "overview" else f"/{name}", guarded(page_answer(name)))
               for name in PAGES]
     return Starlette(routes=[
-        *routes, Route("/requests/{request_id:path}", detail),
-        Route("/export/{table}.csv", export), Route("/api/figures", api),
+        *routes, Route("/requests/{request_id:path}", guarded(detail)),
+        Route("/export/{table}.csv", guarded(export)),
+        Route("/api/figures", guarded(api, api=True)),
         Route("/login", login, methods=["GET", "POST"]),
         Route("/logout", logout, methods=["POST"]), Route("/healthz", healthz),
     ])

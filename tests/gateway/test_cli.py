@@ -58,8 +58,8 @@ def test_tenants_and_keys(pool: Pool, pg_url: str) -> None:
     name = unique("cli")
     code, out, _ = pool("tenants", "add", name, "--budget", "50", "--rpm", "600", "--tpm", "9000")
     assert (code, out) == (0, f"tenant {name} created (budget 50.00 USD/month, rpm 600, "
-                              "tpm 9000, max_n -, max_tokens -, max_prompt_tokens -; '-' is "
-                              "the default)\n")
+                              "tpm 9000, max_n default (4), max_tokens default (16384), "
+                              "max_prompt_tokens default (131072); '-' is none)\n")
     assert pool("tenants", "add", name)[0:3:2] == (1, f"pool: tenant '{name}' already exists\n")
     assert pool("tenants", "add", "Bad Name")[0] == 2
     code, key, err = pool("keys", "create", name, "--label", "svc")
