@@ -5,7 +5,11 @@ settings) cover most of what the gateway needs. What they do not cover is here,
 one small function per internal symbol, each saying why. An upgrade that moves a
 symbol fails in ``tests/gateway/test_isolation_units.py`` with its name.
 
-- :func:`proxy_app`: the proxy's FastAPI app (to put :mod:`proxy.edge.guard` in front).
+- :func:`proxy_app`: the proxy's FastAPI app, which the start-up wraps in the gateway's
+  ASGI layers (:mod:`proxy.plugin.startup`; LiteLLM's own middleware stack untouched).
+- :func:`install_patches`: the only changes made to LiteLLM's code, run by the start-up
+  (never at import): three functions wrapped, each with a call-path test in
+  ``tests/gateway/test_call_paths.py`` that fails if LiteLLM stops calling it.
 - :func:`router_api_bases`: the upstream URLs of the loaded router (to redact them).
 - :func:`install_client_error_policy`: client-caused provider errors (4xx other
   than 408/429) neither cool a deployment down nor trigger fallbacks to another
@@ -31,8 +35,6 @@ symbol fails in ``tests/gateway/test_isolation_units.py`` with its name.
 - :func:`replace_request_headers`: the headers LiteLLM reads after ``custom_auth``
   (Starlette caches them on the request, LiteLLM on ``request.state``), so a tenant's
   request reaches LiteLLM with the allowlisted headers only (:mod:`proxy.edge.headers`).
-- :func:`install_non_object_body_guard`: a JSON body that is not an object (``[1]``)
-  became a bare 500 inside LiteLLM's auth; it is turned into a parse failure (400).
 - :func:`is_rejected_request`: LiteLLM's refusal of client-side credentials is a
   ``ValueError`` recognised only by its text; without Prisma it reached clients as 500.
 - :func:`key_auth_metadata`: where LiteLLM copies ``UserAPIKeyAuth.metadata`` (the
@@ -48,7 +50,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from proxy.errors import ProxyError
@@ -60,9 +62,8 @@ __all__ = [
     "SIGNATURES",
     "anthropic_error_response",
     "group_deployments",
-    "guard_body_reader",
     "install_client_error_policy",
-    "install_non_object_body_guard",
+    "install_patches",
     "install_unprocessable_fix",
     "is_client_error",
     "is_connection_failure",
@@ -76,7 +77,6 @@ __all__ = [
     "request_route",
     "router_aliases",
     "router_api_bases",
-    "wrap_app",
 ]
 
 log = logging.getLogger("llm_pool.internals")
@@ -100,8 +100,6 @@ SIGNATURES: dict[str, tuple[str, ...] | None] = {
     "litellm.proxy.auth.auth_utils:is_request_body_safe": (
         "request_body", "general_settings", "llm_router", "model"),
     "litellm.proxy.common_utils.http_parsing_utils:read_request_body": ("request",),
-    "litellm.proxy.auth.user_api_key_auth:_read_request_body_deferring_parse_failure": (
-        "request",),
     "litellm.types.utils:StandardLoggingMetadata": None,
     "litellm.anthropic_interface.exceptions:AnthropicExceptionMapping.create_error_response": (
         "status_code", "message"),
@@ -119,24 +117,6 @@ def proxy_app() -> Any:
     from litellm.proxy.proxy_server import app
 
     return app
-
-
-def wrap_app(app: Any, layer: type, **options: Any) -> bool:
-    """Put the ASGI ``layer`` in front of ``app`` (a Starlette app), once.
-
-    LiteLLM loads the gateway's plug-ins during its startup event, after Starlette has
-    built the middleware stack (``app.middleware_stack``), so the layer wraps the built
-    stack; before that, it is added as the outermost middleware."""
-    stack = getattr(app, "middleware_stack", None)
-    if isinstance(stack, layer):
-        return False
-    if stack is None:
-        if any(m.cls is layer for m in app.user_middleware):
-            return False
-        app.add_middleware(layer, **options)
-        return True
-    app.middleware_stack = layer(stack, **options)
-    return True
 
 
 def router_api_bases() -> set[str]:
@@ -270,6 +250,13 @@ def install_client_error_policy() -> None:
             no_fallback_for_client_errors)
 
 
+def install_patches() -> None:
+    """Every LiteLLM function the gateway wraps (:func:`install_client_error_policy`,
+    :func:`install_unprocessable_fix`); idempotent. Called by :mod:`proxy.plugin.startup`."""
+    install_client_error_policy()
+    install_unprocessable_fix()
+
+
 def install_unprocessable_fix() -> None:
     """Wrap ``litellm.llms.openai.openai.drop_params_from_unprocessable_entity_error``:
     when the 422 names no parameter to drop, re-raise it (a retry would be the same
@@ -357,42 +344,6 @@ def replace_request_headers(request: Any, headers: list[tuple[bytes, bytes]]) ->
     state = request.scope.get("state")
     if isinstance(state, dict):
         state.pop(CACHED_HEADERS, None)
-
-
-BODY_READER = "_read_request_body_deferring_parse_failure"
-BodyReader = Callable[..., Awaitable[tuple[Any, Exception | None]]]
-
-
-def guard_body_reader(reader: BodyReader, refusal: Callable[[], Exception]) -> BodyReader:
-    """``reader``, but a parsed body that is not a JSON object comes back as a parse
-    failure (``refusal()``), which LiteLLM raises as a 400 after auth."""
-    @functools.wraps(reader)
-    async def guarded(*args: Any, **kwargs: Any) -> tuple[Any, Exception | None]:
-        body, failure = await reader(*args, **kwargs)
-        if failure is None and not isinstance(body, dict):
-            return {}, refusal()
-        return body, failure
-    guarded.__dict__["pool_guarded"] = True
-    return guarded
-
-
-def install_non_object_body_guard(refusal: Callable[[], Exception]) -> bool:
-    """Replace ``litellm.proxy.auth.user_api_key_auth._read_request_body_deferring_parse_failure``
-    (by ``setattr``: LiteLLM's auth calls it by module global) with
-    :func:`guard_body_reader`: LiteLLM called ``.get`` on a body like ``[1]`` or ``"x"``
-    and answered a bare 500. False when this LiteLLM has no such reader."""
-    try:
-        from litellm.proxy.auth import user_api_key_auth as module
-    except ImportError:  # pragma: no cover - another LiteLLM layout
-        return False
-    reader = getattr(module, BODY_READER, None)
-    if reader is None:
-        log.warning("internals: LiteLLM has no %s; non-object JSON bodies are not guarded",
-                    BODY_READER)
-        return False
-    if not getattr(reader, "pool_guarded", False):
-        setattr(module, BODY_READER, guard_body_reader(reader, refusal))
-    return True
 
 
 def is_rejected_request(exc: BaseException) -> bool:
