@@ -31,7 +31,7 @@ def two_workers(proxy_env: dict[str, str], tmp_path_factory: pytest.TempPathFact
                 ) -> Iterator[ProxyProcess]:
     log = tmp_path_factory.mktemp("startup") / "proxy.log"
     env = {k: v for k, v in proxy_env.items() if k != "POOL_REDIS_URL"}
-    running = start_proxy(OFFLINE, env=env, workers=2, log_path=log)
+    running = start_proxy(OFFLINE, env=env, workers=2, log_path=log, timeout=300)
     yield running
     running.stop()
 
@@ -69,7 +69,7 @@ def bare_cli(proxy_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
                                 stderr=subprocess.STDOUT, start_new_session=True)
     running = ProxyProcess(proc=proc, url=f"http://127.0.0.1:{port}", log_path=log, args=args)
     try:
-        wait_http(f"{running.url}/health/liveliness", 180, proc)
+        wait_http(f"{running.url}/health/liveliness", 300, proc)
         yield running
     finally:
         running.stop()
