@@ -8,8 +8,9 @@ symbol fails in ``tests/gateway/test_isolation_units.py`` with its name.
 - :func:`proxy_app`: the proxy's FastAPI app, which the start-up wraps in the gateway's
   ASGI layers (:mod:`proxy.plugin.startup`; LiteLLM's own middleware stack untouched).
 - :func:`install_patches`: the only changes made to LiteLLM's code, run by the start-up
-  (never at import): three functions wrapped, each with a call-path test in
-  ``tests/gateway/test_call_paths.py`` that fails if LiteLLM stops calling it.
+  (never at import): four functions wrapped for three decisions (cooldown, fallback, the
+  422 fix), each with a call-path test in ``tests/gateway/test_call_paths.py`` that fails
+  if LiteLLM stops calling it.
 - :func:`router_api_bases`: the upstream URLs of the loaded router (to redact them).
 - :func:`install_client_error_policy`: client-caused provider errors (4xx other
   than 408/429) neither cool a deployment down nor trigger fallbacks to another
