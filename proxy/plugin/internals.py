@@ -11,15 +11,13 @@ symbol fails in ``tests/gateway/test_isolation_units.py`` with its name.
   (never at import): four functions wrapped for three decisions (cooldown, fallback, the
   422 fix), each with a call-path test in ``tests/gateway/test_call_paths.py`` that fails
   if LiteLLM stops calling it.
-- :func:`router_api_bases`: the upstream URLs of the loaded router (to redact them).
+- :func:`router_api_bases`, :func:`router_aliases`, :func:`group_deployments`: no longer
+  LiteLLM's router: read from the YAML the proxy was started with
+  (:mod:`proxy.plugin.deployments`), re-exported here under their old names.
 - :func:`install_client_error_policy`: client-caused provider errors (4xx other
   than 408/429) neither cool a deployment down nor trigger fallbacks to another
   group: LiteLLM cools down on 401/404 and falls back on any error, so one
   tenant's bad request could take an alias away from every other tenant.
-- :func:`group_deployments`: the deployments of one alias (their prices, for the
-  budget reservation's estimate, :mod:`proxy.admission.estimate`).
-- :func:`router_aliases`: the ``model_name`` of every deployment, the only model names a
-  tenant may send (:mod:`proxy.edge.models`).
 - :func:`install_client_error_policy` also keeps router timeouts out of the cooldown
   count: a tenant's long generation that runs past the timeout is that tenant's, not
   a provider fault another tenant should pay for.
@@ -55,6 +53,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from proxy.errors import ProxyError
+from proxy.plugin.deployments import aliases as router_aliases
+from proxy.plugin.deployments import api_bases as router_api_bases
+from proxy.plugin.deployments import group_deployments
 
 __all__ = [
     "AUTH_METADATA_KEY",
@@ -86,7 +87,6 @@ log = logging.getLogger("llm_pool.internals")
 # gateway relies on (None: not a function, it only has to exist).
 SIGNATURES: dict[str, tuple[str, ...] | None] = {
     "litellm.proxy.proxy_server:app": None,
-    "litellm.proxy.proxy_server:llm_router": None,
     "litellm.router_utils.cooldown_handlers:_should_run_cooldown_logic": (
         "litellm_router_instance", "deployment", "exception_status", "original_exception",
         "time_to_cooldown", "request_kwargs"),
@@ -94,7 +94,6 @@ SIGNATURES: dict[str, tuple[str, ...] | None] = {
         "litellm_router_instance", "deployment", "exception_status", "original_exception",
         "requested_model_group"),
     "litellm.router:Router.async_function_with_fallbacks_common_utils": ("self", "e"),
-    "litellm.router:Router.get_model_list": ("self", "model_name"),
     "litellm.llms.openai.openai:drop_params_from_unprocessable_entity_error": ("e", "data"),
     "litellm.proxy.auth.auth_utils:_BANNED_REQUEST_BODY_PARAMS": None,
     "litellm.proxy.auth.auth_utils:get_request_route": ("request",),
@@ -118,20 +117,6 @@ def proxy_app() -> Any:
     from litellm.proxy.proxy_server import app
 
     return app
-
-
-def router_api_bases() -> set[str]:
-    """The ``api_base`` of every deployment of the loaded router (``llm_router``)."""
-    from litellm.proxy import proxy_server
-
-    router = getattr(proxy_server, "llm_router", None)
-    found: set[str] = set()
-    for deployment in getattr(router, "model_list", None) or []:
-        params = deployment.get("litellm_params") or {}
-        base = params.get("api_base") if isinstance(params, Mapping) else None
-        if isinstance(base, str) and base:
-            found.add(base)
-    return found
 
 
 def is_client_error(exc: BaseException) -> bool:
@@ -278,29 +263,6 @@ def install_unprocessable_fix() -> None:
 
     drop_or_raise.__dict__["pool_wrapped"] = True
     setattr(module, name, drop_or_raise)
-
-
-def group_deployments(model_group: str) -> list[dict[str, Any]]:
-    """The deployments of one alias, as the running proxy's router (``llm_router``, set
-    at start-up from the YAML; not a documented API) holds them. Empty when there is no
-    router (unit tests) or no such alias."""
-    from litellm.proxy import proxy_server
-
-    router = getattr(proxy_server, "llm_router", None)
-    if router is None:
-        return []
-    found = router.get_model_list(model_name=model_group)
-    return [dict(d) for d in found or []]
-
-
-def router_aliases() -> frozenset[str]:
-    """The ``model_name`` of every deployment of the loaded router (``llm_router.model_list``);
-    empty when there is no router (unit tests)."""
-    from litellm.proxy import proxy_server
-
-    router = getattr(proxy_server, "llm_router", None)
-    return frozenset(str(d.get("model_name")) for d in getattr(router, "model_list", None) or []
-                     if isinstance(d, Mapping) and d.get("model_name"))
 
 
 def litellm_banned_body_params() -> tuple[str, ...]:

@@ -10,6 +10,8 @@ runs ``python -m proxy.plugin.startup --config YAML --host H --port P --workers 
    for this gateway (:data:`MISLEADING`), those exact messages only (#21).
 3. :func:`proxy.plugin.internals.install_patches`: the LiteLLM functions the gateway
    wraps (cooldown and fallback decisions, the 422 fix), each said why there.
+   :func:`proxy.plugin.deployments.load`: the YAML's deployments (aliases, prices,
+   upstream URLs), read by the gateway itself rather than from LiteLLM's router.
 4. :func:`proxy.plugin.auth.wire`: what ``custom_auth`` needs (the process state and
    the count-tokens admission), handed over here rather than imported by auth.
 5. LiteLLM's FastAPI app wrapped in the gateway's ASGI layers, outermost first:
@@ -35,6 +37,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 __all__ = ["MISLEADING", "StartupNoise", "create_app", "main", "quiet_startup_lines"]
@@ -98,10 +101,11 @@ def create_app() -> ASGIApp:
     """uvicorn's app factory, run once in every worker process (steps 2-6 above)."""
     from proxy.edge import anthropic_errors, objects
     from proxy.edge import guard as edge
-    from proxy.plugin import auth, gateway, health, internals
+    from proxy.plugin import auth, deployments, gateway, health, internals
 
     quiet_startup_lines()
     internals.install_patches()
+    deployments.load(Path(os.environ["CONFIG_FILE_PATH"]))
     auth.wire(gateway.proxy_state, gateway.callbacks.admit_count_tokens)
 
     def settings() -> Any:
