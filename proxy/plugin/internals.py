@@ -103,6 +103,20 @@ SIGNATURES: dict[str, tuple[str, ...] | None] = {
     "litellm.types.utils:StandardLoggingMetadata": None,
     "litellm.anthropic_interface.exceptions:AnthropicExceptionMapping.create_error_response": (
         "status_code", "message"),
+    # the documented hooks the gateway implements or raises through, with the parameters
+    # it overrides or passes (a changed hook signature is a silent no-op otherwise)
+    "litellm.proxy._types:ProxyException.__init__": (
+        "self", "message", "type", "param", "code", "headers"),
+    "litellm.integrations.custom_logger:CustomLogger.async_pre_call_hook": (
+        "self", "user_api_key_dict", "cache", "data", "call_type"),
+    "litellm.integrations.custom_logger:CustomLogger.async_post_call_failure_hook": (
+        "self", "request_data", "original_exception", "user_api_key_dict", "traceback_str"),
+    "litellm.integrations.custom_logger:CustomLogger.async_post_call_response_headers_hook": (
+        "self", "data", "user_api_key_dict", "response", "request_headers", "litellm_call_info"),
+    "litellm.integrations.custom_logger:CustomLogger.async_log_success_event": (
+        "self", "kwargs", "response_obj", "start_time", "end_time"),
+    "litellm.integrations.custom_logger:CustomLogger.async_log_failure_event": (
+        "self", "kwargs", "response_obj", "start_time", "end_time"),
 }
 
 REJECTED_REQUEST = "Rejected Request"  # how LiteLLM's body-safety ValueErrors begin
