@@ -1,6 +1,8 @@
-"""Start and stop the processes the system is made of: the stock LiteLLM proxy
-(``pool proxy``), and helpers to wait for them. Used by the CLI, the demo, the
-benchmarks and the test harness alike."""
+"""Start and stop the processes the system is made of: the gateway (``pool proxy``:
+LiteLLM's proxy started by :mod:`proxy.plugin.startup`, which installs the gateway's
+edge and patches), a stock LiteLLM proxy for a YAML without the gateway's plug-ins
+(benchmarks), and helpers to wait for them. Used by the CLI, the demo, the benchmarks
+and the test harness alike."""
 
 from __future__ import annotations
 
@@ -22,10 +24,12 @@ __all__ = [
     "PROXY_START_TIMEOUT",
     "ProxyProcess",
     "free_port",
+    "gateway_command",
     "litellm_command",
     "metrics_env",
     "proxy_env",
     "start_proxy",
+    "uses_gateway",
     "wait_http",
     "worker_metrics_env",
 ]
@@ -100,7 +104,32 @@ def worker_metrics_env(host: str, port: int) -> dict[str, str]:
             "dramatiq_prom_db": str(path)}
 
 
+GATEWAY_MODULE = "proxy.plugin.startup"
+
+
+def gateway_command() -> list[str]:
+    """The gateway's launcher (:mod:`proxy.plugin.startup`) on the running interpreter."""
+    return [sys.executable, "-m", GATEWAY_MODULE]
+
+
+def uses_gateway(config: Path) -> bool:
+    """True when the YAML names the gateway's plug-ins (``custom_auth`` or a callback
+    under ``proxy.``): it must run under the gateway's start-up, not the bare CLI."""
+    import yaml
+
+    loaded = yaml.safe_load(config.read_text()) or {}
+    general = loaded.get("general_settings") or {}
+    settings = loaded.get("litellm_settings") or {}
+    named = [general.get("custom_auth"), *(settings.get("callbacks") or [])]
+    return any(isinstance(n, str) and n.startswith("proxy.") for n in named)
+
+
 def proxy_args(config: Path, host: str, port: int, workers: int) -> list[str]:
+    """The command that serves ``config``: the gateway's launcher when the YAML names its
+    plug-ins, else the stock ``litellm`` CLI."""
+    if uses_gateway(config):
+        return [*gateway_command(), "--config", str(config), "--host", host,
+                "--port", str(port), "--workers", str(workers)]
     return [*litellm_command(), "--config", str(config), "--host", host, "--port", str(port),
             "--num_workers", str(workers)]
 
@@ -125,7 +154,7 @@ def wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes] | None = N
 
 @dataclass
 class ProxyProcess:
-    """A running stock proxy subprocess."""
+    """A running proxy subprocess."""
 
     proc: subprocess.Popen[bytes]
     url: str
@@ -158,8 +187,9 @@ def start_proxy(
     log_path: Path,
     timeout: float = PROXY_START_TIMEOUT,
 ) -> ProxyProcess:
-    """Start ``litellm --config`` on a free port; wait until ``/health/liveliness`` answers
-    (uvicorn listens only once the proxy's startup, config loading included, is done)."""
+    """Start the proxy for ``config`` (:func:`proxy_args`) on a free port; wait until
+    ``/health/liveliness`` answers (uvicorn listens only once the proxy's startup, config
+    loading included, is done)."""
     port = port or free_port()
     args = proxy_args(config, "127.0.0.1", port, workers)
     full_env = proxy_env(env)

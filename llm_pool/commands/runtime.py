@@ -31,7 +31,8 @@ def _listen(parser: argparse.ArgumentParser, host: str, port: int) -> None:
 
 
 def register(subparsers: Any) -> None:
-    proxy = subparsers.add_parser("proxy", help="run the stock LiteLLM proxy on our YAML config")
+    proxy = subparsers.add_parser(
+        "proxy", help="run the gateway: LiteLLM's proxy with our edge and plug-ins, on a YAML")
     proxy.add_argument("--config", type=Path, default=None,
                        help="proxy YAML (default: $POOL_CONFIG or config/config.yaml)")
     _listen(proxy, "0.0.0.0", DEFAULT_PROXY_PORT)

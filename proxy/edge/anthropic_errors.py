@@ -153,8 +153,6 @@ class AnthropicErrors:
         await self.app(scope, receive, _Rewriter(send))
 
 
-def install(app: Any) -> bool:
-    """Put :class:`AnthropicErrors` in front of ``app`` (a Starlette app), once."""
-    from proxy.plugin.internals import wrap_app
-
-    return wrap_app(app, AnthropicErrors)
+def install(app: ASGIApp) -> AnthropicErrors:
+    """``app`` behind an :class:`AnthropicErrors` layer (see :mod:`proxy.plugin.startup`)."""
+    return AnthropicErrors(app)

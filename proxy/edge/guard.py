@@ -375,11 +375,10 @@ class _Filtered:
         await self._send({"type": "http.response.body", "body": body, "more_body": more})
 
 
-def install(app: Any, master_key: Callable[[], str | None], redactor: Redactor,
+def install(app: ASGIApp, master_key: Callable[[], str | None], redactor: Redactor,
             metrics_key: Callable[[], str | None] = lambda: None,
-            max_body: Callable[[], int] = lambda: DEFAULT_MAX_BODY) -> bool:
-    """Put an :class:`EdgeGuard` in front of ``app`` (a Starlette app), once."""
-    from proxy.plugin.internals import wrap_app
-
-    return wrap_app(app, EdgeGuard, master_key=master_key, redactor=redactor,
-                    metrics_key=metrics_key, max_body=max_body)
+            max_body: Callable[[], int] = lambda: DEFAULT_MAX_BODY) -> EdgeGuard:
+    """``app`` behind an :class:`EdgeGuard` (the start-up wraps LiteLLM's app with it,
+    :mod:`proxy.plugin.startup`)."""
+    return EdgeGuard(app, master_key=master_key, redactor=redactor,
+                     metrics_key=metrics_key, max_body=max_body)

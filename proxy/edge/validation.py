@@ -67,8 +67,8 @@ class BadRequest(ProxyException, RequestRefused):
 
 
 def not_an_object() -> BadRequest:
-    """The 400 for a JSON body that is not an object (also given to LiteLLM's body
-    reader, see :func:`proxy.plugin.internals.install_non_object_body_guard`)."""
+    """The 400 for a JSON body that is not an object (the edge refuses one before LiteLLM
+    parses it with the same message, :mod:`proxy.edge.objects`)."""
     return BadRequest("the request body must be a JSON object")
 
 

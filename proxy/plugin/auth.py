@@ -47,16 +47,15 @@ import psycopg
 from fastapi import Request
 from litellm.proxy._types import LitellmUserRoles, ProxyErrorTypes, ProxyException, UserAPIKeyAuth
 
-from proxy.edge import anthropic_errors
 from proxy.edge import guard as edge
 from proxy.edge.caps import CAPPED_ROUTES, Limits, check_caps
 from proxy.edge.headers import allowed_headers, check_tenant_headers
 from proxy.edge.models import check_model
 from proxy.edge.tags import TAG_HEADER, check_tags
-from proxy.edge.validation import check_body, not_an_object, validated_route
+from proxy.edge.validation import check_body, validated_route
 from proxy.errors import RequestRefused
-from proxy.plugin import health, internals
-from proxy.settings import DEFAULT_CAPS, DEFAULT_TAG_LIMITS, TagLimits
+from proxy.plugin import internals
+from proxy.settings import DEFAULT_CAPS, DEFAULT_TAG_LIMITS, ProxySettings, TagLimits
 from proxy.storage.tenants import (
     KEY_FORMAT_HMAC,
     KEY_PREFIX,
@@ -67,8 +66,8 @@ from proxy.storage.tenants import (
     key_format,
 )
 
-__all__ = ["AuthFailed", "Forbidden", "KeyCache", "KeyFormats", "KeyResolver", "StoreDown",
-           "Unauthorized", "custom_auth", "identity_auth"]
+__all__ = ["AuthFailed", "Forbidden", "KeyCache", "KeyFormats", "KeyResolver", "NotStarted",
+           "StoreDown", "Unauthorized", "custom_auth", "identity_auth", "wire"]
 
 log = logging.getLogger("llm_pool.auth")
 
@@ -368,16 +367,61 @@ def _check_tenant_headers(request: Request) -> None:
     internals.replace_request_headers(request, allowed_headers(headers))
 
 
+class AuthState(Protocol):
+    """What ``custom_auth`` reads of the process state (``ProxyState``)."""
+
+    @property
+    def settings(self) -> ProxySettings: ...
+
+    @property
+    def keys(self) -> KeyResolver: ...
+
+    @property
+    def key_formats(self) -> KeyFormats: ...
+
+
+CountTokens = Callable[[dict[str, Any], Any], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class _Wiring:
+    state: Callable[[], AuthState]
+    count_tokens: CountTokens
+
+
+_wiring: _Wiring | None = None
+_refused_unwired: list[bool] = []  # the log line is said once
+NOT_STARTED = ("the gateway was not started by `pool proxy` (a bare `litellm --config` runs "
+               "without its edge and patches): every request is refused; run `pool proxy`")
+
+
+class NotStarted(ProxyException, RequestRefused):
+    def __init__(self) -> None:
+        super().__init__(message=NOT_STARTED, type="service_unavailable", param=None, code=503)
+
+
+def wire(state: Callable[[], AuthState], count_tokens: CountTokens) -> None:
+    """Hand ``custom_auth`` the process state and the count-tokens admission; called by
+    the start-up (:mod:`proxy.plugin.startup`) in every worker process."""
+    global _wiring
+    _wiring = _Wiring(state, count_tokens)
+
+
 async def custom_auth(request: Request, api_key: str | None) -> UserAPIKeyAuth:
     """The function named in ``general_settings.custom_auth``.
 
     Only ``ProxyException`` may leave it: LiteLLM turns any other exception from
     custom auth into a bare 500 (it probes it for Prisma errors, and Prisma is absent).
+    Without the start-up (:func:`wire` not called) it refuses every request, fail closed.
     """
-    from proxy.plugin.gateway import callbacks, proxy_state
-
+    wiring = _wiring
+    if wiring is None:
+        if not _refused_unwired:
+            _refused_unwired.append(True)
+            log.error("auth: %s", NOT_STARTED)
+        raise NotStarted()
     try:
-        gw = proxy_state()
+        gw = wiring.state()
         auth = await authenticate(gw.keys, gw.settings.master_key, request, api_key or "",
                                   gw.settings.max_request_bytes,
                                   default_caps=gw.settings.default_caps,
@@ -385,42 +429,10 @@ async def custom_auth(request: Request, api_key: str | None) -> UserAPIKeyAuth:
         meta = auth.metadata or {}
         if (meta.get("pool_principal") == "tenant"
                 and internals.request_route(request) in COUNT_TOKENS_ROUTES):
-            await callbacks.admit_count_tokens(meta, await internals.read_request_body(request))
+            await wiring.count_tokens(meta, await internals.read_request_body(request))
         return auth
     except ProxyException:
         raise
     except Exception as exc:
         log.exception("auth: unexpected error")
         raise AuthFailed(exc) from exc
-
-
-def _master_key() -> str | None:
-    from proxy.plugin.gateway import proxy_state
-
-    return proxy_state().settings.master_key
-
-
-def _metrics_key() -> str | None:
-    from proxy.plugin.gateway import proxy_state
-
-    return proxy_state().settings.metrics_key
-
-
-def _max_request_bytes() -> int:
-    from proxy.plugin.gateway import proxy_state
-
-    return proxy_state().settings.max_request_bytes
-
-
-def _install() -> None:
-    """When LiteLLM loads this module (``custom_auth``), before any request."""
-    internals.install_non_object_body_guard(not_an_object)
-    internals.install_client_error_policy()
-    internals.install_unprocessable_fix()
-    edge.install(internals.proxy_app(), _master_key, edge.Redactor(internals.router_api_bases),
-                 _metrics_key, _max_request_bytes)
-    anthropic_errors.install(internals.proxy_app())  # outermost: edge answers reshaped too
-    health.install(internals.proxy_app())
-
-
-_install()

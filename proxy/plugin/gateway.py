@@ -14,9 +14,10 @@
 - ``async_post_call_response_headers_hook``: ``x-pool-limits: shared|local``.
 
 The state (settings, Redis, PostgreSQL pool, key cache, limits, spend journal and
-writer) is created when LiteLLM loads this module at start-up (the journal drainer
-starts then), or on first use (:func:`proxy_state`). It is a :class:`ProxyState`
-(not to be confused with the SDK's client, ``sdk.Gateway``).
+writer) is created on first use (:func:`proxy_state`); importing this module creates
+nothing. The start-up (:mod:`proxy.plugin.startup`) calls :func:`start_serving` once
+LiteLLM has loaded the YAML: the journal drainer and the signal handlers start then.
+It is a :class:`ProxyState` (not to be confused with the SDK's client, ``sdk.Gateway``).
 
 Shutdown: uvicorn handles SIGTERM by draining, then re-raises the signal with the
 default handler, which kills the process before the event loop ends or ``atexit``
@@ -60,7 +61,7 @@ from proxy.storage.db import open_async_pool
 from proxy.storage.shared import SharedRedis, gateway_prefix, safe_url
 from proxy.storage.tenants import KeyGate, KeyIdentity, key_gate, lookup_key
 
-__all__ = ["ProxyCallbacks", "ProxyState", "callbacks", "proxy_state"]
+__all__ = ["ProxyCallbacks", "ProxyState", "callbacks", "proxy_state", "start_serving"]
 
 log = logging.getLogger("llm_pool.gateway")
 
@@ -95,7 +96,6 @@ class ProxyState:
             url=settings.redis_url, stream=self.shared.key("spend"), write=self._write_rows,
             batch_size=settings.spend_batch_size, claim_idle=settings.journal_claim_idle,
             retry_max=settings.spend_retry_max) if settings.redis_url and self.shared else None
-        _flush_on_signals(self.writer)
 
     async def pool(self) -> AsyncConnectionPool:
         if self._pool is None:
@@ -271,16 +271,11 @@ class ProxyCallbacks(CustomLogger):
 callbacks = ProxyCallbacks()
 
 
-def _start_in_running_loop() -> None:
-    """LiteLLM imports this module while it loads the YAML, inside its start-up
-    coroutine: say which state is shared, and start the journal drainer, there."""
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        return  # imported outside the proxy (tests, CLI)
+def start_serving() -> None:
+    """Called by the start-up (:mod:`proxy.plugin.startup`) inside the proxy's event loop,
+    once LiteLLM has loaded the YAML: say which state is shared, write buffered spend rows
+    on SIGTERM/SIGINT before uvicorn's own handling, and start the journal drainer."""
     gw = proxy_state()
     gw.announce()
-    loop.call_soon(gw.start)
-
-
-_start_in_running_loop()
+    _flush_on_signals(gw.writer)
+    asyncio.get_running_loop().call_soon(gw.start)

@@ -1,8 +1,10 @@
 """``GET /health/readiness``: the gateway's own stores, not LiteLLM's Prisma slot.
 
 LiteLLM's readiness reports ``"db": "Not connected"`` on a healthy gateway: it looks at
-its Prisma client, which this gateway never uses (no ``DATABASE_URL``). This route,
-put in front of LiteLLM's, answers with what the gateway depends on:
+its Prisma client, which this gateway never uses (no ``DATABASE_URL``). :class:`Readiness`,
+an ASGI layer the start-up puts in front of LiteLLM's app (:mod:`proxy.plugin.startup`;
+LiteLLM's router is not touched), answers ``GET /health/readiness`` itself with what the
+gateway depends on:
 
 ``{"status": "healthy" | "degraded", "postgres": "connected" | "unreachable: ...",
 "redis": "connected" | "unreachable: ..." | "not configured", "spend_buffer_rows": N,
@@ -18,27 +20,39 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 
-__all__ = ["PROBE_TIMEOUT", "install", "readiness"]
+__all__ = ["PROBE_TIMEOUT", "Readiness", "install", "readiness"]
 
 PROBE_TIMEOUT = 2.0  # seconds per store
 PATH = "/health/readiness"
+
+
+class _Writer(Protocol):
+    @property
+    def buffered(self) -> int: ...
+
+
+class State(Protocol):
+    """What readiness reads of :class:`proxy.plugin.gateway.ProxyState`."""
+
+    @property
+    def writer(self) -> _Writer: ...
+
+    async def pool(self) -> Any: ...
 
 
 def _redis_url() -> str | None:
     return os.environ.get("POOL_REDIS_URL") or None
 
 
-async def _postgres() -> str:
-    from proxy.plugin.gateway import proxy_state
-
+async def _postgres(state: State) -> str:
     try:
         async with asyncio.timeout(PROBE_TIMEOUT):
-            pool = await proxy_state().pool()
+            pool = await state.pool()
             async with pool.connection() as conn:
                 await conn.execute("SELECT 1")
     except Exception as exc:  # any failure is the answer, not an error of this route
@@ -63,16 +77,14 @@ async def _redis() -> str:
     return "connected"
 
 
-async def readiness() -> JSONResponse:
+async def readiness(state: State) -> JSONResponse:
     import litellm
 
-    from proxy.plugin.gateway import proxy_state
-
-    postgres, redis = await asyncio.gather(_postgres(), _redis())
+    postgres, redis = await asyncio.gather(_postgres(state), _redis())
     healthy = postgres == "connected" and redis in ("connected", "not configured")
     return JSONResponse({
         "status": "healthy" if healthy else "degraded", "postgres": postgres, "redis": redis,
-        "spend_buffer_rows": proxy_state().writer.buffered,
+        "spend_buffer_rows": state.writer.buffered,
         "litellm_version": getattr(litellm, "version", None) or _version(),
     })
 
@@ -83,9 +95,31 @@ def _version() -> str:
     return version("litellm")
 
 
-def install(app: Any) -> None:
-    """Put this route ahead of LiteLLM's (routes match in order), once."""
-    routes = app.router.routes
-    if any(getattr(r, "endpoint", None) is readiness for r in routes):
-        return
-    routes.insert(0, APIRoute(PATH, readiness, methods=["GET"]))
+ASGIApp = Callable[..., Awaitable[None]]
+
+
+def _path(scope: Any) -> str:
+    path = str(scope.get("path") or "/")
+    root = str(scope.get("root_path") or "").rstrip("/")
+    return path[len(root):] or "/" if root and path.startswith(root + "/") else path
+
+
+class Readiness:
+    """Answers ``GET /health/readiness`` (see the module docstring); passes all else on."""
+
+    def __init__(self, app: ASGIApp, state: Callable[[], State]) -> None:
+        self.app = app
+        self._state = state
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if (scope.get("type") == "http" and scope.get("method") in ("GET", "HEAD")
+                and _path(scope) == PATH):
+            answer = await readiness(self._state())
+            await answer(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def install(app: ASGIApp, state: Callable[[], State]) -> Readiness:
+    """``app`` behind a :class:`Readiness` layer reading ``state()``."""
+    return Readiness(app, state)

@@ -5,16 +5,19 @@ settings) cover most of what the gateway needs. What they do not cover is here,
 one small function per internal symbol, each saying why. An upgrade that moves a
 symbol fails in ``tests/gateway/test_isolation_units.py`` with its name.
 
-- :func:`proxy_app`: the proxy's FastAPI app (to put :mod:`proxy.edge.guard` in front).
-- :func:`router_api_bases`: the upstream URLs of the loaded router (to redact them).
+- :func:`proxy_app`: the proxy's FastAPI app, which the start-up wraps in the gateway's
+  ASGI layers (:mod:`proxy.plugin.startup`; LiteLLM's own middleware stack untouched).
+- :func:`install_patches`: the only changes made to LiteLLM's code, run by the start-up
+  (never at import): four functions wrapped for three decisions (cooldown, fallback, the
+  422 fix), each with a call-path test in ``tests/gateway/test_call_paths.py`` that fails
+  if LiteLLM stops calling it.
+- :func:`router_api_bases`, :func:`router_aliases`, :func:`group_deployments`: no longer
+  LiteLLM's router: read from the YAML the proxy was started with
+  (:mod:`proxy.plugin.deployments`), re-exported here under their old names.
 - :func:`install_client_error_policy`: client-caused provider errors (4xx other
   than 408/429) neither cool a deployment down nor trigger fallbacks to another
   group: LiteLLM cools down on 401/404 and falls back on any error, so one
   tenant's bad request could take an alias away from every other tenant.
-- :func:`group_deployments`: the deployments of one alias (their prices, for the
-  budget reservation's estimate, :mod:`proxy.admission.estimate`).
-- :func:`router_aliases`: the ``model_name`` of every deployment, the only model names a
-  tenant may send (:mod:`proxy.edge.models`).
 - :func:`install_client_error_policy` also keeps router timeouts out of the cooldown
   count: a tenant's long generation that runs past the timeout is that tenant's, not
   a provider fault another tenant should pay for.
@@ -31,8 +34,6 @@ symbol fails in ``tests/gateway/test_isolation_units.py`` with its name.
 - :func:`replace_request_headers`: the headers LiteLLM reads after ``custom_auth``
   (Starlette caches them on the request, LiteLLM on ``request.state``), so a tenant's
   request reaches LiteLLM with the allowlisted headers only (:mod:`proxy.edge.headers`).
-- :func:`install_non_object_body_guard`: a JSON body that is not an object (``[1]``)
-  became a bare 500 inside LiteLLM's auth; it is turned into a parse failure (400).
 - :func:`is_rejected_request`: LiteLLM's refusal of client-side credentials is a
   ``ValueError`` recognised only by its text; without Prisma it reached clients as 500.
 - :func:`key_auth_metadata`: where LiteLLM copies ``UserAPIKeyAuth.metadata`` (the
@@ -48,10 +49,13 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from proxy.errors import ProxyError
+from proxy.plugin.deployments import aliases as router_aliases
+from proxy.plugin.deployments import api_bases as router_api_bases
+from proxy.plugin.deployments import group_deployments
 
 __all__ = [
     "AUTH_METADATA_KEY",
@@ -60,9 +64,8 @@ __all__ = [
     "SIGNATURES",
     "anthropic_error_response",
     "group_deployments",
-    "guard_body_reader",
     "install_client_error_policy",
-    "install_non_object_body_guard",
+    "install_patches",
     "install_unprocessable_fix",
     "is_client_error",
     "is_connection_failure",
@@ -76,7 +79,6 @@ __all__ = [
     "request_route",
     "router_aliases",
     "router_api_bases",
-    "wrap_app",
 ]
 
 log = logging.getLogger("llm_pool.internals")
@@ -85,7 +87,6 @@ log = logging.getLogger("llm_pool.internals")
 # gateway relies on (None: not a function, it only has to exist).
 SIGNATURES: dict[str, tuple[str, ...] | None] = {
     "litellm.proxy.proxy_server:app": None,
-    "litellm.proxy.proxy_server:llm_router": None,
     "litellm.router_utils.cooldown_handlers:_should_run_cooldown_logic": (
         "litellm_router_instance", "deployment", "exception_status", "original_exception",
         "time_to_cooldown", "request_kwargs"),
@@ -93,18 +94,29 @@ SIGNATURES: dict[str, tuple[str, ...] | None] = {
         "litellm_router_instance", "deployment", "exception_status", "original_exception",
         "requested_model_group"),
     "litellm.router:Router.async_function_with_fallbacks_common_utils": ("self", "e"),
-    "litellm.router:Router.get_model_list": ("self", "model_name"),
     "litellm.llms.openai.openai:drop_params_from_unprocessable_entity_error": ("e", "data"),
     "litellm.proxy.auth.auth_utils:_BANNED_REQUEST_BODY_PARAMS": None,
     "litellm.proxy.auth.auth_utils:get_request_route": ("request",),
     "litellm.proxy.auth.auth_utils:is_request_body_safe": (
         "request_body", "general_settings", "llm_router", "model"),
     "litellm.proxy.common_utils.http_parsing_utils:read_request_body": ("request",),
-    "litellm.proxy.auth.user_api_key_auth:_read_request_body_deferring_parse_failure": (
-        "request",),
     "litellm.types.utils:StandardLoggingMetadata": None,
     "litellm.anthropic_interface.exceptions:AnthropicExceptionMapping.create_error_response": (
         "status_code", "message"),
+    # the documented hooks the gateway implements or raises through, with the parameters
+    # it overrides or passes (a changed hook signature is a silent no-op otherwise)
+    "litellm.proxy._types:ProxyException.__init__": (
+        "self", "message", "type", "param", "code", "headers"),
+    "litellm.integrations.custom_logger:CustomLogger.async_pre_call_hook": (
+        "self", "user_api_key_dict", "cache", "data", "call_type"),
+    "litellm.integrations.custom_logger:CustomLogger.async_post_call_failure_hook": (
+        "self", "request_data", "original_exception", "user_api_key_dict", "traceback_str"),
+    "litellm.integrations.custom_logger:CustomLogger.async_post_call_response_headers_hook": (
+        "self", "data", "user_api_key_dict", "response", "request_headers", "litellm_call_info"),
+    "litellm.integrations.custom_logger:CustomLogger.async_log_success_event": (
+        "self", "kwargs", "response_obj", "start_time", "end_time"),
+    "litellm.integrations.custom_logger:CustomLogger.async_log_failure_event": (
+        "self", "kwargs", "response_obj", "start_time", "end_time"),
 }
 
 REJECTED_REQUEST = "Rejected Request"  # how LiteLLM's body-safety ValueErrors begin
@@ -119,38 +131,6 @@ def proxy_app() -> Any:
     from litellm.proxy.proxy_server import app
 
     return app
-
-
-def wrap_app(app: Any, layer: type, **options: Any) -> bool:
-    """Put the ASGI ``layer`` in front of ``app`` (a Starlette app), once.
-
-    LiteLLM loads the gateway's plug-ins during its startup event, after Starlette has
-    built the middleware stack (``app.middleware_stack``), so the layer wraps the built
-    stack; before that, it is added as the outermost middleware."""
-    stack = getattr(app, "middleware_stack", None)
-    if isinstance(stack, layer):
-        return False
-    if stack is None:
-        if any(m.cls is layer for m in app.user_middleware):
-            return False
-        app.add_middleware(layer, **options)
-        return True
-    app.middleware_stack = layer(stack, **options)
-    return True
-
-
-def router_api_bases() -> set[str]:
-    """The ``api_base`` of every deployment of the loaded router (``llm_router``)."""
-    from litellm.proxy import proxy_server
-
-    router = getattr(proxy_server, "llm_router", None)
-    found: set[str] = set()
-    for deployment in getattr(router, "model_list", None) or []:
-        params = deployment.get("litellm_params") or {}
-        base = params.get("api_base") if isinstance(params, Mapping) else None
-        if isinstance(base, str) and base:
-            found.add(base)
-    return found
 
 
 def is_client_error(exc: BaseException) -> bool:
@@ -270,6 +250,13 @@ def install_client_error_policy() -> None:
             no_fallback_for_client_errors)
 
 
+def install_patches() -> None:
+    """Every LiteLLM function the gateway wraps (:func:`install_client_error_policy`,
+    :func:`install_unprocessable_fix`); idempotent. Called by :mod:`proxy.plugin.startup`."""
+    install_client_error_policy()
+    install_unprocessable_fix()
+
+
 def install_unprocessable_fix() -> None:
     """Wrap ``litellm.llms.openai.openai.drop_params_from_unprocessable_entity_error``:
     when the 422 names no parameter to drop, re-raise it (a retry would be the same
@@ -290,29 +277,6 @@ def install_unprocessable_fix() -> None:
 
     drop_or_raise.__dict__["pool_wrapped"] = True
     setattr(module, name, drop_or_raise)
-
-
-def group_deployments(model_group: str) -> list[dict[str, Any]]:
-    """The deployments of one alias, as the running proxy's router (``llm_router``, set
-    at start-up from the YAML; not a documented API) holds them. Empty when there is no
-    router (unit tests) or no such alias."""
-    from litellm.proxy import proxy_server
-
-    router = getattr(proxy_server, "llm_router", None)
-    if router is None:
-        return []
-    found = router.get_model_list(model_name=model_group)
-    return [dict(d) for d in found or []]
-
-
-def router_aliases() -> frozenset[str]:
-    """The ``model_name`` of every deployment of the loaded router (``llm_router.model_list``);
-    empty when there is no router (unit tests)."""
-    from litellm.proxy import proxy_server
-
-    router = getattr(proxy_server, "llm_router", None)
-    return frozenset(str(d.get("model_name")) for d in getattr(router, "model_list", None) or []
-                     if isinstance(d, Mapping) and d.get("model_name"))
 
 
 def litellm_banned_body_params() -> tuple[str, ...]:
@@ -357,42 +321,6 @@ def replace_request_headers(request: Any, headers: list[tuple[bytes, bytes]]) ->
     state = request.scope.get("state")
     if isinstance(state, dict):
         state.pop(CACHED_HEADERS, None)
-
-
-BODY_READER = "_read_request_body_deferring_parse_failure"
-BodyReader = Callable[..., Awaitable[tuple[Any, Exception | None]]]
-
-
-def guard_body_reader(reader: BodyReader, refusal: Callable[[], Exception]) -> BodyReader:
-    """``reader``, but a parsed body that is not a JSON object comes back as a parse
-    failure (``refusal()``), which LiteLLM raises as a 400 after auth."""
-    @functools.wraps(reader)
-    async def guarded(*args: Any, **kwargs: Any) -> tuple[Any, Exception | None]:
-        body, failure = await reader(*args, **kwargs)
-        if failure is None and not isinstance(body, dict):
-            return {}, refusal()
-        return body, failure
-    guarded.__dict__["pool_guarded"] = True
-    return guarded
-
-
-def install_non_object_body_guard(refusal: Callable[[], Exception]) -> bool:
-    """Replace ``litellm.proxy.auth.user_api_key_auth._read_request_body_deferring_parse_failure``
-    (by ``setattr``: LiteLLM's auth calls it by module global) with
-    :func:`guard_body_reader`: LiteLLM called ``.get`` on a body like ``[1]`` or ``"x"``
-    and answered a bare 500. False when this LiteLLM has no such reader."""
-    try:
-        from litellm.proxy.auth import user_api_key_auth as module
-    except ImportError:  # pragma: no cover - another LiteLLM layout
-        return False
-    reader = getattr(module, BODY_READER, None)
-    if reader is None:
-        log.warning("internals: LiteLLM has no %s; non-object JSON bodies are not guarded",
-                    BODY_READER)
-        return False
-    if not getattr(reader, "pool_guarded", False):
-        setattr(module, BODY_READER, guard_body_reader(reader, refusal))
-    return True
 
 
 def is_rejected_request(exc: BaseException) -> bool:

@@ -28,8 +28,7 @@ STOCK_COOLDOWN = litellm.RouterRateLimitError  # what a cooled-down group answer
 
 @pytest.fixture(autouse=True, scope="module")
 def _patched() -> None:
-    internals.install_client_error_policy()
-    internals.install_unprocessable_fix()
+    internals.install_patches()  # as the start-up does (proxy/plugin/startup.py)
 
 
 def _router(*deployments: dict[str, Any], **settings: Any) -> Router:

@@ -5,7 +5,6 @@ tests/faults/test_hostile_input.py."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
@@ -13,8 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proxy.edge.credentials import find_refused, refused_field
-from proxy.edge.validation import SCHEMAS, BadRequest, TooLarge, check_body, not_an_object
-from proxy.plugin.internals import guard_body_reader
+from proxy.edge.validation import SCHEMAS, BadRequest, TooLarge, check_body
 
 CHAT = "/v1/chat/completions"
 EMBEDDINGS = "/v1/embeddings"
@@ -195,16 +193,6 @@ def test_too_large_is_413() -> None:
 def test_token_and_key_lookalikes_are_not_credentials(name: str) -> None:
     assert not refused_field(name)
     assert find_refused({name: 1, "metadata": {name: 1}}) is None
-
-
-def test_guard_turns_non_object_bodies_into_a_parse_failure() -> None:
-    async def reader(body: Any) -> tuple[Any, Exception | None]:
-        return body, None
-
-    guarded = guard_body_reader(reader, not_an_object)
-    assert asyncio.run(guarded(OK[CHAT])) == (OK[CHAT], None)
-    body, failure = asyncio.run(guarded([1, 2]))
-    assert body == {} and isinstance(failure, BadRequest)
 
 
 json_values = st.recursive(
