@@ -8,7 +8,7 @@ LiteLLM then calls it for every authenticated route, the master key included.
   the key label. The tenant id, budget and rpm/tpm limits travel in ``metadata`` to
   the limits hook (:mod:`proxy.admission.limits`, per tenant across all its keys and every
   proxy process) and the spend rows.
-- Tenant keys may call the routes of :data:`proxy.edge.guard.TENANT_ROUTES` only: 403
+- Tenant keys may call the tenant routes of :data:`proxy.edge.routes.ROUTES` only: 403
   elsewhere (:mod:`proxy.edge.guard` refuses the others before LiteLLM sees them; the same
   check here covers a tenant key sent beside the master key in another header).
 - Tenant requests on model routes: LiteLLM's control headers and a second credential
@@ -49,11 +49,12 @@ from litellm.proxy._types import LitellmUserRoles, ProxyErrorTypes, ProxyExcepti
 
 from proxy.edge import anthropic_errors
 from proxy.edge import guard as edge
-from proxy.edge.caps import CAPPED_ROUTES, Limits, check_caps
+from proxy.edge.caps import Limits, check_caps
 from proxy.edge.headers import allowed_headers, check_tenant_headers
 from proxy.edge.models import check_model
+from proxy.edge.routes import route_of
 from proxy.edge.tags import TAG_HEADER, check_tags
-from proxy.edge.validation import check_body, not_an_object, validated_route
+from proxy.edge.validation import check_body, not_an_object
 from proxy.errors import RequestRefused
 from proxy.plugin import health, internals
 from proxy.settings import DEFAULT_CAPS, DEFAULT_TAG_LIMITS, TagLimits
@@ -73,7 +74,6 @@ __all__ = ["AuthFailed", "Forbidden", "KeyCache", "KeyFormats", "KeyResolver", "
 log = logging.getLogger("llm_pool.auth")
 
 CACHE_MAX_ENTRIES = 50_000
-COUNT_TOKENS_ROUTES = frozenset({"/v1/messages/count_tokens", "/messages/count_tokens"})
 CLIENT_CALL_ID = "pool_client_call_id"  # metadata flag: the client chose the request id
 DB_RETRY_AFTER = 1.0  # seconds without trying PostgreSQL again after a failed lookup
 
@@ -313,8 +313,9 @@ class KeyFormats:
 
 
 async def _check_request(request: Request, route: str, max_bytes: int) -> Any:
-    """The parsed body of a model route, after the size and schema checks."""
-    if not (validated_route(route) or route in CAPPED_ROUTES):
+    """The parsed body of a route with a schema, after the size and schema checks."""
+    found = route_of(route)
+    if found is None or found.schema is None:
         return None
     length = request.headers.get("content-length")
     size = int(length) if length and length.isdigit() else len(await request.body())
@@ -383,8 +384,8 @@ async def custom_auth(request: Request, api_key: str | None) -> UserAPIKeyAuth:
                                   default_caps=gw.settings.default_caps,
                                   formats=gw.key_formats, tags=gw.settings.tag_limits)
         meta = auth.metadata or {}
-        if (meta.get("pool_principal") == "tenant"
-                and internals.request_route(request) in COUNT_TOKENS_ROUTES):
+        route = route_of(internals.request_route(request))
+        if meta.get("pool_principal") == "tenant" and route is not None and route.count_tokens:
             await callbacks.admit_count_tokens(meta, await internals.read_request_body(request))
         return auth
     except ProxyException:

@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proxy.edge.credentials import find_refused, refused_field
-from proxy.edge.validation import SCHEMAS, BadRequest, TooLarge, check_body, not_an_object
+from proxy.edge.routes import SCHEMAS
+from proxy.edge.validation import BadRequest, TooLarge, check_body, not_an_object
 from proxy.plugin.internals import guard_body_reader
 
 CHAT = "/v1/chat/completions"
