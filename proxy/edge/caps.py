@@ -32,10 +32,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from litellm.proxy._types import ProxyErrorTypes, ProxyException
-
 from proxy.edge.routes import ALL_CAPS, Cap, route_of
-from proxy.errors import RequestRefused
+from proxy.errors import BAD_REQUEST_ERROR, RequestRefused
 from proxy.storage.tenants import Caps
 
 __all__ = ["IMAGE_TOKENS", "CapExceeded", "Limits", "check_caps", "check_fields",
@@ -79,12 +77,12 @@ class Limits:
                    max_prompt_tokens=int(meta["pool_max_prompt_tokens"]))
 
 
-class CapExceeded(ProxyException, RequestRefused):
+class CapExceeded(RequestRefused):
     def __init__(self, param: str, value: int, cap: str, limit: int, tenant: str) -> None:
         super().__init__(
             message=(f"{param}={value:,} is over tenant {tenant}'s cap {cap}={limit:,}; "
                      "nothing was sent to the model"),
-            type=ProxyErrorTypes.bad_request_error.value, param=param, code=400)
+            type=BAD_REQUEST_ERROR, param=param, code=400)
         self.cap = cap
         self.limit = limit
 

@@ -38,7 +38,7 @@ MERGED_REFUSED = frozenset({
 
 def check_merged(data: Mapping[str, Any], limits: Limits, tenant: str,
                  aliases: Callable[[], Collection[str]]) -> None:
-    """Raise a 4xx (``ProxyException``) when the merged request breaks a rule."""
+    """Raise a 4xx (a ``RequestRefused``) when the merged request breaks a rule."""
     check_model(data, aliases)
     for name in MERGED_REFUSED:
         if data.get(name) not in (None, {}, []):

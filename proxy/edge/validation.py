@@ -42,13 +42,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from litellm.proxy._types import ProxyErrorTypes, ProxyException
 from pydantic import BaseModel, ValidationError
 
 from proxy.edge.credentials import find_refused
 from proxy.edge.routes import route_of
 from proxy.edge.schemas import ResponsesRequest
-from proxy.errors import RequestRefused
+from proxy.errors import BAD_REQUEST_ERROR, RequestRefused
 
 __all__ = ["BadRequest", "TooLarge", "check_body", "not_an_object"]
 REFUSED = "not allowed in the request body (credentials, upstream routing, prices, " \
@@ -57,9 +56,9 @@ STATELESS = "is not supported: this gateway keeps no responses; send the whole c
             "in `input` (and `store: false` or no `store`)"
 
 
-class BadRequest(ProxyException, RequestRefused):
+class BadRequest(RequestRefused):
     def __init__(self, message: str, param: str | None = None) -> None:
-        super().__init__(message=message, type=ProxyErrorTypes.bad_request_error.value,
+        super().__init__(message=message, type=BAD_REQUEST_ERROR,
                          param=param, code=400)
 
 
@@ -69,7 +68,7 @@ def not_an_object() -> BadRequest:
     return BadRequest("the request body must be a JSON object")
 
 
-class TooLarge(ProxyException, RequestRefused):
+class TooLarge(RequestRefused):
     def __init__(self, size: int, limit: int) -> None:
         super().__init__(message=f"request body too large: {size / 1e6:.1f} MB, the limit is "
                                  f"{limit / 1e6:.1f} MB (POOL_MAX_REQUEST_MB)",

@@ -45,7 +45,7 @@ from typing import Any, Protocol
 
 import psycopg
 from fastapi import Request
-from litellm.proxy._types import LitellmUserRoles, ProxyErrorTypes, ProxyException, UserAPIKeyAuth
+from litellm.proxy._types import LitellmUserRoles, ProxyException, UserAPIKeyAuth
 
 from proxy.edge import anthropic_errors
 from proxy.edge import guard as edge
@@ -55,8 +55,9 @@ from proxy.edge.models import check_model
 from proxy.edge.routes import route_of
 from proxy.edge.tags import TAG_HEADER, check_tags
 from proxy.edge.validation import check_body, not_an_object
-from proxy.errors import RequestRefused
+from proxy.errors import AUTH_ERROR, RequestRefused
 from proxy.plugin import health, internals
+from proxy.plugin.refusals import to_litellm
 from proxy.settings import DEFAULT_CAPS, DEFAULT_TAG_LIMITS, TagLimits
 from proxy.storage.tenants import (
     KEY_FORMAT_HMAC,
@@ -78,19 +79,19 @@ CLIENT_CALL_ID = "pool_client_call_id"  # metadata flag: the client chose the re
 DB_RETRY_AFTER = 1.0  # seconds without trying PostgreSQL again after a failed lookup
 
 
-class Unauthorized(ProxyException, RequestRefused):
+class Unauthorized(RequestRefused):
     def __init__(self, message: str) -> None:
-        super().__init__(message=message, type=ProxyErrorTypes.auth_error.value,
+        super().__init__(message=message, type=AUTH_ERROR,
                          param="api_key", code=401)
 
 
-class Forbidden(ProxyException, RequestRefused):
+class Forbidden(RequestRefused):
     def __init__(self, message: str) -> None:
-        super().__init__(message=message, type=ProxyErrorTypes.auth_error.value,
+        super().__init__(message=message, type=AUTH_ERROR,
                          param=None, code=403)
 
 
-class StoreDown(ProxyException, RequestRefused):
+class StoreDown(RequestRefused):
     def __init__(self) -> None:
         super().__init__(message="the key store (PostgreSQL) is unreachable and this key has "
                                  "not been seen recently; retry shortly",
@@ -98,7 +99,7 @@ class StoreDown(ProxyException, RequestRefused):
                          headers={"retry-after": "2"})
 
 
-class AuthFailed(ProxyException, RequestRefused):
+class AuthFailed(RequestRefused):
     def __init__(self, cause: BaseException) -> None:
         super().__init__(message=f"gateway auth failed: {type(cause).__name__}",
                          type="internal_server_error", param=None, code=500)
@@ -373,7 +374,8 @@ async def custom_auth(request: Request, api_key: str | None) -> UserAPIKeyAuth:
     """The function named in ``general_settings.custom_auth``.
 
     Only ``ProxyException`` may leave it: LiteLLM turns any other exception from
-    custom auth into a bare 500 (it probes it for Prisma errors, and Prisma is absent).
+    custom auth into a bare 500 (it probes it for Prisma errors, and Prisma is absent),
+    so the gateway's refusals leave through :func:`proxy.plugin.refusals.to_litellm`.
     """
     from proxy.plugin.gateway import callbacks, proxy_state
 
@@ -388,11 +390,13 @@ async def custom_auth(request: Request, api_key: str | None) -> UserAPIKeyAuth:
         if meta.get("pool_principal") == "tenant" and route is not None and route.count_tokens:
             await callbacks.admit_count_tokens(meta, await internals.read_request_body(request))
         return auth
+    except RequestRefused as exc:
+        raise to_litellm(exc) from exc
     except ProxyException:
         raise
     except Exception as exc:
         log.exception("auth: unexpected error")
-        raise AuthFailed(exc) from exc
+        raise to_litellm(AuthFailed(exc)) from exc
 
 
 def _master_key() -> str | None:

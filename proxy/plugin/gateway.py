@@ -51,8 +51,10 @@ from proxy.admission.tickets import TicketBook, ask_for, count_tokens_ask
 from proxy.edge.caps import Limits as Caps
 from proxy.edge.errors_shape import shape_failure
 from proxy.edge.merged import check_merged
+from proxy.errors import RequestRefused
 from proxy.plugin import internals, metrics
 from proxy.plugin.auth import CLIENT_CALL_ID, KeyFormats, KeyResolver
+from proxy.plugin.refusals import to_litellm
 from proxy.settings import ProxySettings
 from proxy.spend.journal import SpendJournal
 from proxy.spend.rows import SpendRow, SpendWriter, insert_rows, row_from_payload, row_to_json
@@ -174,10 +176,13 @@ class ProxyCallbacks(CustomLogger):
                                   data: dict[str, Any], call_type: str) -> dict[str, Any]:
         meta = user_api_key_dict.metadata or {}
         if meta.get("pool_principal") == "tenant":
-            caps = Caps.from_metadata(meta)
-            check_merged(data, caps, str(meta.get("pool_tenant")), internals.router_aliases)
-            apply_output_limit(data, call_type, caps.max_tokens)
-            await self._admit(meta, data, call_type)
+            try:
+                caps = Caps.from_metadata(meta)
+                check_merged(data, caps, str(meta.get("pool_tenant")), internals.router_aliases)
+                apply_output_limit(data, call_type, caps.max_tokens)
+                await self._admit(meta, data, call_type)
+            except RequestRefused as exc:
+                raise to_litellm(exc) from exc
         return data
 
     async def admit_count_tokens(self, meta: dict[str, Any], body: dict[str, Any]) -> None:

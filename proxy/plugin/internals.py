@@ -51,7 +51,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from proxy.errors import ProxyError
+from proxy.errors import ProxyError, RequestRefused
 
 __all__ = [
     "AUTH_METADATA_KEY",
@@ -105,6 +105,8 @@ SIGNATURES: dict[str, tuple[str, ...] | None] = {
     "litellm.types.utils:StandardLoggingMetadata": None,
     "litellm.anthropic_interface.exceptions:AnthropicExceptionMapping.create_error_response": (
         "status_code", "message"),
+    # the class of every refusal LiteLLM answers with its status (proxy.plugin.refusals)
+    "litellm.proxy._types:ProxyException": ("message", "type", "param", "code", "headers"),
 }
 
 REJECTED_REQUEST = "Rejected Request"  # how LiteLLM's body-safety ValueErrors begin
@@ -365,12 +367,16 @@ BodyReader = Callable[..., Awaitable[tuple[Any, Exception | None]]]
 
 def guard_body_reader(reader: BodyReader, refusal: Callable[[], Exception]) -> BodyReader:
     """``reader``, but a parsed body that is not a JSON object comes back as a parse
-    failure (``refusal()``), which LiteLLM raises as a 400 after auth."""
+    failure (``refusal()``, as LiteLLM's ``ProxyException``), which LiteLLM raises as a
+    400 after auth."""
+    from proxy.plugin.refusals import to_litellm
+
     @functools.wraps(reader)
     async def guarded(*args: Any, **kwargs: Any) -> tuple[Any, Exception | None]:
         body, failure = await reader(*args, **kwargs)
         if failure is None and not isinstance(body, dict):
-            return {}, refusal()
+            refused = refusal()
+            return {}, to_litellm(refused) if isinstance(refused, RequestRefused) else refused
         return body, failure
     guarded.__dict__["pool_guarded"] = True
     return guarded
