@@ -19,6 +19,7 @@ modules), and each carries the context a caller needs to act on it::
         ├── Forbidden          403 (proxy.plugin.auth)      route not open to tenant keys
         ├── StoreDown          503 (proxy.plugin.auth)      key store away, key not cached
         ├── AuthFailed         500 (proxy.plugin.auth)      unexpected error inside ``custom_auth``
+        ├── ContextError       500 (proxy.context)          tenant context missing or malformed
         ├── BadRequest         400 (proxy.edge.validation) body refused (schema, credentials)
         ├── TooLarge           413 (proxy.edge.validation) body over ``POOL_MAX_REQUEST_MB``
         ├── CapExceeded        400 (proxy.edge.caps)      ``n``/``max_tokens``/prompt over a cap

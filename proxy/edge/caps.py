@@ -66,16 +66,6 @@ class Limits:
         return cls(max_n=pick("max_n"), max_tokens=pick("max_tokens"),
                    max_prompt_tokens=pick("max_prompt_tokens"))
 
-    def as_metadata(self) -> dict[str, int]:
-        """The caps as ``custom_auth`` hands them to the pre-call hook (key metadata)."""
-        return {"pool_max_n": self.max_n, "pool_max_tokens": self.max_tokens,
-                "pool_max_prompt_tokens": self.max_prompt_tokens}
-
-    @classmethod
-    def from_metadata(cls, meta: Mapping[str, Any]) -> Limits:
-        return cls(max_n=int(meta["pool_max_n"]), max_tokens=int(meta["pool_max_tokens"]),
-                   max_prompt_tokens=int(meta["pool_max_prompt_tokens"]))
-
 
 class CapExceeded(RequestRefused):
     def __init__(self, param: str, value: int, cap: str, limit: int, tenant: str) -> None:

@@ -5,9 +5,10 @@ LiteLLM then calls it for every authenticated route, the master key included.
 
 - The master key (``LITELLM_MASTER_KEY``) is the admin key, as without custom auth.
 - A tenant key maps to ``team_id``/``team_alias`` = the tenant name, ``key_alias`` =
-  the key label. The tenant id, budget and rpm/tpm limits travel in ``metadata`` to
-  the limits hook (:mod:`proxy.admission.limits`, per tenant across all its keys and every
-  proxy process) and the spend rows.
+  the key label. The tenant id, budget, rpm/tpm limits and caps travel in ``metadata``
+  as one :class:`proxy.context.TenantContext` to the limits hook
+  (:mod:`proxy.admission.limits`, per tenant across all its keys and every proxy
+  process) and the spend rows.
 - Tenant keys may call the tenant routes of :data:`proxy.edge.routes.ROUTES` only: 403
   elsewhere (:mod:`proxy.edge.guard` refuses the others before LiteLLM sees them; the same
   check here covers a tenant key sent beside the master key in another header).
@@ -17,7 +18,7 @@ LiteLLM then calls it for every authenticated route, the master key included.
   (:mod:`proxy.edge.validation`): 413 when too large, 400 naming the field when malformed,
   unknown or carrying credentials, tags bounded (:mod:`proxy.edge.tags`), and against the
   tenant's consumption caps (:mod:`proxy.edge.caps`), before any provider call. The caps
-  travel in the key's metadata to the pre-call hook, which checks the request again as
+  travel in the context to the pre-call hook, which checks the request again as
   LiteLLM merged it (:mod:`proxy.edge.merged`). ``/v1/messages/count_tokens`` counts
   toward the tenant's rpm and tpm here (LiteLLM runs no pre-call hook for it).
 - Unknown, revoked or missing key: HTTP 401 ``{"error": {"type": "auth_error", ...}}``.
@@ -47,6 +48,7 @@ import psycopg
 from fastapi import Request
 from litellm.proxy._types import LitellmUserRoles, ProxyException, UserAPIKeyAuth
 
+from proxy import context
 from proxy.edge import anthropic_errors
 from proxy.edge import guard as edge
 from proxy.edge.caps import Limits, check_caps
@@ -75,7 +77,6 @@ __all__ = ["AuthFailed", "Forbidden", "KeyCache", "KeyFormats", "KeyResolver", "
 log = logging.getLogger("llm_pool.auth")
 
 CACHE_MAX_ENTRIES = 50_000
-CLIENT_CALL_ID = "pool_client_call_id"  # metadata flag: the client chose the request id
 DB_RETRY_AFTER = 1.0  # seconds without trying PostgreSQL again after a failed lookup
 
 
@@ -234,21 +235,14 @@ class KeyResolver:
 
 
 def identity_auth(identity: KeyIdentity, key_hash: str) -> UserAPIKeyAuth:
-    budget = identity.monthly_budget_usd
+    """The key's ``UserAPIKeyAuth`` (cached); :func:`authenticate` adds each request's
+    :class:`~proxy.context.TenantContext` (budget, rpm/tpm: enforced by
+    :mod:`proxy.admission.limits`, shared through Redis, not by the stock limiter)."""
     auth = UserAPIKeyAuth(
         key_alias=identity.label,
         team_id=identity.tenant,
         team_alias=identity.tenant,
         user_role=LitellmUserRoles.INTERNAL_USER,
-        metadata={
-            "pool_principal": "tenant",
-            "pool_tenant_id": str(identity.tenant_id),
-            "pool_tenant": identity.tenant,
-            "pool_budget_usd": "" if budget is None else repr(budget),
-            # enforced by proxy.admission.limits (shared through Redis), not the stock limiter
-            "pool_rpm": identity.rpm_limit,
-            "pool_tpm": identity.tpm_limit,
-        },
     )
     auth.api_key = auth.token = key_hash  # what LiteLLM logs as user_api_key_hash
     return auth
@@ -256,7 +250,7 @@ def identity_auth(identity: KeyIdentity, key_hash: str) -> UserAPIKeyAuth:
 
 def _master_auth(master_key: str) -> UserAPIKeyAuth:
     return UserAPIKeyAuth(api_key=master_key, user_role=LitellmUserRoles.PROXY_ADMIN,
-                          metadata={"pool_principal": "master"})
+                          metadata=context.to_metadata(context.MASTER))
 
 
 def _shown(api_key: str) -> str:
@@ -357,8 +351,9 @@ async def authenticate(resolver: KeyResolver, master_key: str | None, request: R
     limits = Limits.of(entry.identity.caps, default_caps)
     check_caps(route, body, limits, entry.identity.tenant)
     auth = entry.auth.model_copy(deep=False)  # LiteLLM sets per-request fields on it
-    auth.metadata = {**entry.auth.metadata, **limits.as_metadata(),
-                     CLIENT_CALL_ID: request.headers.get("x-litellm-call-id") is not None}
+    auth.metadata = context.to_metadata(context.TenantContext.of(
+        entry.identity, limits,
+        client_call_id=request.headers.get("x-litellm-call-id") is not None))
     return auth
 
 
@@ -385,10 +380,10 @@ async def custom_auth(request: Request, api_key: str | None) -> UserAPIKeyAuth:
                                   gw.settings.max_request_bytes,
                                   default_caps=gw.settings.default_caps,
                                   formats=gw.key_formats, tags=gw.settings.tag_limits)
-        meta = auth.metadata or {}
+        tenant = context.from_metadata(auth.metadata)
         route = route_of(internals.request_route(request))
-        if meta.get("pool_principal") == "tenant" and route is not None and route.count_tokens:
-            await callbacks.admit_count_tokens(meta, await internals.read_request_body(request))
+        if isinstance(tenant, context.TenantContext) and route is not None and route.count_tokens:
+            await callbacks.admit_count_tokens(tenant, await internals.read_request_body(request))
         return auth
     except RequestRefused as exc:
         raise to_litellm(exc) from exc

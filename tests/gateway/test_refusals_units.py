@@ -17,7 +17,8 @@ from proxy.admission.budget import BudgetExceeded
 from proxy.admission.callids import CallIdTaken
 from proxy.admission.estimate import Unpriced
 from proxy.admission.limits import LimitsUnavailable, RateLimited
-from proxy.edge.caps import CapExceeded
+from proxy.context import TenantContext, to_metadata
+from proxy.edge.caps import CapExceeded, Limits
 from proxy.edge.headers import RefusedHeader, TwoKeys
 from proxy.edge.models import UnknownModel
 from proxy.edge.validation import BadRequest, TooLarge, not_an_object
@@ -62,9 +63,9 @@ def test_each_refusal_reaches_litellm_as_it_was(refusal: RequestRefused, status:
 
 
 def test_our_error_types_are_litellms() -> None:
-    assert errors.BAD_REQUEST_ERROR == ProxyErrorTypes.bad_request_error.value
-    assert errors.AUTH_ERROR == ProxyErrorTypes.auth_error.value
-    assert errors.BUDGET_EXCEEDED == ProxyErrorTypes.budget_exceeded.value
+    assert ProxyErrorTypes.bad_request_error.value == errors.BAD_REQUEST_ERROR
+    assert ProxyErrorTypes.auth_error.value == errors.AUTH_ERROR
+    assert ProxyErrorTypes.budget_exceeded.value == errors.BUDGET_EXCEEDED
 
 
 def _request(path: str = "/v1/chat/completions") -> Request:
@@ -98,9 +99,8 @@ def test_the_pre_call_hook_hands_litellm_a_proxy_exception(
     def refuse(*args: Any) -> None:
         raise BadRequest("merged: no", param="timeout")
     monkeypatch.setattr(gateway, "check_merged", refuse)
-    key = UserAPIKeyAuth(metadata={"pool_principal": "tenant", "pool_tenant_id": "7",
-                                   "pool_tenant": "acme", "pool_max_n": 4,
-                                   "pool_max_tokens": 10, "pool_max_prompt_tokens": 100})
+    key = UserAPIKeyAuth(metadata=to_metadata(
+        TenantContext(7, "acme", None, None, None, Limits(4, 10, 100))))
     with pytest.raises(ProxyException) as caught:
         asyncio.run(gateway.callbacks.async_pre_call_hook(key, None, {"model": "fast"},
                                                           "acompletion"))

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from litellm.proxy._types import ProxyException
 
 from proxy.edge.credentials import find_refused, refused_field
 from proxy.edge.routes import SCHEMAS
@@ -205,7 +206,8 @@ def test_guard_turns_non_object_bodies_into_a_parse_failure() -> None:
     guarded = guard_body_reader(reader, not_an_object)
     assert asyncio.run(guarded(OK[CHAT])) == (OK[CHAT], None)
     body, failure = asyncio.run(guarded([1, 2]))
-    assert body == {} and isinstance(failure, BadRequest)
+    assert body == {} and isinstance(failure, ProxyException)  # what LiteLLM raises
+    assert isinstance(failure.__cause__, BadRequest) and failure.code == "400"
 
 
 json_values = st.recursive(
