@@ -114,3 +114,20 @@ def test_the_non_object_body_guard_hands_litellm_a_proxy_exception() -> None:
     body, failure = asyncio.run(guarded("[1]"))
     assert body == {} and isinstance(failure, ProxyException) and failure.code == "400"
     assert "JSON object" in failure.message
+
+
+def test_the_refusing_modules_and_the_context_import_no_litellm() -> None:
+    """Only proxy.plugin (the adapter) knows LiteLLM's exception; a fresh interpreter
+    imports the modules that refuse, and the context, without loading LiteLLM."""
+    import subprocess
+    import sys
+
+    modules = ("proxy.errors", "proxy.context", "proxy.edge.routes", "proxy.edge.validation",
+               "proxy.edge.caps", "proxy.edge.headers", "proxy.edge.models",
+               "proxy.edge.merged", "proxy.admission.limits", "proxy.admission.callids",
+               "proxy.admission.budget")
+    code = (f"import sys\nfor m in {modules!r}: __import__(m)\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'litellm'))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, timeout=120)
+    assert done.stdout.strip() == "[]", done.stdout
