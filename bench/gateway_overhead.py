@@ -66,6 +66,8 @@ def hot_path_micro(n: int = 20_000) -> dict[str, float]:
     from starlette.requests import Request
 
     from proxy.admission.budget import BudgetTracker
+    from proxy.context import TenantContext, to_metadata
+    from proxy.edge.caps import Limits
     from proxy.plugin.auth import KeyResolver, authenticate
     from proxy.spend.rows import SpendWriter, row_from_payload
     from proxy.storage.tenants import KeyIdentity
@@ -84,8 +86,9 @@ def hot_path_micro(n: int = 20_000) -> dict[str, float]:
                "model": "openai/fast-1", "model_id": "fast-1", "model_group": "fast",
                "api_base": "http://x", "prompt_tokens": 1, "completion_tokens": 2,
                "response_cost": 1e-6, "startTime": 1.0, "endTime": 1.01, "request_tags": [],
-               "metadata": {"user_api_key_alias": "bench", "user_api_key_auth_metadata": {
-                   "pool_principal": "tenant", "pool_tenant_id": "1"}}}
+               "metadata": {"user_api_key_alias": "bench", "user_api_key_auth_metadata":
+                            to_metadata(TenantContext(1, "bench", None, None, None,
+                                                      Limits(4, 16, 1000)))}}
     body = json.dumps({"model": "fast", "messages": [{"role": "user", "content": "ping"}],
                        "max_tokens": 16}).encode()
 

@@ -19,6 +19,7 @@ modules), and each carries the context a caller needs to act on it::
         ├── Forbidden          403 (proxy.plugin.auth)      route not open to tenant keys
         ├── StoreDown          503 (proxy.plugin.auth)      key store away, key not cached
         ├── AuthFailed         500 (proxy.plugin.auth)      unexpected error inside ``custom_auth``
+        ├── ContextError       500 (proxy.context)          tenant context missing or malformed
         ├── BadRequest         400 (proxy.edge.validation) body refused (schema, credentials)
         ├── TooLarge           413 (proxy.edge.validation) body over ``POOL_MAX_REQUEST_MB``
         ├── CapExceeded        400 (proxy.edge.caps)      ``n``/``max_tokens``/prompt over a cap
@@ -31,17 +32,23 @@ modules), and each carries the context a caller needs to act on it::
         ├── RateLimited        429 (proxy.admission.limits)    rpm/tpm window full
         └── LimitsUnavailable  503 (proxy.admission.limits)    Redis away with fail-closed limits
 
-The :class:`RequestRefused` classes are also LiteLLM's ``ProxyException`` (listed first
-in their bases): LiteLLM answers only that class with its status, type and message in
-the OpenAI error shape, and turns anything else from ``custom_auth`` or a hook into a
-bare 500. This module itself never imports LiteLLM (the CLI uses it).
+A :class:`RequestRefused` carries what the client gets: the HTTP status (``code``, a
+string as in LiteLLM's errors; ``status``, the int), the OpenAI error ``type``, ``param``,
+``message`` and extra ``headers`` (``Retry-After``). None of these classes is LiteLLM's:
+LiteLLM answers only its own ``ProxyException`` with a status (anything else from
+``custom_auth`` or a hook becomes a bare 500), so :mod:`proxy.plugin.refusals` turns a
+refusal into one at the two boundaries, ``custom_auth`` and the hooks. This module
+never imports LiteLLM (the CLI uses it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 __all__ = [
+    "AUTH_ERROR",
+    "BAD_REQUEST_ERROR",
+    "BUDGET_EXCEEDED",
     "AmbiguousKey",
     "ConfigError",
     "InvalidInput",
@@ -58,9 +65,25 @@ class ProxyError(Exception):
     """Root of every error raised by ``proxy/``."""
 
 
+# OpenAI error types of the refusals (LiteLLM's ProxyErrorTypes agree: a unit test)
+BAD_REQUEST_ERROR = "bad_request_error"
+AUTH_ERROR = "auth_error"
+BUDGET_EXCEEDED = "budget_exceeded"
+
+
 class RequestRefused(ProxyError):
-    """A refusal the proxy's client receives as an HTTP error; the concrete classes
-    subclass LiteLLM's ``ProxyException`` first, which carries the status."""
+    """A refusal the proxy's client receives as an HTTP error (see the module docstring);
+    the keywords are those of LiteLLM's ``ProxyException``."""
+
+    def __init__(self, *, message: str, type: str, param: str | None, code: int,
+                 headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.type = type
+        self.param = param
+        self.status = code
+        self.code = str(code)
+        self.headers = dict(headers or {})
 
 
 class ConfigError(ProxyError):

@@ -23,10 +23,9 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 
 import psycopg
-from litellm.proxy._types import ProxyErrorTypes, ProxyException
 from psycopg_pool import AsyncConnectionPool
 
-from proxy.errors import RequestRefused
+from proxy.errors import BUDGET_EXCEEDED, RequestRefused
 from proxy.spend.rows import SpendRow
 
 __all__ = ["BudgetExceeded", "BudgetTracker", "format_usd", "month_spend"]
@@ -54,14 +53,14 @@ def format_usd(amount: float) -> str:
     return f"${amount:.6f}".rstrip("0")
 
 
-class BudgetExceeded(ProxyException, RequestRefused):
+class BudgetExceeded(RequestRefused):
     """HTTP 429, ``error.type`` ``budget_exceeded``, a message naming the budget."""
 
     def __init__(self, tenant: str, budget: float, spent: float) -> None:
         super().__init__(
             message=(f"tenant {tenant} has reached its monthly budget of {format_usd(budget)} "
                      f"(spent {format_usd(spent)})"),
-            type=ProxyErrorTypes.budget_exceeded.value,
+            type=BUDGET_EXCEEDED,
             param=None,
             code=429,
             headers=dict(BUDGET_HEADERS),

@@ -25,8 +25,6 @@ import contextlib
 import time
 from collections import OrderedDict
 
-from litellm.proxy._types import ProxyException
-
 from proxy.errors import RequestRefused
 from proxy.storage.shared import SharedDown, SharedRedis
 
@@ -44,7 +42,7 @@ return 1
 """
 
 
-class CallIdTaken(ProxyException, RequestRefused):
+class CallIdTaken(RequestRefused):
     def __init__(self, call_id: str) -> None:
         super().__init__(message=f"request id {call_id[:128]!r} (x-litellm-call-id) is already "
                                  "used by another request; send a new id per request, or none",

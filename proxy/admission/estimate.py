@@ -27,7 +27,6 @@ from functools import lru_cache
 from typing import Any
 
 import litellm
-from litellm.proxy._types import ProxyException
 
 from proxy.errors import RequestRefused
 from proxy.plugin.internals import group_deployments
@@ -50,7 +49,7 @@ class Price:
     output: float
 
 
-class Unpriced(ProxyException, RequestRefused):
+class Unpriced(RequestRefused):
     """A request to an alias with a deployment of unknown price: refused, never served
     at $0 (``pool check-config`` refuses such a YAML before it gets here)."""
 

@@ -24,8 +24,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from litellm.proxy._types import ProxyException
-
 from proxy.admission.budget import BudgetExceeded, BudgetTracker
 from proxy.admission.reservations import (
     ADMIT,
@@ -49,7 +47,7 @@ UNAVAILABLE_RETRY_AFTER = 2
 RATE_LIMIT_ERROR = "rate_limit_error"  # the OpenAI error type of a 429
 
 
-class RateLimited(ProxyException, RequestRefused):
+class RateLimited(RequestRefused):
     def __init__(self, tenant: str, kind: str, limit: int, retry_after: float) -> None:
         wait = max(1, math.ceil(retry_after))
         super().__init__(
@@ -60,7 +58,7 @@ class RateLimited(ProxyException, RequestRefused):
             param=None, code=429, headers={"retry-after": str(wait)})
 
 
-class LimitsUnavailable(ProxyException, RequestRefused):
+class LimitsUnavailable(RequestRefused):
     def __init__(self) -> None:
         super().__init__(message="the shared limits store (Redis) is unreachable; retry shortly",
                          type="service_unavailable", param=None, code=503,

@@ -20,6 +20,7 @@ from typing import Any
 
 from proxy.admission.estimate import alias_prices, completion_limit
 from proxy.admission.limits import Ask, Ticket
+from proxy.context import TenantContext
 from proxy.edge.caps import estimate_prompt_tokens
 from proxy.settings import DEFAULT_CAPS
 from proxy.spend.rows import SpendRow
@@ -34,40 +35,34 @@ ESTIMATED_ERRORS = frozenset({"Timeout", "APITimeoutError", "ReadError", "ReadTi
                               "MidStreamFallbackError"})
 
 
-def _limit(value: Any) -> int | None:
-    return int(value) if isinstance(value, int | str) and str(value).isdigit() else None
+def output_cap(tenant: TenantContext) -> int:
+    """The tenant's ``max_tokens`` cap (else the gateway's default)."""
+    return tenant.caps.max_tokens or int(DEFAULT_CAPS.max_tokens or 0)
 
 
-def output_cap(meta: Mapping[str, Any]) -> int:
-    """The tenant's ``max_tokens`` cap, as ``custom_auth`` put it in the key's metadata."""
-    return _limit(meta.get("pool_max_tokens")) or int(DEFAULT_CAPS.max_tokens or 0)
-
-
-def ask_for(meta: Mapping[str, Any], data: Mapping[str, Any], call_type: str) -> Ask:
+def ask_for(tenant: TenantContext, data: Mapping[str, Any], call_type: str) -> Ask:
     """What the request (as LiteLLM will send it: ``data`` after every merge) asks of its
     tenant's limits: a bound on its prompt, its completion limit, its alias's prices."""
-    budget = meta.get("pool_budget_usd")
     model = str(data.get("model") or "")
     input_price, output_price = alias_prices(model)
     return Ask(
         request_id=str(data.get("litellm_call_id") or ""),
-        tenant_id=int(meta["pool_tenant_id"]),
-        tenant=str(meta.get("pool_tenant")),
-        rpm=_limit(meta.get("pool_rpm")),
-        tpm=_limit(meta.get("pool_tpm")),
-        budget=float(budget) if budget not in (None, "") else None,
+        tenant_id=tenant.tenant_id,
+        tenant=tenant.tenant,
+        rpm=tenant.rpm,
+        tpm=tenant.tpm,
+        budget=tenant.budget_usd,
         prompt_tokens=estimate_prompt_tokens(data),
-        completion_tokens=completion_limit(data, call_type, output_cap(meta)),
+        completion_tokens=completion_limit(data, call_type, output_cap(tenant)),
         input_price=input_price,
         output_price=output_price,
     )
 
 
-def count_tokens_ask(meta: Mapping[str, Any], body: Mapping[str, Any]) -> Ask:
+def count_tokens_ask(tenant: TenantContext, body: Mapping[str, Any]) -> Ask:
     """A token count: one request toward rpm, its prompt bound toward tpm, no cost."""
-    return Ask(request_id="", tenant_id=int(meta["pool_tenant_id"]),
-               tenant=str(meta.get("pool_tenant")), rpm=_limit(meta.get("pool_rpm")),
-               tpm=_limit(meta.get("pool_tpm")), budget=None,
+    return Ask(request_id="", tenant_id=tenant.tenant_id, tenant=tenant.tenant,
+               rpm=tenant.rpm, tpm=tenant.tpm, budget=None,
                prompt_tokens=estimate_prompt_tokens(body), completion_tokens=0,
                input_price=0.0, output_price=0.0)
 

@@ -8,7 +8,7 @@ raised before the route runs (``custom_auth``: 401, 403, the body checks' 400 an
 shape ``{"error": {"message", "type", "param", "code"}}``.
 
 :class:`AnthropicErrors` is a small ASGI layer in front of the proxy app: on the
-Anthropic routes (:data:`ANTHROPIC_ROUTES`) it rewrites a JSON error answer
+Anthropic routes (:func:`proxy.edge.routes.anthropic_shaped`) it rewrites a JSON error answer
 (status >= 400) not already in Anthropic's shape, keeping the status and the
 message; the error type comes from the status, as LiteLLM maps it
 (``AnthropicExceptionMapping``: 400 ``invalid_request_error``, 401
@@ -28,9 +28,10 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from proxy.edge.errors_shape import RETRY_AFTER_FIELD
+from proxy.edge.routes import anthropic_shaped
 from proxy.plugin import internals
 
-__all__ = ["ANTHROPIC_ROUTES", "AnthropicErrors", "anthropic_error_body", "anthropic_status",
+__all__ = ["AnthropicErrors", "anthropic_error_body", "anthropic_status",
            "install", "reshape"]
 
 Scope = MutableMapping[str, Any]
@@ -38,9 +39,6 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-ANTHROPIC_ROUTES = frozenset({"/v1/messages", "/messages", "/v1/messages/count_tokens",
-                              "/messages/count_tokens"})
 
 
 def _message_of(body: Any, raw: str) -> str:
@@ -146,8 +144,7 @@ class AnthropicErrors:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = str(scope.get("path", "")).rstrip("/")
-        if scope.get("type") != "http" or path not in ANTHROPIC_ROUTES:
+        if scope.get("type") != "http" or not anthropic_shaped(str(scope.get("path", ""))):
             await self.app(scope, receive, send)
             return
         await self.app(scope, receive, _Rewriter(send))

@@ -32,9 +32,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from litellm.proxy._types import ProxyErrorTypes, ProxyException
-
-from proxy.errors import RequestRefused
+from proxy.edge.routes import ALL_CAPS, Cap, route_of
+from proxy.errors import BAD_REQUEST_ERROR, RequestRefused
 from proxy.storage.tenants import Caps
 
 __all__ = ["IMAGE_TOKENS", "CapExceeded", "Limits", "check_caps", "check_fields",
@@ -44,13 +43,10 @@ IMAGE_TOKENS = 2_000  # above the most an image costs at OpenAI (1,105) or Anthr
 IMAGE_PARTS = frozenset({"image_url", "input_image", "image"})
 MESSAGE_OVERHEAD = 4  # tokens per object: a message, a content part, a tool (separators)
 
-# prompt-bearing fields per route family; output caps per route family
+# prompt-bearing fields and output limits of every route family (which caps a route
+# checks: proxy.edge.routes.ROUTES)
 PROMPT_FIELDS = ("messages", "system", "instructions", "input", "prompt", "tools", "functions")
 OUTPUT_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
-CAPPED_ROUTES = frozenset({
-    "/v1/chat/completions", "/chat/completions", "/v1/embeddings", "/embeddings",
-    "/v1/responses", "/responses", "/v1/messages", "/v1/messages/count_tokens",
-})
 
 
 @dataclass(frozen=True)
@@ -70,23 +66,13 @@ class Limits:
         return cls(max_n=pick("max_n"), max_tokens=pick("max_tokens"),
                    max_prompt_tokens=pick("max_prompt_tokens"))
 
-    def as_metadata(self) -> dict[str, int]:
-        """The caps as ``custom_auth`` hands them to the pre-call hook (key metadata)."""
-        return {"pool_max_n": self.max_n, "pool_max_tokens": self.max_tokens,
-                "pool_max_prompt_tokens": self.max_prompt_tokens}
 
-    @classmethod
-    def from_metadata(cls, meta: Mapping[str, Any]) -> Limits:
-        return cls(max_n=int(meta["pool_max_n"]), max_tokens=int(meta["pool_max_tokens"]),
-                   max_prompt_tokens=int(meta["pool_max_prompt_tokens"]))
-
-
-class CapExceeded(ProxyException, RequestRefused):
+class CapExceeded(RequestRefused):
     def __init__(self, param: str, value: int, cap: str, limit: int, tenant: str) -> None:
         super().__init__(
             message=(f"{param}={value:,} is over tenant {tenant}'s cap {cap}={limit:,}; "
                      "nothing was sent to the model"),
-            type=ProxyErrorTypes.bad_request_error.value, param=param, code=400)
+            type=BAD_REQUEST_ERROR, param=param, code=400)
         self.cap = cap
         self.limit = limit
 
@@ -120,21 +106,24 @@ def _int_field(body: Mapping[str, Any], name: str) -> int | None:
 
 
 def check_caps(route: str, body: Any, limits: Limits, tenant: str) -> None:
-    """Raise :class:`CapExceeded` when ``body`` (already schema-checked) is over a cap."""
-    if route in CAPPED_ROUTES and isinstance(body, Mapping):
-        check_fields(body, limits, tenant)
+    """Raise :class:`CapExceeded` when ``body`` (already schema-checked) is over one of
+    the caps ``route`` checks (:data:`proxy.edge.routes.ROUTES`)."""
+    found = route_of(route)
+    if found is not None and found.caps and isinstance(body, Mapping):
+        check_fields(body, limits, tenant, found.caps)
 
 
-def check_fields(body: Mapping[str, Any], limits: Limits, tenant: str) -> None:
-    """:func:`check_caps` on any request body (also the merged request LiteLLM sends)."""
-    n = _int_field(body, "n")
+def check_fields(body: Mapping[str, Any], limits: Limits, tenant: str,
+                 caps: frozenset[Cap] = ALL_CAPS) -> None:
+    """:func:`check_caps` on any request body (all caps: the merged request LiteLLM sends)."""
+    n = _int_field(body, "n") if "max_n" in caps else None
     if n is not None and n > limits.max_n:
         raise CapExceeded("n", n, "max_n", limits.max_n, tenant)
-    for name in OUTPUT_FIELDS:
+    for name in OUTPUT_FIELDS if "max_tokens" in caps else ():
         asked = _int_field(body, name)
         if asked is not None and asked > limits.max_tokens:
             raise CapExceeded(name, asked, "max_tokens", limits.max_tokens, tenant)
-    prompt = estimate_prompt_tokens(body)
+    prompt = estimate_prompt_tokens(body) if "max_prompt_tokens" in caps else 0
     if prompt > limits.max_prompt_tokens:
         raise CapExceeded("prompt (estimated tokens)", prompt, "max_prompt_tokens",
                           limits.max_prompt_tokens, tenant)

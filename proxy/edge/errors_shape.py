@@ -41,14 +41,14 @@ from urllib.parse import urlsplit
 
 from fastapi import HTTPException
 
-__all__ = ["ANTHROPIC_PATHS", "DEFAULT_RETRY_AFTER", "RETRY_AFTER_FIELD", "clean_message",
+from proxy.edge.routes import anthropic_shaped
+
+__all__ = ["DEFAULT_RETRY_AFTER", "RETRY_AFTER_FIELD", "clean_message",
            "retry_after", "seconds_to_next_month", "shape_failure"]
 
 DEFAULT_RETRY_AFTER = 10  # seconds, when neither the provider nor the router says
 BUDGET_TYPE = "budget_exceeded"
 RETRY_AFTER_FIELD = "retry_after"  # error.retry_after: the Anthropic routes' Retry-After
-ANTHROPIC_PATHS = frozenset({"/v1/messages", "/messages", "/v1/messages/count_tokens",
-                             "/messages/count_tokens"})
 
 _CHAIN = re.compile(r"\s*(LiteLLM: model group|Received Model Group=|LiteLLM Retried:|"
                     r"Fallback to \S+ also failed|No fallback model group).*", re.DOTALL)
@@ -127,7 +127,7 @@ def _own_refusal(exc: BaseException) -> int | None:
 def _route(request_data: Mapping[str, Any]) -> str:
     server_request = request_data.get("proxy_server_request")
     url = server_request.get("url") if isinstance(server_request, Mapping) else None
-    return urlsplit(str(url or "")).path.rstrip("/")
+    return urlsplit(str(url or "")).path
 
 
 def _provider_failure(alias: str, exc: BaseException) -> tuple[int, str, int | None]:
@@ -181,7 +181,7 @@ def _shape_anthropic(alias: object, exc: BaseException) -> None:
 def shape_failure(request_data: Mapping[str, Any], exc: BaseException) -> HTTPException | None:
     """The error to send instead of LiteLLM's, or None to send LiteLLM's as it is."""
     alias = request_data.get("model")
-    if _route(request_data) in ANTHROPIC_PATHS:
+    if anthropic_shaped(_route(request_data)):
         _shape_anthropic(alias, exc)
         return None
     if not _from_provider(exc):

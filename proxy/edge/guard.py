@@ -4,10 +4,10 @@
 middlewares and routes included), put there when LiteLLM loads :mod:`proxy.plugin.auth`.
 
 **Routes, deny by default.** A request that does not carry the master key reaches
-LiteLLM only on an explicit allowlist (:data:`TENANT_ROUTES`: chat completions,
-embeddings, the Responses and Messages APIs, the model list) or liveness
-(:data:`PUBLIC_ROUTES`); a request carrying exactly ``POOL_METRICS_KEY`` reaches
-``GET /metrics`` (:data:`METRICS_ROUTES`) and nothing else. Everything else
+LiteLLM only on an explicit allowlist, the routes of :data:`proxy.edge.routes.ROUTES`
+open to tenants (chat completions, embeddings, the Responses and Messages APIs, the
+model list) or to anyone (liveness); a request carrying exactly ``POOL_METRICS_KEY``
+reaches ``GET /metrics`` and nothing else. Everything else
 (pass-through routes, files, batches, vector stores, fine-tuning, assistants, admin,
 info, docs, ``openapi.json``, UI, routes a LiteLLM upgrade adds) is answered here:
 401 without a key, 403 with one.
@@ -37,11 +37,10 @@ import secrets
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
+from proxy.edge.routes import Access, access_of, tenant_may_call
+
 __all__ = [
-    "METRICS_ROUTES",
-    "PUBLIC_ROUTES",
     "TENANT_HEADERS",
-    "TENANT_ROUTES",
     "EdgeGuard",
     "Redactor",
     "request_key",
@@ -53,20 +52,6 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-TENANT_ROUTES: frozenset[tuple[str, str]] = frozenset({
-    ("POST", "/v1/chat/completions"), ("POST", "/chat/completions"),
-    ("POST", "/v1/embeddings"), ("POST", "/embeddings"),
-    ("POST", "/v1/responses"), ("POST", "/responses"),
-    ("POST", "/v1/messages"), ("POST", "/v1/messages/count_tokens"),
-    ("GET", "/v1/models"), ("GET", "/models"),
-})
-PUBLIC_ROUTES: frozenset[tuple[str, str]] = frozenset({
-    ("GET", "/health/liveliness"), ("GET", "/health/liveness"),
-    ("HEAD", "/health/liveliness"), ("HEAD", "/health/liveness"),
-})
-METRICS_ROUTES: frozenset[tuple[str, str]] = frozenset({("GET", "/metrics"), ("GET", "/metrics/")})
-_TENANT_PATHS = frozenset(path for _, path in TENANT_ROUTES)
 
 TENANT_HEADERS = frozenset({
     "content-type", "content-length", "content-encoding", "transfer-encoding", "date",
@@ -97,13 +82,6 @@ _CALL_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 MAX_ERROR_BODY = 1_000_000  # bytes of an error body buffered for redaction
 DEFAULT_MAX_BODY = 4_000_000  # bytes; the proxy passes POOL_MAX_REQUEST_MB's
 MISSING_KEY = "missing API key: send `Authorization: Bearer <key>`"
-
-
-def tenant_may_call(method: str, path: str) -> bool:
-    """True when a tenant key may call ``method path`` (CORS preflights included)."""
-    if method == "OPTIONS":
-        return path in _TENANT_PATHS
-    return (method, path) in TENANT_ROUTES
 
 
 def request_key(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
@@ -198,8 +176,9 @@ class EdgeGuard:
             return await self.app(scope, receive, send)
         method = str(scope.get("method") or "GET") if kind == "http" else "WEBSOCKET"
         route = _route(scope)
-        if (method, route) in PUBLIC_ROUTES or (
-                (method, route) in METRICS_ROUTES and _same(key, self._metrics_key())):
+        access = access_of(method, route)
+        if access is Access.PUBLIC or (
+                access is Access.METRICS and _same(key, self._metrics_key())):
             return await self._bounded(scope, receive, send, send)
         if not tenant_may_call(method, route):
             return await self._refuse(kind, key, method, route, send)

@@ -34,9 +34,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from urllib.parse import parse_qsl
 
-from litellm.proxy._types import ProxyErrorTypes, ProxyException
-
-from proxy.errors import RequestRefused
+from proxy.errors import AUTH_ERROR, BAD_REQUEST_ERROR, RequestRefused
 
 __all__ = [
     "ALLOWED_HEADERS",
@@ -67,19 +65,19 @@ ALLOWED_QUERY = frozenset({"beta"})  # the Anthropic SDK's beta client: /v1/mess
 Headers = list[tuple[bytes, bytes]]
 
 
-class RefusedHeader(ProxyException, RequestRefused):
+class RefusedHeader(RequestRefused):
     def __init__(self, name: str, what: str) -> None:
         super().__init__(message=f"{what} {name!r} is not accepted from tenant keys: retries, "
                                  "timeouts, request ids, tags, logging and routing are set by "
                                  "the gateway",
-                         type=ProxyErrorTypes.bad_request_error.value, param=name, code=400)
+                         type=BAD_REQUEST_ERROR, param=name, code=400)
 
 
-class TwoKeys(ProxyException, RequestRefused):
+class TwoKeys(RequestRefused):
     def __init__(self, names: list[str]) -> None:
         super().__init__(message=f"one key per request: {' and '.join(names)} carry different "
                                  "credentials; send the key in one header",
-                         type=ProxyErrorTypes.auth_error.value, param="api_key", code=401)
+                         type=AUTH_ERROR, param="api_key", code=401)
 
 
 def _credential(name: bytes, value: bytes) -> str:

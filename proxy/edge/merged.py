@@ -19,7 +19,8 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
-from proxy.edge.caps import Limits, check_fields
+from proxy.context import TenantContext
+from proxy.edge.caps import check_fields
 from proxy.edge.models import check_model
 from proxy.edge.validation import BadRequest
 
@@ -36,12 +37,12 @@ MERGED_REFUSED = frozenset({
 })
 
 
-def check_merged(data: Mapping[str, Any], limits: Limits, tenant: str,
+def check_merged(data: Mapping[str, Any], tenant: TenantContext,
                  aliases: Callable[[], Collection[str]]) -> None:
-    """Raise a 4xx (``ProxyException``) when the merged request breaks a rule."""
+    """Raise a 4xx (a ``RequestRefused``) when the merged request breaks a rule."""
     check_model(data, aliases)
     for name in MERGED_REFUSED:
         if data.get(name) not in (None, {}, []):
             raise BadRequest(f"invalid request: {name!r} reached the provider call from the "
                              "request; it is set by the gateway", param=name)
-    check_fields(data, limits, tenant)
+    check_fields(data, tenant.caps, tenant.tenant)

@@ -16,8 +16,6 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
-from litellm.proxy._types import ProxyException
-
 from proxy.errors import RequestRefused
 
 __all__ = ["UnknownModel", "check_model", "is_alias"]
@@ -26,7 +24,7 @@ WILDCARD = "*"
 MAX_SHOWN = 80  # characters of a refused model name quoted back
 
 
-class UnknownModel(ProxyException, RequestRefused):
+class UnknownModel(RequestRefused):
     def __init__(self, model: object, why: str) -> None:
         shown = repr(model if not isinstance(model, str) else model[:MAX_SHOWN])
         super().__init__(message=f"model {shown} {why}; send one alias listed by GET /v1/models",

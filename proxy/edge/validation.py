@@ -1,8 +1,9 @@
 """Request bodies checked at the edge, before anything reaches a provider.
 
 Called from ``custom_auth`` (:mod:`proxy.plugin.auth`) once the key is known, for the
-model routes (:data:`SCHEMAS`: chat completions, embeddings, the Responses API,
-Anthropic Messages and its token count; with and without ``/v1``):
+routes with a body schema in :data:`proxy.edge.routes.ROUTES` (chat completions,
+embeddings, the Responses API, Anthropic Messages and its token count; the models in
+:mod:`proxy.edge.schemas`):
 
 - a body over ``POOL_MAX_REQUEST_MB`` (default 4 MB) is refused with **413**;
 - the body must be a JSON object; the fields the route documents must have the
@@ -39,30 +40,25 @@ makes LiteLLM treat it as unparsable JSON: a 400.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
-from litellm.proxy._types import ProxyErrorTypes, ProxyException
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from proxy.edge.credentials import find_refused
-from proxy.errors import RequestRefused
+from proxy.edge.routes import route_of
+from proxy.edge.schemas import ResponsesRequest
+from proxy.errors import BAD_REQUEST_ERROR, RequestRefused
 
-__all__ = ["SCHEMAS", "BadRequest", "TooLarge", "check_body", "not_an_object",
-           "validated_route"]
-
-Number = StrictInt | float
-Stop = str | list[str] | None
-Object = dict[str, Any]
-Objects = list[dict[str, Any]]
+__all__ = ["BadRequest", "TooLarge", "check_body", "not_an_object"]
 REFUSED = "not allowed in the request body (credentials, upstream routing, prices, " \
           "retries, fallbacks, caching and logging are set by the gateway)"
 STATELESS = "is not supported: this gateway keeps no responses; send the whole conversation " \
             "in `input` (and `store: false` or no `store`)"
 
 
-class BadRequest(ProxyException, RequestRefused):
+class BadRequest(RequestRefused):
     def __init__(self, message: str, param: str | None = None) -> None:
-        super().__init__(message=message, type=ProxyErrorTypes.bad_request_error.value,
+        super().__init__(message=message, type=BAD_REQUEST_ERROR,
                          param=param, code=400)
 
 
@@ -72,163 +68,11 @@ def not_an_object() -> BadRequest:
     return BadRequest("the request body must be a JSON object")
 
 
-class TooLarge(ProxyException, RequestRefused):
+class TooLarge(RequestRefused):
     def __init__(self, size: int, limit: int) -> None:
         super().__init__(message=f"request body too large: {size / 1e6:.1f} MB, the limit is "
                                  f"{limit / 1e6:.1f} MB (POOL_MAX_REQUEST_MB)",
                          type="request_too_large", param=None, code=413)
-
-
-class _Open(BaseModel):
-    """Known fields typed, any other field let through (message and content objects)."""
-
-    model_config = ConfigDict(extra="allow")
-
-
-class _Closed(BaseModel):
-    """Known fields typed, any other field refused (a request's top level)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-
-class Metadata(_Closed):
-    """The keys of ``metadata`` LiteLLM only logs: spend tags, Anthropic's end-user id."""
-
-    tags: list[str] | None = None
-    user_id: str | None = None
-
-
-class _Common(_Closed):
-    """Fields every model route shares (LiteLLM's ``metadata`` and ``tags`` included)."""
-
-    model: str = Field(min_length=1)
-    user: str | None = None
-    metadata: Metadata | None = None
-    tags: list[str] | None = None
-
-
-class _Sampling(_Common):
-    temperature: Number | None = None
-    top_p: Number | None = None
-    top_k: StrictInt | None = None
-    stream: StrictBool | None = None
-    stream_options: Object | None = None
-    tools: Objects | None = None
-    service_tier: str | None = None
-
-
-class Message(_Open):
-    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
-    content: str | Objects | None = None
-
-
-class ChatRequest(_Sampling):
-    """The OpenAI chat-completion body, with LiteLLM's and common provider extras."""
-
-    messages: list[Message] = Field(min_length=1)
-    max_tokens: StrictInt | None = Field(default=None, ge=1)
-    max_completion_tokens: StrictInt | None = Field(default=None, ge=1)
-    n: StrictInt | None = Field(default=None, ge=1)
-    stop: Stop = None
-    presence_penalty: Number | None = None
-    frequency_penalty: Number | None = None
-    logit_bias: dict[str, Number] | None = None
-    logprobs: StrictBool | None = None
-    top_logprobs: StrictInt | None = None
-    seed: StrictInt | None = None
-    tool_choice: str | Object | None = None
-    parallel_tool_calls: StrictBool | None = None
-    functions: Objects | None = None
-    function_call: str | Object | None = None
-    response_format: Object | None = None
-    store: StrictBool | None = None
-    reasoning_effort: str | None = None
-    thinking: Object | None = None
-    chat_template_kwargs: Object | None = None
-    modalities: list[str] | None = None
-    audio: Object | None = None
-    prediction: Object | None = None
-    web_search_options: Object | None = None
-    verbosity: str | None = None
-    prompt_cache_key: str | None = None
-    safety_identifier: str | None = None
-    # inert provider parameters (vLLM / Ollama sampling and templates)
-    min_p: Number | None = None
-    repetition_penalty: Number | None = None
-    guided_json: Object | None = None
-
-
-class EmbeddingRequest(_Common):
-    input: str | list[str] | list[StrictInt] | list[list[StrictInt]]
-    encoding_format: Literal["float", "base64"] | None = None
-    dimensions: StrictInt | None = Field(default=None, ge=1)
-
-
-class ResponsesRequest(_Sampling):
-    """The OpenAI Responses body (``POST /v1/responses``)."""
-
-    input: str | Objects
-    instructions: str | None = None
-    max_output_tokens: StrictInt | None = Field(default=None, ge=1)
-    max_tool_calls: StrictInt | None = Field(default=None, ge=1)
-    top_logprobs: StrictInt | None = None
-    tool_choice: str | Object | None = None
-    parallel_tool_calls: StrictBool | None = None
-    text: Object | None = None
-    reasoning: Object | None = None
-    include: list[str] | None = None
-    truncation: str | None = None
-    prompt: Object | None = None
-    prompt_cache_key: str | None = None
-    safety_identifier: str | None = None
-    store: StrictBool | None = None
-    background: StrictBool | None = None
-    previous_response_id: str | None = None
-    conversation: str | Object | None = None
-
-
-class AnthropicMessage(_Open):
-    role: Literal["user", "assistant"]
-    content: str | Objects
-
-
-class CountTokensRequest(_Common):
-    """The Anthropic ``/v1/messages/count_tokens`` body."""
-
-    messages: list[AnthropicMessage] = Field(min_length=1)
-    system: str | Objects | None = None
-    tools: Objects | None = None
-    tool_choice: Object | None = None
-    thinking: Object | None = None
-
-
-class MessagesRequest(CountTokensRequest):
-    """The Anthropic Messages body (``POST /v1/messages``)."""
-
-    max_tokens: StrictInt = Field(ge=1)
-    stop_sequences: list[str] | None = None
-    stream: StrictBool | None = None
-    temperature: Number | None = None
-    top_p: Number | None = None
-    top_k: StrictInt | None = None
-    service_tier: str | None = None
-    mcp_servers: Objects | None = None
-    context_management: Object | None = None
-
-
-def _routes(path: str, schema: type[BaseModel]) -> dict[str, type[BaseModel]]:
-    return {f"{prefix}{path}": schema for prefix in ("", "/v1", "/openai/v1")}
-
-
-SCHEMAS: dict[str, type[BaseModel]] = {
-    **_routes("/chat/completions", ChatRequest), **_routes("/embeddings", EmbeddingRequest),
-    **_routes("/responses", ResponsesRequest), **_routes("/messages", MessagesRequest),
-    **_routes("/messages/count_tokens", CountTokensRequest),
-}
-
-
-def validated_route(route: str) -> bool:
-    return route in SCHEMAS
 
 
 def _describe(error: ValidationError) -> str:
@@ -277,7 +121,8 @@ def _stateful_field(parsed: BaseModel) -> str | None:
 
 def check_body(route: str, body: Any, size: int | None, max_bytes: int) -> None:
     """Raise :class:`TooLarge` or :class:`BadRequest` for a body ``route`` must refuse."""
-    schema = SCHEMAS.get(route)
+    found = route_of(route)
+    schema = found.schema if found is not None else None
     if schema is None:
         return
     if size is not None and size > max_bytes:

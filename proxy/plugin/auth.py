@@ -5,10 +5,11 @@ LiteLLM then calls it for every authenticated route, the master key included.
 
 - The master key (``LITELLM_MASTER_KEY``) is the admin key, as without custom auth.
 - A tenant key maps to ``team_id``/``team_alias`` = the tenant name, ``key_alias`` =
-  the key label. The tenant id, budget and rpm/tpm limits travel in ``metadata`` to
-  the limits hook (:mod:`proxy.admission.limits`, per tenant across all its keys and every
-  proxy process) and the spend rows.
-- Tenant keys may call the routes of :data:`proxy.edge.guard.TENANT_ROUTES` only: 403
+  the key label. The tenant id, budget, rpm/tpm limits and caps travel in ``metadata``
+  as one :class:`proxy.context.TenantContext` to the limits hook
+  (:mod:`proxy.admission.limits`, per tenant across all its keys and every proxy
+  process) and the spend rows.
+- Tenant keys may call the tenant routes of :data:`proxy.edge.routes.ROUTES` only: 403
   elsewhere (:mod:`proxy.edge.guard` refuses the others before LiteLLM sees them; the same
   check here covers a tenant key sent beside the master key in another header).
 - Tenant requests on model routes: LiteLLM's control headers and a second credential
@@ -17,7 +18,7 @@ LiteLLM then calls it for every authenticated route, the master key included.
   (:mod:`proxy.edge.validation`): 413 when too large, 400 naming the field when malformed,
   unknown or carrying credentials, tags bounded (:mod:`proxy.edge.tags`), and against the
   tenant's consumption caps (:mod:`proxy.edge.caps`), before any provider call. The caps
-  travel in the key's metadata to the pre-call hook, which checks the request again as
+  travel in the context to the pre-call hook, which checks the request again as
   LiteLLM merged it (:mod:`proxy.edge.merged`). ``/v1/messages/count_tokens`` counts
   toward the tenant's rpm and tpm here (LiteLLM runs no pre-call hook for it).
 - Unknown, revoked or missing key: HTTP 401 ``{"error": {"type": "auth_error", ...}}``.
@@ -45,16 +46,19 @@ from typing import Any, Protocol
 
 import psycopg
 from fastapi import Request
-from litellm.proxy._types import LitellmUserRoles, ProxyErrorTypes, ProxyException, UserAPIKeyAuth
+from litellm.proxy._types import LitellmUserRoles, ProxyException, UserAPIKeyAuth
 
+from proxy import context
 from proxy.edge import guard as edge
-from proxy.edge.caps import CAPPED_ROUTES, Limits, check_caps
+from proxy.edge.caps import Limits, check_caps
 from proxy.edge.headers import allowed_headers, check_tenant_headers
 from proxy.edge.models import check_model
+from proxy.edge.routes import route_of
 from proxy.edge.tags import TAG_HEADER, check_tags
-from proxy.edge.validation import check_body, validated_route
-from proxy.errors import RequestRefused
+from proxy.edge.validation import check_body
+from proxy.errors import AUTH_ERROR, RequestRefused
 from proxy.plugin import internals
+from proxy.plugin.refusals import to_litellm
 from proxy.settings import DEFAULT_CAPS, DEFAULT_TAG_LIMITS, ProxySettings, TagLimits
 from proxy.storage.tenants import (
     KEY_FORMAT_HMAC,
@@ -72,24 +76,22 @@ __all__ = ["AuthFailed", "Forbidden", "KeyCache", "KeyFormats", "KeyResolver", "
 log = logging.getLogger("llm_pool.auth")
 
 CACHE_MAX_ENTRIES = 50_000
-COUNT_TOKENS_ROUTES = frozenset({"/v1/messages/count_tokens", "/messages/count_tokens"})
-CLIENT_CALL_ID = "pool_client_call_id"  # metadata flag: the client chose the request id
 DB_RETRY_AFTER = 1.0  # seconds without trying PostgreSQL again after a failed lookup
 
 
-class Unauthorized(ProxyException, RequestRefused):
+class Unauthorized(RequestRefused):
     def __init__(self, message: str) -> None:
-        super().__init__(message=message, type=ProxyErrorTypes.auth_error.value,
+        super().__init__(message=message, type=AUTH_ERROR,
                          param="api_key", code=401)
 
 
-class Forbidden(ProxyException, RequestRefused):
+class Forbidden(RequestRefused):
     def __init__(self, message: str) -> None:
-        super().__init__(message=message, type=ProxyErrorTypes.auth_error.value,
+        super().__init__(message=message, type=AUTH_ERROR,
                          param=None, code=403)
 
 
-class StoreDown(ProxyException, RequestRefused):
+class StoreDown(RequestRefused):
     def __init__(self) -> None:
         super().__init__(message="the key store (PostgreSQL) is unreachable and this key has "
                                  "not been seen recently; retry shortly",
@@ -97,7 +99,7 @@ class StoreDown(ProxyException, RequestRefused):
                          headers={"retry-after": "2"})
 
 
-class AuthFailed(ProxyException, RequestRefused):
+class AuthFailed(RequestRefused):
     def __init__(self, cause: BaseException) -> None:
         super().__init__(message=f"gateway auth failed: {type(cause).__name__}",
                          type="internal_server_error", param=None, code=500)
@@ -232,21 +234,14 @@ class KeyResolver:
 
 
 def identity_auth(identity: KeyIdentity, key_hash: str) -> UserAPIKeyAuth:
-    budget = identity.monthly_budget_usd
+    """The key's ``UserAPIKeyAuth`` (cached); :func:`authenticate` adds each request's
+    :class:`~proxy.context.TenantContext` (budget, rpm/tpm: enforced by
+    :mod:`proxy.admission.limits`, shared through Redis, not by the stock limiter)."""
     auth = UserAPIKeyAuth(
         key_alias=identity.label,
         team_id=identity.tenant,
         team_alias=identity.tenant,
         user_role=LitellmUserRoles.INTERNAL_USER,
-        metadata={
-            "pool_principal": "tenant",
-            "pool_tenant_id": str(identity.tenant_id),
-            "pool_tenant": identity.tenant,
-            "pool_budget_usd": "" if budget is None else repr(budget),
-            # enforced by proxy.admission.limits (shared through Redis), not the stock limiter
-            "pool_rpm": identity.rpm_limit,
-            "pool_tpm": identity.tpm_limit,
-        },
     )
     auth.api_key = auth.token = key_hash  # what LiteLLM logs as user_api_key_hash
     return auth
@@ -254,7 +249,7 @@ def identity_auth(identity: KeyIdentity, key_hash: str) -> UserAPIKeyAuth:
 
 def _master_auth(master_key: str) -> UserAPIKeyAuth:
     return UserAPIKeyAuth(api_key=master_key, user_role=LitellmUserRoles.PROXY_ADMIN,
-                          metadata={"pool_principal": "master"})
+                          metadata=context.to_metadata(context.MASTER))
 
 
 def _shown(api_key: str) -> str:
@@ -312,8 +307,9 @@ class KeyFormats:
 
 
 async def _check_request(request: Request, route: str, max_bytes: int) -> Any:
-    """The parsed body of a model route, after the size and schema checks."""
-    if not (validated_route(route) or route in CAPPED_ROUTES):
+    """The parsed body of a route with a schema, after the size and schema checks."""
+    found = route_of(route)
+    if found is None or found.schema is None:
         return None
     length = request.headers.get("content-length")
     size = int(length) if length and length.isdigit() else len(await request.body())
@@ -354,8 +350,9 @@ async def authenticate(resolver: KeyResolver, master_key: str | None, request: R
     limits = Limits.of(entry.identity.caps, default_caps)
     check_caps(route, body, limits, entry.identity.tenant)
     auth = entry.auth.model_copy(deep=False)  # LiteLLM sets per-request fields on it
-    auth.metadata = {**entry.auth.metadata, **limits.as_metadata(),
-                     CLIENT_CALL_ID: request.headers.get("x-litellm-call-id") is not None}
+    auth.metadata = context.to_metadata(context.TenantContext.of(
+        entry.identity, limits,
+        client_call_id=request.headers.get("x-litellm-call-id") is not None))
     return auth
 
 
@@ -380,7 +377,7 @@ class AuthState(Protocol):
     def key_formats(self) -> KeyFormats: ...
 
 
-CountTokens = Callable[[dict[str, Any], Any], Awaitable[None]]
+CountTokens = Callable[[context.TenantContext, Any], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -395,7 +392,7 @@ NOT_STARTED = ("the gateway was not started by `pool proxy` (a bare `litellm --c
                "without its edge and patches): every request is refused; run `pool proxy`")
 
 
-class NotStarted(ProxyException, RequestRefused):
+class NotStarted(RequestRefused):
     def __init__(self) -> None:
         super().__init__(message=NOT_STARTED, type="service_unavailable", param=None, code=503)
 
@@ -411,7 +408,8 @@ async def custom_auth(request: Request, api_key: str | None) -> UserAPIKeyAuth:
     """The function named in ``general_settings.custom_auth``.
 
     Only ``ProxyException`` may leave it: LiteLLM turns any other exception from
-    custom auth into a bare 500 (it probes it for Prisma errors, and Prisma is absent).
+    custom auth into a bare 500 (it probes it for Prisma errors, and Prisma is absent),
+    so the gateway's refusals leave through :func:`proxy.plugin.refusals.to_litellm`.
     Without the start-up (:func:`wire` not called) it refuses every request, fail closed.
     """
     wiring = _wiring
@@ -419,20 +417,22 @@ async def custom_auth(request: Request, api_key: str | None) -> UserAPIKeyAuth:
         if not _refused_unwired:
             _refused_unwired.append(True)
             log.error("auth: %s", NOT_STARTED)
-        raise NotStarted()
+        raise to_litellm(NotStarted())
     try:
         gw = wiring.state()
         auth = await authenticate(gw.keys, gw.settings.master_key, request, api_key or "",
                                   gw.settings.max_request_bytes,
                                   default_caps=gw.settings.default_caps,
                                   formats=gw.key_formats, tags=gw.settings.tag_limits)
-        meta = auth.metadata or {}
-        if (meta.get("pool_principal") == "tenant"
-                and internals.request_route(request) in COUNT_TOKENS_ROUTES):
-            await wiring.count_tokens(meta, await internals.read_request_body(request))
+        tenant = context.from_metadata(auth.metadata)
+        route = route_of(internals.request_route(request))
+        if isinstance(tenant, context.TenantContext) and route is not None and route.count_tokens:
+            await wiring.count_tokens(tenant, await internals.read_request_body(request))
         return auth
+    except RequestRefused as exc:
+        raise to_litellm(exc) from exc
     except ProxyException:
         raise
     except Exception as exc:
         log.exception("auth: unexpected error")
-        raise AuthFailed(exc) from exc
+        raise to_litellm(AuthFailed(exc)) from exc

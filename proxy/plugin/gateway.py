@@ -43,17 +43,19 @@ from litellm.integrations.custom_logger import CustomLogger
 from litellm.proxy._types import UserAPIKeyAuth
 from psycopg_pool import AsyncConnectionPool
 
+from proxy import context
 from proxy.admission.budget import BudgetTracker, month_spend
 from proxy.admission.callids import CallIds
 from proxy.admission.estimate import apply_output_limit, warm_up_tokenizer
 from proxy.admission.keycache import RedisKeyCache
 from proxy.admission.limits import Limits, LocalLimits, Outcome, Ticket
 from proxy.admission.tickets import TicketBook, ask_for, count_tokens_ask
-from proxy.edge.caps import Limits as Caps
 from proxy.edge.errors_shape import shape_failure
 from proxy.edge.merged import check_merged
+from proxy.errors import RequestRefused
 from proxy.plugin import internals, metrics
-from proxy.plugin.auth import CLIENT_CALL_ID, KeyFormats, KeyResolver
+from proxy.plugin.auth import KeyFormats, KeyResolver
+from proxy.plugin.refusals import to_litellm
 from proxy.settings import ProxySettings
 from proxy.spend.journal import SpendJournal
 from proxy.spend.rows import SpendRow, SpendWriter, insert_rows, row_from_payload, row_to_json
@@ -172,27 +174,31 @@ def proxy_state() -> ProxyState:
 class ProxyCallbacks(CustomLogger):
     async def async_pre_call_hook(self, user_api_key_dict: UserAPIKeyAuth, cache: Any,
                                   data: dict[str, Any], call_type: str) -> dict[str, Any]:
-        meta = user_api_key_dict.metadata or {}
-        if meta.get("pool_principal") == "tenant":
-            caps = Caps.from_metadata(meta)
-            check_merged(data, caps, str(meta.get("pool_tenant")), internals.router_aliases)
-            apply_output_limit(data, call_type, caps.max_tokens)
-            await self._admit(meta, data, call_type)
+        try:
+            tenant = context.require(user_api_key_dict.metadata)
+            if isinstance(tenant, context.TenantContext):
+                check_merged(data, tenant, internals.router_aliases)
+                apply_output_limit(data, call_type, tenant.caps.max_tokens)
+                await self._admit(tenant, data, call_type)
+        except RequestRefused as exc:
+            raise to_litellm(exc) from exc
         return data
 
-    async def admit_count_tokens(self, meta: dict[str, Any], body: dict[str, Any]) -> None:
+    async def admit_count_tokens(self, tenant: context.TenantContext,
+                                 body: dict[str, Any]) -> None:
         """``/v1/messages/count_tokens`` (no pre-call hook runs for it): one request of
         the tenant's rpm and its prompt bound of tpm; no cost (providers count tokens
         free of charge), so nothing is reserved against the budget."""
         gw = proxy_state()
-        await gw.limits.admit(count_tokens_ask(meta, body))
+        await gw.limits.admit(count_tokens_ask(tenant, body))
 
-    async def _admit(self, meta: dict[str, Any], data: dict[str, Any], call_type: str) -> None:
+    async def _admit(self, tenant: context.TenantContext, data: dict[str, Any],
+                     call_type: str) -> None:
         """Count the request against its tenant's rpm/tpm and reserve its estimated cost
         (429 / 503 when refused, see :mod:`proxy.admission.limits`)."""
         gw = proxy_state()
-        ask = ask_for(meta, data, call_type)
-        chosen = bool(meta.get(CLIENT_CALL_ID))  # LiteLLM's own ids are unique already
+        ask = ask_for(tenant, data, call_type)
+        chosen = tenant.client_call_id  # LiteLLM's own ids are unique already
         if chosen:
             await gw.call_ids.claim(ask.request_id, ask.tenant_id)
         try:
@@ -209,7 +215,11 @@ class ProxyCallbacks(CustomLogger):
             litellm_call_info: dict[str, object] | None = None) -> dict[str, str] | None:
         """``x-pool-limits: shared`` (Redis) or ``local`` (per process: no Redis, or it
         is down) on tenant answers: the flag that limits are degraded."""
-        if (user_api_key_dict.metadata or {}).get("pool_principal") != "tenant":
+        try:
+            tenant = context.from_metadata(user_api_key_dict.metadata)
+        except context.ContextError:
+            return None  # the pre-call hook refused it already
+        if not isinstance(tenant, context.TenantContext):
             return None
         return {"x-pool-limits": proxy_state().limits.mode}
 

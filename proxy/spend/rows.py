@@ -38,6 +38,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from proxy.context import TenantContext, from_metadata
 from proxy.plugin import internals
 
 __all__ = ["SpendRow", "SpendWriter", "WriterStats", "dedupe", "insert_rows", "row_from_json",
@@ -115,11 +116,11 @@ def row_from_payload(payload: Mapping[str, Any] | None) -> SpendRow | None:
     by a principal of ours (e.g. rejected by ``custom_auth`` itself)."""
     if not payload:
         return None
-    principal = internals.key_auth_metadata(payload)
-    kind = principal.get("pool_principal")
+    context = from_metadata(internals.key_auth_metadata(payload))
     request_id = payload.get("litellm_call_id") or payload.get("id")
-    if kind not in ("tenant", "master") or not request_id:
+    if context is None or not request_id:
         return None
+    tenant = context if isinstance(context, TenantContext) else None
     ok = payload.get("status") == "success"
     called = bool(payload.get("api_base"))  # empty when rejected before any deployment
     error = payload.get("error_information") or {}
@@ -131,10 +132,10 @@ def row_from_payload(payload: Mapping[str, Any] | None) -> SpendRow | None:
         isinstance(first, float) and first >= start else None
     message = None if ok else str(error.get("error_message") or "")[:ERROR_MESSAGE_MAX] or None
     metadata = payload.get("metadata") or {}
-    label = metadata.get("user_api_key_alias") or ("master key" if kind == "master" else None)
+    label = metadata.get("user_api_key_alias") or ("master key" if tenant is None else None)
     return SpendRow(
         request_id=str(request_id),
-        tenant_id=int(principal["pool_tenant_id"]) if kind == "tenant" else None,
+        tenant_id=tenant.tenant_id if tenant is not None else None,
         key_label=label,
         call_type=str(payload.get("call_type") or "unknown"),
         model_alias=payload.get("model_group") or None,

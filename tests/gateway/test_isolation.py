@@ -17,7 +17,7 @@ import pytest
 
 from llm_pool.offline.provider import ScriptedProvider
 from llm_pool.runtime import ProxyProcess
-from proxy.edge.guard import PUBLIC_ROUTES, TENANT_ROUTES
+from proxy.edge.routes import PUBLIC_ROUTES, TENANT_ROUTES
 from proxy.storage.tenants import Caps, create_key, create_tenant
 from tests.conftest import MASTER_KEY
 from tests.gateway.support import new_tenant, unique, wait_for_rows

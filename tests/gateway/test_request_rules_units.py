@@ -17,6 +17,7 @@ from proxy.admission.estimate import (
     completion_limit,
     deployment_price,
 )
+from proxy.context import TenantContext
 from proxy.edge.caps import CapExceeded, Limits, estimate_prompt_tokens
 from proxy.edge.headers import (
     RefusedHeader,
@@ -30,6 +31,7 @@ from proxy.edge.validation import BadRequest
 
 ALIASES = frozenset({"fast", "quality", "embedder"})
 LIMITS = Limits(max_n=2, max_tokens=100, max_prompt_tokens=1000)
+TENANT = TenantContext(7, "acme", None, None, None, LIMITS)
 
 
 def _h(**headers: str) -> list[tuple[bytes, bytes]]:
@@ -136,7 +138,7 @@ def test_an_alias_passes_and_a_long_name_is_shortened() -> None:
 @pytest.mark.parametrize("name", sorted(MERGED_REFUSED))
 def test_a_merged_control_is_refused(name: str) -> None:
     with pytest.raises(BadRequest) as caught:
-        check_merged({"model": "fast", "messages": [], name: 1}, LIMITS, "acme",
+        check_merged({"model": "fast", "messages": [], name: 1}, TENANT,
                       lambda: ALIASES)
     assert caught.value.param == name
 
@@ -144,13 +146,13 @@ def test_a_merged_control_is_refused(name: str) -> None:
 def test_the_merged_request_is_held_to_the_caps_and_the_alias() -> None:
     ok = {"model": "fast", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 100,
           "n": 2, "metadata": {"headers": {}}, "litellm_call_id": "c", "timeout": None}
-    check_merged(ok, LIMITS, "acme", lambda: ALIASES)
+    check_merged(ok, TENANT, lambda: ALIASES)
     with pytest.raises(CapExceeded):
-        check_merged({**ok, "max_tokens": 101}, LIMITS, "acme", lambda: ALIASES)
+        check_merged({**ok, "max_tokens": 101}, TENANT, lambda: ALIASES)
     with pytest.raises(CapExceeded):
-        check_merged({**ok, "n": 3}, LIMITS, "acme", lambda: ALIASES)
+        check_merged({**ok, "n": 3}, TENANT, lambda: ALIASES)
     with pytest.raises(UnknownModel):
-        check_merged({**ok, "model": "fast-1"}, LIMITS, "acme", lambda: ALIASES)
+        check_merged({**ok, "model": "fast-1"}, TENANT, lambda: ALIASES)
 
 
 @pytest.fixture

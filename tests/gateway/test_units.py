@@ -11,6 +11,8 @@ import psycopg
 import pytest
 
 from proxy.admission.budget import BudgetExceeded, format_usd
+from proxy.context import MASTER, TenantContext, to_metadata
+from proxy.edge.caps import Limits
 from proxy.errors import ConfigError, InvalidInput
 from proxy.plugin.auth import KeyResolver, StoreDown
 from proxy.settings import ProxySettings
@@ -26,8 +28,8 @@ def payload(**overrides: Any) -> dict[str, Any]:
         "model_group": "fast", "api_base": "http://127.0.0.1:1/v1", "prompt_tokens": 10,
         "completion_tokens": 5, "response_cost": 0.25, "startTime": 100.0, "endTime": 100.5,
         "request_tags": ["a"], "error_information": {"error_class": ""},
-        "metadata": {"user_api_key_alias": "svc", "user_api_key_auth_metadata": {
-            "pool_principal": "tenant", "pool_tenant_id": "7"}},
+        "metadata": {"user_api_key_alias": "svc", "user_api_key_auth_metadata": to_metadata(
+            TenantContext(7, "acme", None, None, None, Limits(4, 100, 1000)))},
     }
     base.update(overrides)
     return base
@@ -62,8 +64,8 @@ def test_rejected_before_routing_has_no_deployment() -> None:
 
 
 def test_master_key_and_unknown_principals() -> None:
-    master = row_from_payload(payload(metadata={"user_api_key_auth_metadata": {
-        "pool_principal": "master"}}))
+    master = row_from_payload(payload(metadata={"user_api_key_auth_metadata": to_metadata(
+        MASTER)}))
     assert master is not None and (master.tenant_id, master.key_label) == (None, "master key")
     # a request custom_auth itself rejected carries no principal: not spend
     assert row_from_payload(payload(metadata={"user_api_key_hash": "sk-raw"})) is None
@@ -124,7 +126,8 @@ def test_lookups_are_cached_for_the_ttl_then_refreshed(clock: list[float]) -> No
     async def scenario() -> None:
         first = await keys.resolve(h)
         assert first.auth is not None and first.auth.team_id == "acme"
-        assert first.auth.metadata["pool_rpm"] == 600 and first.auth.api_key == h
+        assert first.identity is not None and first.identity.rpm_limit == 600
+        assert first.auth.api_key == h
         clock[0] += 4.9
         await keys.resolve(h)
         assert store.calls == 1

@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proxy.edge.credentials import find_refused, refused_field
-from proxy.edge.validation import SCHEMAS, BadRequest, TooLarge, check_body
+from proxy.edge.routes import SCHEMAS
+from proxy.edge.validation import BadRequest, TooLarge, check_body
 
 CHAT = "/v1/chat/completions"
 EMBEDDINGS = "/v1/embeddings"
