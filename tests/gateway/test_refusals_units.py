@@ -85,7 +85,10 @@ def test_custom_auth_hands_litellm_a_proxy_exception(monkeypatch: pytest.MonkeyP
         keys = key_formats = None
         settings = type("S", (), {"master_key": "m", "max_request_bytes": 10,
                                   "default_caps": None, "tag_limits": None})()
-    monkeypatch.setattr(gateway, "proxy_state", lambda: State())
+    async def count_tokens(*args: Any) -> None:
+        return None
+
+    monkeypatch.setattr(auth, "_wiring", auth._Wiring(lambda: State(), count_tokens))  # type: ignore[arg-type]
     for fake, status in ((refuse, "403"), (crash, "500")):
         monkeypatch.setattr(auth, "authenticate", fake)
         with pytest.raises(ProxyException) as caught:
