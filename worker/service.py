@@ -132,6 +132,11 @@ class ConversationService:
     async def _io(self, fn: Callable[..., T], *args: Any) -> T:
         return await off_loop(self.io, fn, *args)
 
+    async def off_loop(self, fn: Callable[[], T]) -> T:
+        """``fn()`` on the service's bounded I/O threads, awaited (for the actors' own
+        Redis work: scheduling an expiry)."""
+        return await self._io(fn)
+
     # ------------------------------------------------------------ handle_message
 
     async def handle(self, message: InboundMessage) -> Reply:
