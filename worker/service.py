@@ -66,6 +66,7 @@ from sdk import (
     PendingConfirmation,
     ProviderUnavailableError,
     RateLimitedError,
+    ResumeStore,
     RunResult,
     Tool,
 )
@@ -84,6 +85,7 @@ from worker.models import (
     Reply,
 )
 from worker.redis_store import UNCHANGED, PendingChange, RedisStore
+from worker.resumes import RedisResumeStore
 from worker.settings import WorkerSettings
 from worker.turn import Emitter, Turn, off_loop
 
@@ -307,8 +309,12 @@ class ConversationService:
         turn = self._turn(message, emit, spec.alias, lease)
         turn.decisions = {cid: ("approved" if d["approve"] else "declined", d["by"])
                           for cid, d in record["decisions"].items()}
+        names = {c["id"]: c["name"] for c in record["calls"]}
+        turn.approved_for_run = {**dict.fromkeys(pending.approved_tools), **{
+            names[cid]: d["by"] for cid, d in record["decisions"].items() if d.get("for_run")}}
         await self._io(turn.audit_interrupted)
-        agent = self._agent(message.agent_id, turn)
+        agent = self._agent(message.agent_id, turn, RedisResumeStore(
+            self.store.client, self.settings.namespace, lease=lease, io=self.io))
         decisions = sdk_decisions(record)
         ran = await self._guarded(agent.aresume(pending, decisions=decisions, note=note),
                                   message, emit, turn)
@@ -486,13 +492,15 @@ class ConversationService:
         """The agent's metric label: only ids of the agents file (bounded)."""
         return agent_id if agent_id in self.agents else UNKNOWN
 
-    def _agent(self, agent_id: str, turn: Turn) -> Agent:
+    def _agent(self, agent_id: str, turn: Turn, resumes: ResumeStore | None = None) -> Agent:
+        """The agent for one run; ``resumes``: the store that lets a saved confirmation
+        be resumed once (:class:`~worker.resumes.RedisResumeStore`)."""
         spec, tools = self.agents[agent_id]
         return Agent(name=spec.name, alias=spec.alias, instructions=spec.instructions,
                      role=spec.role, persona=spec.persona, version=spec.version,
                      tools=tools, gateway=self.gateway_for(turn.tenant),
                      max_iterations=spec.max_iterations, stream=spec.stream,
-                     on_event=turn.aon_event, tool_result_cache=turn,
+                     on_event=turn.aon_event, tool_result_cache=turn, resume_store=resumes,
                      tags=[f"conversation:{turn.conversation_id}", f"agent:{agent_id}"])
 
     def _finish(self, message: InboundMessage, emit: Emitter, status: EndStatus,
@@ -548,7 +556,8 @@ def _resolved(record: dict[str, Any], decision_id: str, note: str | None) -> dic
     names = {c["id"]: c["name"] for c in record["calls"]}
     mine = [{"call_id": cid, "tool": names[cid],
              "decision": "approved" if d["approve"] else "declined",
-             "arguments": d["arguments"], "note": d["note"], "by": d["by"]}
+             "arguments": d["arguments"], "note": d["note"], "by": d["by"],
+             "for_run": bool(d.get("for_run"))}
             for cid, d in record["decisions"].items() if d["decision_id"] == decision_id]
     decision = {d["decision"] for d in mine}
     return {"decisions": mine, "note": note,
