@@ -283,6 +283,7 @@ class ConversationService:
                        message.reply_channel if message else None)
         if verdict.kind == "refused" or message is None:
             return self._refuse(answer, emit, verdict.text)
+        self.store.note_decision(decision_id, message.message_id)
         emit("confirmation_resolved", _resolved(verdict.record, decision_id, answer.note))
         if verdict.kind == "partial":
             calls = undecided(verdict.record)
@@ -363,6 +364,11 @@ class ConversationService:
         return reply
 
     def _no_pending(self, answer: ConfirmMessage, decision_id: str) -> Reply:
+        taken_on = self.store.decided_message(decision_id)
+        row = self.db.get_outcome(taken_on) if taken_on is not None else None
+        if row is not None and row["conversation_id"] == answer.conversation_id:
+            # this decision, redelivered after its run went on: no second reply
+            return self._answered(str(row["message_id"]), decision_id)
         latest = self.db.latest_awaiting(answer.conversation_id)
         if latest is None:
             return Reply(conversation_id=answer.conversation_id, message_id="-",
