@@ -26,7 +26,11 @@ delivered twice at once; see docs/workers.md):
 - a message whose outcome is final is answered from PostgreSQL without running;
 - decisions are stored before anything runs (:mod:`worker.decisions`): a decided
   confirmation is finished by a redelivered answer whatever the TTL, and reports
-  what really happened.
+  what really happened; a decision redelivered after its run went on (paused again,
+  or ended) is answered from the outcome in its own reply slot (``{ns}:decision:<id>``);
+- a decided confirmation is resumed through the SDK's resume-once protocol with the
+  worker's store (:class:`~worker.resumes.RedisResumeStore`): a finished resume is
+  never run again, an unfinished one is taken over only under the run's next lease.
 
 What a gateway failure becomes (the truth, not one polite reply for all):
 
