@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import psycopg
 
-from llm_pool.runtime import ProxyProcess, free_port, start_proxy, wait_http
+from llm_pool.runtime import PROXY_START_TIMEOUT, ProxyProcess, free_port, start_proxy, wait_http
 from llm_pool.settings import DEFAULT_DATABASE_URL
 
 REPO = Path(__file__).resolve().parent.parent
@@ -69,9 +69,11 @@ def provider_process() -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def proxy(config: Path, env: dict[str, str], workers: int = 1) -> Iterator[ProxyProcess]:
+def proxy(config: Path, env: dict[str, str], workers: int = 1,
+          start_timeout: float = PROXY_START_TIMEOUT) -> Iterator[ProxyProcess]:
     with tempfile.TemporaryDirectory() as tmp:
-        running = start_proxy(config, env=env, workers=workers, log_path=Path(tmp) / "p.log")
+        running = start_proxy(config, env=env, workers=workers, log_path=Path(tmp) / "p.log",
+                              timeout=start_timeout)
         try:
             yield running
         finally:

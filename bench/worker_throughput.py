@@ -173,6 +173,8 @@ def main() -> None:
                         help="messages in flight in the async worker")
     parser.add_argument("--baseline-rev", default=BASELINE_REV)
     parser.add_argument("--proxy-workers", type=int, default=2)
+    parser.add_argument("--proxy-start-timeout", type=float, default=120.0,
+                        help="seconds the proxy may take to start (more on a loaded machine)")
     args = parser.parse_args()
     script = _script(args.delay)
     provider_ms = 3 * args.delay * 1000
@@ -180,7 +182,8 @@ def main() -> None:
             _exported(args.baseline_rev) as old:
         env = {"POOL_PROVIDER_URL": f"{upstream}/v1", "LITELLM_MASTER_KEY": MASTER_KEY,
                "POOL_DATABASE_URL": db_url}
-        with proxy(REPO / "config" / "offline.yaml", env, workers=args.proxy_workers) as running:
+        with proxy(REPO / "config" / "offline.yaml", env, workers=args.proxy_workers,
+                   start_timeout=args.proxy_start_timeout) as running:
             ceiling = _ceiling(running.url, args.messages, args.async_threads, script)
             _print(ceiling, provider_ms)
             ours = _queued(f"async actors (1 process, {args.async_threads} in flight)", REPO,

@@ -49,7 +49,7 @@ from sdk.errors import (
 from sdk.mcp import MCPError, MCPServer
 from sdk.prompts import AI_TRANSPARENCY_CLAUSE, build_system_prompt
 from sdk.results import Completion, EmbeddingResult, ToolCall, Usage
-from sdk.resumes import InMemoryResumeStore, ResumeStore
+from sdk.resumes import AsyncResumeStore, InMemoryResumeStore, ResumeStore
 from sdk.retries import RetryPolicy
 from sdk.tool_calls import (
     AsyncToolCallClaims,
@@ -70,6 +70,7 @@ __all__ = [
     "Approve",
     "AsyncCompletionStream",
     "AsyncGateway",
+    "AsyncResumeStore",
     "AsyncStreamCall",
     "AsyncToolCallClaims",
     "AuthError",

@@ -86,7 +86,7 @@ from sdk.errors import (
 )
 from sdk.prompts import build_system_prompt
 from sdk.results import Completion, ToolCall, Usage, stable_call_id
-from sdk.resumes import ResumeStore
+from sdk.resumes import AsyncResumeStore, ResumeStore
 from sdk.structured import correction_message, parse_output, schema_instruction
 from sdk.tool_calls import (
     DEFAULT_MAX_TOOL_THREADS,
@@ -415,12 +415,20 @@ class Agent:
                       decisions: Mapping[str, Decision] | None = None) -> RunResult:
         """The async twin of :meth:`resume`."""
         plan = self.plan(pending, approved, decisions)
-        earlier = self._claim(pending)
-        if earlier is not None:
-            return earlier
+        store = self.resume_store
+        if not isinstance(store, AsyncResumeStore):
+            earlier = self._claim(pending)
+            if earlier is not None:
+                return earlier
+            run = self._resumed_run(pending)
+            return self._finish_resume(pending, await self._adrive(
+                run, self._resume_loop(run, pending, plan, note)))
+        if not await store.aclaim(pending.resume_key):
+            return self._earlier(pending, await store.aresult(pending.resume_key))
         run = self._resumed_run(pending)
-        return self._finish_resume(pending, await self._adrive(
-            run, self._resume_loop(run, pending, plan, note)))
+        result = await self._adrive(run, self._resume_loop(run, pending, plan, note))
+        await store.afinish(pending.resume_key, result.to_json())
+        return result
 
     def _claim(self, pending: PendingConfirmation) -> RunResult | None:
         """With a ``resume_store``: ``None`` when this resume is the first of
@@ -428,7 +436,11 @@ class Agent:
         runs)."""
         if self.resume_store is None or self.resume_store.claim(pending.resume_key):
             return None
-        done = self.resume_store.result(pending.resume_key)
+        return self._earlier(pending, self.resume_store.result(pending.resume_key))
+
+    @staticmethod
+    def _earlier(pending: PendingConfirmation, done: str | None) -> RunResult:
+        """The result of the resume that claimed ``pending`` first (refused while it runs)."""
         if done is None:
             raise ConfirmationError(f"this confirmation (run {pending.run_id}) was resumed "
                                     "already; that resume has not finished")

@@ -10,9 +10,13 @@ state gets the first one's :class:`~sdk.RunResult` back (once it finished) or a
 A resume that raised (the gateway failed after the approved tools ran) keeps its claim:
 the state cannot be resumed again, since its tools may have run; start a new run.
 
-:class:`InMemoryResumeStore` holds the claims in a dict (one process). Across
-processes, implement the protocol on a shared store (a table with a primary key on the
-key, Redis ``SET NX``); the Dramatiq worker leases runs itself (docs/workers.md).
+:class:`InMemoryResumeStore` holds the claims in a dict (one process; the default for
+tests). Across processes, implement the protocol on a shared store: the Dramatiq
+worker's is :class:`worker.resumes.RedisResumeStore` (Redis, the same keys for every
+worker process), which :meth:`~sdk.Agent.aresume` uses for every confirmation the worker
+resumes. A store may also have coroutine twins ``aclaim``/``afinish``/``aresult``
+(:class:`AsyncResumeStore`): :meth:`~sdk.Agent.aresume` awaits them, so a store on a
+network never blocks the event loop.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-__all__ = ["InMemoryResumeStore", "ResumeStore"]
+__all__ = ["AsyncResumeStore", "InMemoryResumeStore", "ResumeStore"]
 
 
 @runtime_checkable
@@ -37,6 +41,17 @@ class ResumeStore(Protocol):
     def result(self, key: str) -> str | None:
         """The result kept for ``key``, once its resume finished."""
         ...
+
+
+@runtime_checkable
+class AsyncResumeStore(Protocol):
+    """:class:`ResumeStore`'s coroutine twins (awaited by :meth:`~sdk.Agent.aresume`)."""
+
+    async def aclaim(self, key: str) -> bool: ...
+
+    async def afinish(self, key: str, result: str) -> None: ...
+
+    async def aresult(self, key: str) -> str | None: ...
 
 
 @dataclass
@@ -61,3 +76,12 @@ class InMemoryResumeStore:
     def result(self, key: str) -> str | None:
         with self.lock:
             return self.results.get(key)
+
+    async def aclaim(self, key: str) -> bool:
+        return self.claim(key)
+
+    async def afinish(self, key: str, result: str) -> None:
+        self.finish(key, result)
+
+    async def aresult(self, key: str) -> str | None:
+        return self.result(key)

@@ -13,6 +13,7 @@ Sending from code: ``actors = declare(build_broker(settings), ...)`` then
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import logging
@@ -109,12 +110,25 @@ def declare(broker: Broker, service: Callable[[], ConversationService]) -> Actor
                  else done < retries.max_retries)
         return f"retried with backoff (retry {done + 1})" if again else "dead-lettered"
 
+    built: list[ConversationService] = []
+    building = asyncio.Lock()
+
+    async def running() -> ConversationService:
+        """The service, built on first use on a thread, not on the event loop (building
+        opens the pools and connects the agents' MCP servers); a build that failed is
+        tried again by the next message."""
+        if not built:
+            async with building:
+                if not built:
+                    built.append(await asyncio.to_thread(service))
+        return built[0]
+
     async def guarded(actor: str, message_id: str | None, conversation: str | None,
                       work: Callable[[ConversationService], Awaitable[Reply]]) -> Reply:
         """Run ``work`` on the service (built on first use: a configuration error is a
         failure too); a failure is logged on one line and re-raised for Dramatiq."""
         try:
-            return await work(service())
+            return await work(await running())
         except RetryLater as later:
             log.info(failure_line(actor, message_id, conversation, _message_id(), later,
                                   f"retried in {later.delay_ms} ms"))
@@ -124,15 +138,18 @@ def declare(broker: Broker, service: Callable[[], ConversationService]) -> Actor
             log.error(failure_line(actor, message_id, conversation, _message_id(), exc, step))
             if step == "dead-lettered" and conversation is not None:
                 with contextlib.suppress(WorkerError):  # no service: the line says why
-                    await service().dead_lettered(conversation, message_id, exc)
+                    await (await running()).dead_lettered(conversation, message_id, exc)
             raise
 
-    def schedule_expiry(reply: Reply) -> None:
+    async def schedule_expiry(reply: Reply) -> None:
+        """Queue the ``expire`` message of a confirmation (a Redis write: on the
+        service's I/O threads, not on the loop)."""
         if reply.status == "needs_confirmation" and reply.expires_at is not None:
             due = ExpireMessage(conversation_id=reply.conversation_id,
                                 message_id=reply.message_id)
             delay = max(0, int((reply.expires_at - time.time()) * 1000))
-            expire_actor.send_with_options(args=(due.model_dump(),), delay=delay)
+            await (await running()).off_loop(functools.partial(
+                expire_actor.send_with_options, args=(due.model_dump(),), delay=delay))
 
     async def handle_message(message: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -143,7 +160,7 @@ def declare(broker: Broker, service: Callable[[], ConversationService]) -> Actor
             raise
         reply = await guarded("handle_message", parsed.message_id, parsed.conversation_id,
                               lambda running: running.handle(parsed))
-        schedule_expiry(reply)
+        await schedule_expiry(reply)
         return reply.model_dump()
 
     async def confirm(answer: dict[str, Any]) -> dict[str, Any]:
@@ -155,11 +172,11 @@ def declare(broker: Broker, service: Callable[[], ConversationService]) -> Actor
         decision = parsed.decision_id or _message_id()
         reply = await guarded("confirm", decision, parsed.conversation_id,
                               lambda running: running.confirm(parsed, decision))
-        schedule_expiry(reply)
+        await schedule_expiry(reply)
         return reply.model_dump()
 
     async def expire(due: dict[str, Any]) -> dict[str, Any] | None:
-        reply = await service().expire(ExpireMessage.model_validate(due))
+        reply = await (await running()).expire(ExpireMessage.model_validate(due))
         return reply.model_dump() if reply is not None else None
 
     expire_actor = dramatiq.actor(actor_name="expire", **options)(expire)

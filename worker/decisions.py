@@ -6,7 +6,7 @@ The record (JSON, one per conversation; see :mod:`worker.redis_store`)::
      "pending": "...PendingConfirmation JSON...", "expires_at": 1767225600.0,
      "calls": [{"id": "call_...", "name": "refund", "arguments": {...}}],
      "decisions": {"call_...": {"approve": true, "arguments": null, "note": null,
-                                "by": "ops", "decision_id": "..."}},
+                                "for_run": false, "by": "ops", "decision_id": "..."}},
      "resumed_by": null}
 
 Rules (:func:`decide`): a decision for a call that is not pending, or for a call
@@ -58,7 +58,8 @@ def _wanted(record: Mapping[str, Any], answer: ConfirmMessage, decision_id: str,
     calls = {c["id"]: c for c in record["calls"]}
     decided = record.get("decisions") or {}
     if answer.decisions is None:
-        every = CallDecision(approve=bool(answer.approved), note=answer.note)
+        every = CallDecision(approve=bool(answer.approved), note=answer.note,
+                             for_run=answer.for_run)
         wanted = {cid: every for cid in calls if cid not in decided}
         return wanted or "every pending call was decided already"
     unknown = sorted(cid for cid in answer.decisions if cid not in calls)
@@ -106,5 +107,6 @@ def decide(record: dict[str, Any] | None, answer: ConfirmMessage, decision_id: s
 
 def sdk_decisions(record: Mapping[str, Any]) -> dict[str, Decision]:
     """The SDK's decisions from a fully decided record."""
-    return {cid: Approve(d["arguments"]) if d["approve"] else Decline(d["note"])
+    return {cid: Approve(d["arguments"], for_run=bool(d.get("for_run")))
+            if d["approve"] else Decline(d["note"])
             for cid, d in record["decisions"].items()}

@@ -43,11 +43,14 @@ class CallDecision(BaseModel):
     approve: bool
     arguments: dict[str, Any] | None = None
     note: str | None = Field(default=None, max_length=2_000)
+    for_run: bool = False  # the same tool's later calls in this run need no confirmation
 
     @model_validator(mode="after")
     def _arguments_only_when_approved(self) -> CallDecision:
         if self.arguments is not None and not self.approve:
             raise ValueError("arguments only go with approve: true")
+        if self.for_run and not self.approve:
+            raise ValueError("for_run only goes with approve: true")
         return self
 
 
@@ -55,6 +58,10 @@ class ConfirmMessage(BaseModel):
     """The user's answer to a pending confirmation (``confirm``'s argument): either
     ``approved`` for every pending call, or ``decisions`` by tool call id (a subset
     is fine: the run goes on once every pending call is decided).
+
+    ``for_run`` (with ``approved: true``, or per call in ``decisions``): approve the
+    tools for the rest of the run, so their later calls for this user message run
+    without asking again (:class:`sdk.Approve` ``for_run=True``).
 
     ``decision_id`` identifies this answer (default: the queue message's id), so a
     redelivered answer is told apart from a second answer for the same calls."""
@@ -68,11 +75,14 @@ class ConfirmMessage(BaseModel):
     note: str | None = Field(default=None, max_length=2_000)
     decided_by: str | None = Field(default=None, max_length=200)
     decision_id: str | None = Field(default=None, pattern=ID_PATTERN)
+    for_run: bool = False
 
     @model_validator(mode="after")
     def _one_kind_of_answer(self) -> ConfirmMessage:
         if (self.approved is None) == (self.decisions is None):
             raise ValueError("give either approved (for every call) or decisions (per call)")
+        if self.for_run and self.approved is not True:
+            raise ValueError("for_run goes with approved: true (or in each decision)")
         return self
 
 

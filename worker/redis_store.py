@@ -15,6 +15,9 @@ Keys (all under the configured namespace):
   decided it is kept (``DECIDED_TTL``) until the resumed run has finished, so a
   redelivered run finishes what was approved whatever the confirmation TTL.
   Every change is a WATCH/MULTI transaction (:meth:`RedisStore.change_pending`).
+- ``{ns}:decision:{decision id}``: the message a decision was taken on (``DECIDED_TTL``),
+  so a decision redelivered after its run ended (the record gone) is answered from
+  that message's outcome in its own reply slot, never as a new answer.
 """
 
 from __future__ import annotations
@@ -131,6 +134,21 @@ class RedisStore:
 
         self.client.transaction(transaction, key)
         return answer[0]
+
+    # ------------------------------------------------------------ decisions taken
+
+    def decision_key(self, decision_id: str) -> str:
+        return f"{self.namespace}:decision:{decision_id}"
+
+    def note_decision(self, decision_id: str, message_id: str) -> None:
+        """Remember that ``decision_id`` was taken on ``message_id``'s confirmation
+        (so a redelivery after its record is gone is answered, not taken as new)."""
+        self.client.set(self.decision_key(decision_id), message_id, ex=DECIDED_TTL)
+
+    def decided_message(self, decision_id: str) -> str | None:
+        """The message whose confirmation ``decision_id`` was taken on, if any."""
+        value: Any = self.client.get(self.decision_key(decision_id))
+        return value.decode() if value is not None else None
 
     def get_pending(self, conversation_id: str) -> str | None:
         value: Any = self.client.get(self.pending_key(conversation_id))

@@ -26,7 +26,11 @@ delivered twice at once; see docs/workers.md):
 - a message whose outcome is final is answered from PostgreSQL without running;
 - decisions are stored before anything runs (:mod:`worker.decisions`): a decided
   confirmation is finished by a redelivered answer whatever the TTL, and reports
-  what really happened.
+  what really happened; a decision redelivered after its run went on (paused again,
+  or ended) is answered from the outcome in its own reply slot (``{ns}:decision:<id>``);
+- a decided confirmation is resumed through the SDK's resume-once protocol with the
+  worker's store (:class:`~worker.resumes.RedisResumeStore`): a finished resume is
+  never run again, an unfinished one is taken over only under the run's next lease.
 
 What a gateway failure becomes (the truth, not one polite reply for all):
 
@@ -66,6 +70,7 @@ from sdk import (
     PendingConfirmation,
     ProviderUnavailableError,
     RateLimitedError,
+    ResumeStore,
     RunResult,
     Tool,
 )
@@ -84,6 +89,7 @@ from worker.models import (
     Reply,
 )
 from worker.redis_store import UNCHANGED, PendingChange, RedisStore
+from worker.resumes import RedisResumeStore
 from worker.settings import WorkerSettings
 from worker.turn import Emitter, Turn, off_loop
 
@@ -131,6 +137,11 @@ class ConversationService:
 
     async def _io(self, fn: Callable[..., T], *args: Any) -> T:
         return await off_loop(self.io, fn, *args)
+
+    async def off_loop(self, fn: Callable[[], T]) -> T:
+        """``fn()`` on the service's bounded I/O threads, awaited (for the actors' own
+        Redis work: scheduling an expiry)."""
+        return await self._io(fn)
 
     # ------------------------------------------------------------ handle_message
 
@@ -276,6 +287,7 @@ class ConversationService:
                        message.reply_channel if message else None)
         if verdict.kind == "refused" or message is None:
             return self._refuse(answer, emit, verdict.text)
+        self.store.note_decision(decision_id, message.message_id)
         emit("confirmation_resolved", _resolved(verdict.record, decision_id, answer.note))
         if verdict.kind == "partial":
             calls = undecided(verdict.record)
@@ -302,8 +314,12 @@ class ConversationService:
         turn = self._turn(message, emit, spec.alias, lease)
         turn.decisions = {cid: ("approved" if d["approve"] else "declined", d["by"])
                           for cid, d in record["decisions"].items()}
+        names = {c["id"]: c["name"] for c in record["calls"]}
+        turn.approved_for_run = {**dict.fromkeys(pending.approved_tools), **{
+            names[cid]: d["by"] for cid, d in record["decisions"].items() if d.get("for_run")}}
         await self._io(turn.audit_interrupted)
-        agent = self._agent(message.agent_id, turn)
+        agent = self._agent(message.agent_id, turn, RedisResumeStore(
+            self.store.client, self.settings.namespace, lease=lease, io=self.io))
         decisions = sdk_decisions(record)
         ran = await self._guarded(agent.aresume(pending, decisions=decisions, note=note),
                                   message, emit, turn)
@@ -352,6 +368,11 @@ class ConversationService:
         return reply
 
     def _no_pending(self, answer: ConfirmMessage, decision_id: str) -> Reply:
+        taken_on = self.store.decided_message(decision_id)
+        row = self.db.get_outcome(taken_on) if taken_on is not None else None
+        if row is not None and row["conversation_id"] == answer.conversation_id:
+            # this decision, redelivered after its run went on: no second reply
+            return self._answered(str(row["message_id"]), decision_id)
         latest = self.db.latest_awaiting(answer.conversation_id)
         if latest is None:
             return Reply(conversation_id=answer.conversation_id, message_id="-",
@@ -481,13 +502,15 @@ class ConversationService:
         """The agent's metric label: only ids of the agents file (bounded)."""
         return agent_id if agent_id in self.agents else UNKNOWN
 
-    def _agent(self, agent_id: str, turn: Turn) -> Agent:
+    def _agent(self, agent_id: str, turn: Turn, resumes: ResumeStore | None = None) -> Agent:
+        """The agent for one run; ``resumes``: the store that lets a saved confirmation
+        be resumed once (:class:`~worker.resumes.RedisResumeStore`)."""
         spec, tools = self.agents[agent_id]
         return Agent(name=spec.name, alias=spec.alias, instructions=spec.instructions,
                      role=spec.role, persona=spec.persona, version=spec.version,
                      tools=tools, gateway=self.gateway_for(turn.tenant),
                      max_iterations=spec.max_iterations, stream=spec.stream,
-                     on_event=turn.aon_event, tool_result_cache=turn,
+                     on_event=turn.aon_event, tool_result_cache=turn, resume_store=resumes,
                      tags=[f"conversation:{turn.conversation_id}", f"agent:{agent_id}"])
 
     def _finish(self, message: InboundMessage, emit: Emitter, status: EndStatus,
@@ -543,7 +566,8 @@ def _resolved(record: dict[str, Any], decision_id: str, note: str | None) -> dic
     names = {c["id"]: c["name"] for c in record["calls"]}
     mine = [{"call_id": cid, "tool": names[cid],
              "decision": "approved" if d["approve"] else "declined",
-             "arguments": d["arguments"], "note": d["note"], "by": d["by"]}
+             "arguments": d["arguments"], "note": d["note"], "by": d["by"],
+             "for_run": bool(d.get("for_run"))}
             for cid, d in record["decisions"].items() if d["decision_id"] == decision_id]
     decision = {d["decision"] for d in mine}
     return {"decisions": mine, "note": note,

@@ -103,6 +103,8 @@ class Turn:
     message_id: str
     alias: str
     decisions: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+    # tools approved for the rest of the run (Approve.for_run): name -> who approved
+    approved_for_run: dict[str, str | None] = field(default_factory=dict)
     started: str | None = None  # the call id of the LLM request in flight
     counters: Counters = field(default_factory=Counters)
     tool_names: frozenset[str] = frozenset()  # the agent's tools (metric labels)
@@ -168,6 +170,8 @@ class Turn:
     def _tool_values(self, call_id: str, name: str, arguments: dict[str, Any], outcome: str,
                      result: str | None, confirmation: str | None = None) -> dict[str, Any]:
         decided, who = self.decisions.get(call_id, ("not_required", None))
+        if call_id not in self.decisions and name in self.approved_for_run:
+            decided, who = "approved", self.approved_for_run[name]
         return {
             "tenant": self.tenant, "conversation_id": self.conversation_id,
             "agent_id": self.agent_id, "message_id": self.message_id, "tool_call_id": call_id,

@@ -55,6 +55,10 @@ def register(subparsers: Any) -> None:
                          help="run the call approved just before with these arguments")
     confirm.add_argument("--decline", metavar="CALL_ID", action=_Step,
                          help="decline one call (repeatable)")
+    confirm.add_argument("--for-run", action=_Step, nargs=0, default=None,
+                         help="after --approve CALL_ID: approve that tool for the rest of the "
+                              "run (its later calls for this message run without asking); "
+                              "with --yes: every pending tool")
     confirm.add_argument("--note", action=_Step, default=None,
                          help="after --decline: told to the model for that call; "
                               "otherwise: for the whole answer")
@@ -95,14 +99,24 @@ class _Step(argparse.Action):
         namespace.steps = steps
 
 
-def _decisions(steps: list[tuple[str, str]]) -> tuple[dict[str, dict[str, Any]], str | None]:
-    """(per-call decisions, the answer's note) from the ordered steps; ValueError when
-    --args does not follow an --approve, or is not a JSON object."""
+def _decisions(steps: list[tuple[str, Any]]
+               ) -> tuple[dict[str, dict[str, Any]], str | None, bool]:
+    """(per-call decisions, the answer's note, --for-run for every call) from the
+    ordered steps; ValueError when --args or --for-run does not follow an --approve
+    (--for-run: or come with --yes), or --args is not a JSON object."""
     decisions: dict[str, dict[str, Any]] = {}
     last: tuple[str, str] | None = None
     note = None
+    for_all = False
     for kind, value in steps:
-        if kind in ("approve", "decline"):
+        if kind == "for_run":
+            if last is None:
+                for_all = True
+            elif last[0] != "approve":
+                raise ValueError("--for-run must follow an --approve CALL_ID (or go with --yes)")
+            else:
+                decisions[last[1]]["for_run"] = True
+        elif kind in ("approve", "decline"):
             decisions[value] = {"approve": kind == "approve"}
             last = (kind, value)
         elif kind == "args":
@@ -116,7 +130,7 @@ def _decisions(steps: list[tuple[str, str]]) -> tuple[dict[str, dict[str, Any]],
             decisions[last[1]]["note"] = value
         else:
             note = value
-    return decisions, note
+    return decisions, note, for_all
 
 
 def _wait_args(parser: argparse.ArgumentParser) -> None:
@@ -270,13 +284,13 @@ def run_confirm(args: argparse.Namespace) -> int:
     from worker.models import ConfirmMessage
 
     try:
-        decisions, note = _decisions(getattr(args, "steps", None) or [])
+        decisions, note, for_run = _decisions(getattr(args, "steps", None) or [])
         if args.approved is None and not decisions:
             raise ValueError("say --yes or --no (every pending call), or decide call by call "
                              "with --approve CALL_ID / --decline CALL_ID")
         answer = ConfirmMessage.model_validate({
             "conversation_id": args.conversation, "approved": args.approved,
-            "decisions": decisions or None, "note": note,
+            "decisions": decisions or None, "note": note, "for_run": for_run,
             "decided_by": args.by or os.environ.get("USER"), "decision_id": uuid.uuid4().hex})
     except (ValueError, ValidationError) as exc:  # JSONDecodeError is a ValueError
         print(f"pool confirm: invalid answer: {exc}", file=sys.stderr)
@@ -289,8 +303,10 @@ def run_confirm(args: argparse.Namespace) -> int:
         return 1
     after = _last_id(store, answer.conversation_id)
     actors.confirm.send(answer.model_dump())
-    what = (("yes" if answer.approved else "no") if answer.decisions is None
+    what = (("yes" if answer.approved else "no") + (" for the run" if answer.for_run else "")
+            if answer.decisions is None
             else ", ".join(f"{'approve' if d.approve else 'decline'} {cid}"
+                           + (" for the run" if d.for_run else "")
                            for cid, d in answer.decisions.items()))
     print(f"sent {what} for {answer.conversation_id}", flush=True)
     return _watch(store, answer.conversation_id, after, None, args.wait) if args.wait else 0

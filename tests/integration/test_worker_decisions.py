@@ -117,3 +117,65 @@ def test_confirmed_tool_crash_after_the_ttl_reports_completed(
     assert rows(pg_url, "SELECT outcome, confirmation FROM audit_tool_calls"
                 " WHERE conversation_id = %s", conv) == [("ok", "approved")]
     assert "expired" not in [e["type"] for e in cluster.events(conv)]
+
+
+def _refunds_in_turn(*orders: int) -> str:
+    """A message whose model asks for one gated ``refund`` per step, then answers."""
+    return "refunds " + script(*(tool_call("refund", order_id=o, amount=float(o))
+                                 for o in orders), {"text": "All refunded."})
+
+
+def test_approve_for_the_run_with_pool_confirm(cluster: WorkerCluster, pg_url: str) -> None:
+    import subprocess
+    import sys
+
+    from llm_pool.runtime import proxy_env
+
+    cluster.start()
+    conv, paused = cluster.pause(_refunds_in_turn(31, 32, 33))
+    (call,) = paused["pending_calls"]
+    env = proxy_env(cluster.env)
+    confirmed = subprocess.run(
+        [sys.executable, "-m", "llm_pool.cli", "confirm", conv, "--approve", call["id"],
+         "--for-run", "--by", "ops"], env=env, capture_output=True, text=True, timeout=90)
+    assert confirmed.returncode == 0, confirmed.stderr
+    assert f"approve {call['id']} for the run" in confirmed.stdout
+    assert "[reply:completed] All refunded." in confirmed.stdout
+    # the later refunds of the same run ran without asking again, each once
+    assert [effects(pg_url, f"{o}:{float(o)}") for o in (31, 32, 33)] == [1, 1, 1]
+    kinds = [e["type"] for e in cluster.events(conv)]
+    assert kinds.count("confirmation_required") == 1
+    resolved = cluster.wait_event(conv, "confirmation_resolved")["data"]
+    assert resolved["decisions"][0]["for_run"] is True
+    audit = rows(pg_url, "SELECT arguments->>'order_id', outcome, confirmation, decided_by"
+                 " FROM audit_tool_calls WHERE conversation_id = %s ORDER BY id", conv)
+    assert audit == [(str(o), "ok", "approved", "ops") for o in (31, 32, 33)]
+    # for the run, not for the conversation: the next message asks again
+    again = result(cluster.send(_refunds_in_turn(34), conv))
+    assert again["status"] == "needs_confirmation"
+
+
+def test_a_late_redelivered_decision_after_a_second_pause_adds_no_reply(
+        cluster: WorkerCluster, pg_url: str) -> None:
+    cluster.start()
+    conv, paused = cluster.pause(_refunds_in_turn(41, 42))
+    message_id = paused["message_id"]
+    first = result(cluster.confirm(conv, approved=True, decision_id="d-first"))
+    assert first["status"] == "needs_confirmation"  # the resumed run paused again
+    assert first["pending_calls"][0]["arguments"]["order_id"] == 42
+
+    def replies() -> list[dict[str, Any]]:
+        return [e["data"] for e in cluster.events(conv)
+                if e["type"] == "reply" and e["message_id"] == message_id]
+
+    assert len(replies()) == 2
+    late = result(cluster.confirm(conv, approved=True, decision_id="d-first"))
+    assert late["status"] == "needs_confirmation"  # what that decision led to
+    assert len(replies()) == 2
+    done = result(cluster.confirm(conv, approved=True, decision_id="d-second"))
+    assert done["status"] == "completed"
+    assert len(replies()) == 3
+    for decision in ("d-first", "d-second"):  # redelivered after the run ended
+        result(cluster.confirm(conv, approved=True, decision_id=decision))
+        assert len(replies()) == 3, replies()
+    assert effects(pg_url, "41:41.0") == 1 and effects(pg_url, "42:42.0") == 1
