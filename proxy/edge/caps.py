@@ -8,7 +8,11 @@
 
 A tenant's own value (``pool tenants add/set --max-n/--max-tokens/--max-prompt-tokens``)
 replaces the default. Over a cap the request gets **400** naming the cap and the
-tenant's value, and nothing is sent. An absent ``max_tokens`` is left to the
+tenant's value, and nothing is sent. The output cap follows the alias's models
+(:mod:`proxy.edge.output_limits`): a request may ask for up to the alias's output limit
+(the default ``max_tokens`` applies only to aliases of unknown limit), a tenant's own
+``max_tokens`` holds when lower, and above the model's limit the 400 names the model's
+figure. An absent ``max_tokens`` is left to the
 provider's default (setting it would break models whose output limit is lower).
 
 The prompt estimate (:func:`estimate_prompt_tokens`) walks the prompt fields of the
@@ -34,11 +38,13 @@ from typing import Any
 
 from litellm.proxy._types import ProxyErrorTypes, ProxyException
 
+from proxy.admission.estimate import alias_output_limit
+from proxy.edge.output_limits import output_cap
 from proxy.errors import RequestRefused
 from proxy.storage.tenants import Caps
 
-__all__ = ["IMAGE_TOKENS", "CapExceeded", "Limits", "check_caps", "check_fields",
-           "estimate_prompt_tokens"]
+__all__ = ["IMAGE_TOKENS", "CapExceeded", "Limits", "OutputLimitExceeded", "check_caps",
+           "check_fields", "estimate_prompt_tokens"]
 
 IMAGE_TOKENS = 2_000  # above the most an image costs at OpenAI (1,105) or Anthropic (1,600)
 IMAGE_PARTS = frozenset({"image_url", "input_image", "image"})
@@ -60,6 +66,7 @@ class Limits:
     max_n: int
     max_tokens: int
     max_prompt_tokens: int
+    max_tokens_own: bool = False  # True: the tenant's own max_tokens, not the default
 
     @classmethod
     def of(cls, own: Caps, defaults: Caps) -> Limits:
@@ -68,17 +75,20 @@ class Limits:
             value = getattr(defaults, name) if value is None else value
             return int(value)
         return cls(max_n=pick("max_n"), max_tokens=pick("max_tokens"),
-                   max_prompt_tokens=pick("max_prompt_tokens"))
+                   max_prompt_tokens=pick("max_prompt_tokens"),
+                   max_tokens_own=own.max_tokens is not None)
 
     def as_metadata(self) -> dict[str, int]:
         """The caps as ``custom_auth`` hands them to the pre-call hook (key metadata)."""
         return {"pool_max_n": self.max_n, "pool_max_tokens": self.max_tokens,
-                "pool_max_prompt_tokens": self.max_prompt_tokens}
+                "pool_max_prompt_tokens": self.max_prompt_tokens,
+                "pool_max_tokens_own": self.max_tokens_own}
 
     @classmethod
     def from_metadata(cls, meta: Mapping[str, Any]) -> Limits:
         return cls(max_n=int(meta["pool_max_n"]), max_tokens=int(meta["pool_max_tokens"]),
-                   max_prompt_tokens=int(meta["pool_max_prompt_tokens"]))
+                   max_prompt_tokens=int(meta["pool_max_prompt_tokens"]),
+                   max_tokens_own=meta.get("pool_max_tokens_own") is True)
 
 
 class CapExceeded(ProxyException, RequestRefused):
@@ -88,6 +98,16 @@ class CapExceeded(ProxyException, RequestRefused):
                      "nothing was sent to the model"),
             type=ProxyErrorTypes.bad_request_error.value, param=param, code=400)
         self.cap = cap
+        self.limit = limit
+
+
+class OutputLimitExceeded(CapExceeded):
+    def __init__(self, param: str, value: int, alias: str, limit: int) -> None:
+        ProxyException.__init__(
+            self, message=(f"{param}={value:,} is over the output limit of model {alias!r}: "
+                           f"{limit:,} tokens; nothing was sent to the model"),
+            type=ProxyErrorTypes.bad_request_error.value, param=param, code=400)
+        self.cap = "model output limit"
         self.limit = limit
 
 
@@ -130,10 +150,16 @@ def check_fields(body: Mapping[str, Any], limits: Limits, tenant: str) -> None:
     n = _int_field(body, "n")
     if n is not None and n > limits.max_n:
         raise CapExceeded("n", n, "max_n", limits.max_n, tenant)
+    alias = str(body.get("model") or "")
     for name in OUTPUT_FIELDS:
         asked = _int_field(body, name)
-        if asked is not None and asked > limits.max_tokens:
-            raise CapExceeded(name, asked, "max_tokens", limits.max_tokens, tenant)
+        if asked is None:
+            continue
+        cap = output_cap(limits.max_tokens, limits.max_tokens_own, alias_output_limit(alias))
+        if asked > cap.limit and cap.model:
+            raise OutputLimitExceeded(name, asked, alias, cap.limit)
+        if asked > cap.limit:
+            raise CapExceeded(name, asked, "max_tokens", cap.limit, tenant)
     prompt = estimate_prompt_tokens(body)
     if prompt > limits.max_prompt_tokens:
         raise CapExceeded("prompt (estimated tokens)", prompt, "max_prompt_tokens",
