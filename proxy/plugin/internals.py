@@ -39,6 +39,10 @@ symbol fails in ``tests/gateway/test_isolation_units.py`` with its name.
   tenant, key and principal ``custom_auth`` set) into the logging payload.
 - :func:`anthropic_error_response`: LiteLLM's Anthropic error shape, so the gateway's
   own errors on ``/v1/messages`` look like the rest.
+- :func:`install_alias_in_answers`: every answer names the alias the client asked for
+  in ``model``. LiteLLM restamps it, except after a fallback (a non-streamed answer then
+  named the provider's model, ``ollama_chat/qwen3:8b``; a stream, the fallback group)
+  and in the Responses stream's events (``response.model``: the provider's model).
 
 :data:`SIGNATURES` lists each internal symbol with the parameters the gateway relies
 on; ``tests/gateway/test_isolation_units.py`` imports and checks every one.
@@ -61,6 +65,7 @@ __all__ = [
     "anthropic_error_response",
     "group_deployments",
     "guard_body_reader",
+    "install_alias_in_answers",
     "install_client_error_policy",
     "install_non_object_body_guard",
     "install_unprocessable_fix",
@@ -105,6 +110,11 @@ SIGNATURES: dict[str, tuple[str, ...] | None] = {
     "litellm.types.utils:StandardLoggingMetadata": None,
     "litellm.anthropic_interface.exceptions:AnthropicExceptionMapping.create_error_response": (
         "status_code", "message"),
+    "litellm.proxy.common_request_processing:_override_openai_response_model": (
+        "response_obj", "requested_model", "log_context", "return_raw_model_name"),
+    "litellm.proxy.proxy_server:_restamp_streaming_chunk_model": (
+        "chunk", "requested_model_from_client", "request_data", "model_mismatch_logged",
+        "fallback_was_attempted", "fallback_model_from_metadata"),
 }
 
 REJECTED_REQUEST = "Rejected Request"  # how LiteLLM's body-safety ValueErrors begin
@@ -290,6 +300,61 @@ def install_unprocessable_fix() -> None:
 
     drop_or_raise.__dict__["pool_wrapped"] = True
     setattr(module, name, drop_or_raise)
+
+
+def _stamp(obj: Any, alias: str) -> None:
+    """``obj.model = alias`` (a dict or an object that has ``model``)."""
+    if isinstance(obj, dict):
+        if "model" in obj:
+            obj["model"] = alias
+    elif getattr(obj, "model", None) is not None:
+        try:
+            obj.model = alias
+        except Exception:  # a frozen object: left as it is
+            log.debug("could not name the alias on %s", type(obj).__name__)
+
+
+def install_alias_in_answers() -> None:
+    """Replace ``common_request_processing._override_openai_response_model`` (non-streamed
+    answers: the alias always, fallback or not) and wrap ``proxy_server.
+    _restamp_streaming_chunk_model`` (stream chunks: the alias, not the fallback group;
+    a Responses event's ``response.model`` too). Both are looked up as module globals
+    at call time."""
+    from litellm.proxy import common_request_processing as common
+    from litellm.proxy import proxy_server
+
+    if not getattr(common._override_openai_response_model, "pool_wrapped", False):
+        def name_the_alias(*, response_obj: object, requested_model: str, log_context: str,
+                           return_raw_model_name: bool = False) -> None:
+            if requested_model:  # (a raw-model-name request gets the alias too)
+                _stamp(response_obj, requested_model)
+
+        name_the_alias.__dict__["pool_wrapped"] = True
+        common._override_openai_response_model = name_the_alias
+
+    restamp = proxy_server._restamp_streaming_chunk_model
+    if getattr(restamp, "pool_wrapped", False):
+        return
+
+    @functools.wraps(restamp)
+    def restamp_with_the_alias(*, chunk: object, requested_model_from_client: str,
+                               request_data: dict[str, Any], model_mismatch_logged: bool,
+                               fallback_was_attempted: bool = False,
+                               fallback_model_from_metadata: str | None = None,
+                               ) -> tuple[object, bool]:
+        chunk, logged = restamp(
+            chunk=chunk, requested_model_from_client=requested_model_from_client,
+            request_data=request_data, model_mismatch_logged=model_mismatch_logged)
+        if requested_model_from_client:
+            _stamp(chunk, requested_model_from_client)
+            nested = chunk.get("response") if isinstance(chunk, dict) \
+                else getattr(chunk, "response", None)
+            if nested is not None:
+                _stamp(nested, requested_model_from_client)
+        return chunk, logged
+
+    restamp_with_the_alias.__dict__["pool_wrapped"] = True
+    proxy_server._restamp_streaming_chunk_model = restamp_with_the_alias
 
 
 def group_deployments(model_group: str) -> list[dict[str, Any]]:
