@@ -121,7 +121,9 @@ def row_from_payload(payload: Mapping[str, Any] | None) -> SpendRow | None:
     if kind not in ("tenant", "master") or not request_id:
         return None
     ok = payload.get("status") == "success"
-    called = bool(payload.get("api_base"))  # empty when rejected before any deployment
+    # a deployment was called: its api_base is set (empty when rejected before any
+    # deployment), or it answered (LiteLLM's Ollama embedding payload has no api_base)
+    called = bool(payload.get("api_base")) or (ok and bool(payload.get("model_id")))
     error = payload.get("error_information") or {}
     start, end = payload.get("startTime"), payload.get("endTime")
     latency = (end - start) * 1000.0 if isinstance(start, float) and isinstance(end, float) \

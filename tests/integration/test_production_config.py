@@ -180,6 +180,8 @@ def test_embeddings_on_each_wire_billed_by_the_price_map(
     call_id = response.headers["x-litellm-call-id"]
     row = wait_for_rows(pg_url, [call_id])[call_id]
     assert (row["model_alias"], row["prompt_tokens"]) == (deployment.alias, 10 + 20)
+    # the deployment that answered, also on Ollama (whose embedding payload has no api_base)
+    assert (row["deployment"], row["provider_model"]) == (deployment.id, deployment.model)
     assert float(row["cost_usd"]) == pytest.approx(
         30 * prices(deployment)["input_cost_per_token"], rel=1e-9, abs=1e-15)
 
