@@ -418,6 +418,7 @@ def _install() -> None:
     internals.install_client_error_policy()
     internals.install_unprocessable_fix()
     internals.install_alias_in_answers()  # every answer names the asked alias (#23)
+    internals.install_stream_usage_flag()  # a stream without usage: row estimated (#23)
     edge.install(internals.proxy_app(), _master_key, edge.Redactor(internals.router_api_bases),
                  _metrics_key, _max_request_bytes)
     anthropic_errors.install(internals.proxy_app())  # outermost: edge answers reshaped too

@@ -233,7 +233,8 @@ class ProxyCallbacks(CustomLogger):
 
     async def _record(self, kwargs: dict[str, Any]) -> None:
         try:
-            row = row_from_payload(kwargs.get("standard_logging_object"))
+            row = row_from_payload(kwargs.get("standard_logging_object"),
+                                   usage_estimated=bool(kwargs.get(internals.USAGE_ESTIMATED)))
             if row is not None:
                 await self._settle(row)
             if row is not None and row.tenant_id is not None:

@@ -43,6 +43,10 @@ symbol fails in ``tests/gateway/test_isolation_units.py`` with its name.
   in ``model``. LiteLLM restamps it, except after a fallback (a non-streamed answer then
   named the provider's model, ``ollama_chat/qwen3:8b``; a stream, the fallback group)
   and in the Responses stream's events (``response.model``: the provider's model).
+- :func:`install_stream_usage_flag`: a stream whose provider sent no usage is counted
+  by LiteLLM's tokenizer in ``stream_chunk_builder``, silently; the wrapper marks the
+  call (:data:`USAGE_ESTIMATED` in the logging object's details, the ``kwargs`` of the
+  success callback) so its spend row says ``estimated``.
 
 :data:`SIGNATURES` lists each internal symbol with the parameters the gateway relies
 on; ``tests/gateway/test_isolation_units.py`` imports and checks every one.
@@ -62,12 +66,14 @@ __all__ = [
     "CLIENT_ERROR_STATUSES",
     "REJECTED_REQUEST",
     "SIGNATURES",
+    "USAGE_ESTIMATED",
     "anthropic_error_response",
     "group_deployments",
     "guard_body_reader",
     "install_alias_in_answers",
     "install_client_error_policy",
     "install_non_object_body_guard",
+    "install_stream_usage_flag",
     "install_unprocessable_fix",
     "is_client_error",
     "is_connection_failure",
@@ -112,11 +118,14 @@ SIGNATURES: dict[str, tuple[str, ...] | None] = {
         "status_code", "message"),
     "litellm.proxy.common_request_processing:_override_openai_response_model": (
         "response_obj", "requested_model", "log_context", "return_raw_model_name"),
+    "litellm:stream_chunk_builder": ("chunks", "messages", "start_time", "end_time",
+                                     "logging_obj"),
     "litellm.proxy.proxy_server:_restamp_streaming_chunk_model": (
         "chunk", "requested_model_from_client", "request_data", "model_mismatch_logged",
         "fallback_was_attempted", "fallback_model_from_metadata"),
 }
 
+USAGE_ESTIMATED = "pool_usage_estimated"  # set in a call's details: no provider usage
 REJECTED_REQUEST = "Rejected Request"  # how LiteLLM's body-safety ValueErrors begin
 AUTH_METADATA_KEY = "user_api_key_auth_metadata"  # StandardLoggingMetadata's key
 
@@ -355,6 +364,38 @@ def install_alias_in_answers() -> None:
 
     restamp_with_the_alias.__dict__["pool_wrapped"] = True
     proxy_server._restamp_streaming_chunk_model = restamp_with_the_alias
+
+
+def _reported_usage(chunk: Any) -> bool:
+    usage = chunk.get("usage") if isinstance(chunk, dict) else getattr(chunk, "usage", None)
+    if usage is None:
+        return False
+    counts = [usage.get(k) if isinstance(usage, dict) else getattr(usage, k, None)
+              for k in ("prompt_tokens", "completion_tokens")]
+    return any(isinstance(c, int) and c > 0 for c in counts)
+
+
+def install_stream_usage_flag() -> None:
+    """Wrap ``litellm.stream_chunk_builder`` (looked up on the module at the end of each
+    stream): when no chunk carried the provider's usage, set :data:`USAGE_ESTIMATED` in
+    the call's ``logging_obj.model_call_details``."""
+    import litellm
+
+    build = litellm.stream_chunk_builder
+    if getattr(build, "pool_wrapped", False):
+        return
+
+    @functools.wraps(build)
+    def build_and_flag(chunks: list[Any], *args: Any, **kwargs: Any) -> Any:
+        built = build(chunks, *args, **kwargs)
+        details = getattr(kwargs.get("logging_obj"), "model_call_details", None)
+        if built is not None and isinstance(details, dict) and chunks and \
+                not any(_reported_usage(c) for c in chunks):
+            details[USAGE_ESTIMATED] = True
+        return built
+
+    build_and_flag.__dict__["pool_wrapped"] = True
+    litellm.stream_chunk_builder = build_and_flag
 
 
 def group_deployments(model_group: str) -> list[dict[str, Any]]:

@@ -110,9 +110,11 @@ def _int(value: Any) -> int:
     return int(value) if isinstance(value, int | float) else 0
 
 
-def row_from_payload(payload: Mapping[str, Any] | None) -> SpendRow | None:
+def row_from_payload(payload: Mapping[str, Any] | None,
+                     usage_estimated: bool = False) -> SpendRow | None:
     """The row for one ``StandardLoggingPayload``; None when the request was not made
-    by a principal of ours (e.g. rejected by ``custom_auth`` itself)."""
+    by a principal of ours (e.g. rejected by ``custom_auth`` itself). ``usage_estimated``:
+    the provider reported no usage (a stream without it), LiteLLM counted the tokens."""
     if not payload:
         return None
     principal = internals.key_auth_metadata(payload)
@@ -151,6 +153,7 @@ def row_from_payload(payload: Mapping[str, Any] | None) -> SpendRow | None:
         tags=[str(t) for t in payload.get("request_tags") or []],
         created_at=datetime.fromtimestamp(start, UTC) if isinstance(start, float)
         else datetime.now(UTC),
+        estimated=ok and usage_estimated,
         ttfb_ms=ttfb,
         error_message=message,
     )

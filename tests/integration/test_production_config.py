@@ -301,3 +301,41 @@ def test_every_answer_names_the_alias_asked_for_never_a_provider_model(
     wrong = {f"{route} stream={stream}": models for (route, stream), models in seen.items()
              if models != {"quality"}}
     assert not wrong
+
+
+# ----------------------------------------------------------------- streams without usage
+
+
+@pytest.mark.parametrize("route", [
+    # TODO(#23): on chat completions the row is still 0 tokens, $0, not estimated: LiteLLM
+    # logs that stream without building it through stream_chunk_builder (not found yet)
+    pytest.param("/v1/chat/completions", marks=pytest.mark.xfail(
+        strict=True, reason="#23: chat stream without usage still logged as 0 tokens")),
+    "/v1/messages"])
+def test_a_stream_without_provider_usage_is_estimated_never_free(
+        production_proxy: ProxyProcess, scripted: ScriptedProvider, tenant_key: str,
+        pg_url: str, route: str) -> None:
+    """quality-openai (an openai/ deployment in a mixed alias) streams with no usage at all:
+    the row is counted by an estimate, flagged; a stream with usage is not flagged."""
+    target = _deployment("quality-openai")
+    steer(production_proxy.url, tenant_key, scripted, target)
+    text = "tell me about Oslo " * 20
+    rows = {}
+    for omit in (True, False):
+        step = {"text": "Oslo is the capital of Norway. " * 10, "omit_usage": omit}
+        body = request_body(route, "quality",
+                            text + "[[script:" + json.dumps({"steps": [step]}) + "]]",
+                            stream=True, tools=False)
+        response = _post(production_proxy, tenant_key, route, body)
+        assert response.status_code == 200, response.text
+        assert response.headers["x-litellm-model-id"] == target.id
+        call_id = response.headers["x-litellm-call-id"]
+        rows[omit] = wait_for_rows(pg_url, [call_id])[call_id]
+    silent, reported = rows[True], rows[False]
+    assert silent["prompt_tokens"] > 0 and silent["completion_tokens"] > 0, (
+        silent["prompt_tokens"], silent["completion_tokens"], silent["cost_usd"],
+        silent["estimated"])
+    assert float(silent["cost_usd"]) > 0 and silent["estimated"], silent
+    assert not reported["estimated"] and float(reported["cost_usd"]) == pytest.approx(
+        expected_cost(target, reported["prompt_tokens"], reported["completion_tokens"]),
+        rel=1e-9)
