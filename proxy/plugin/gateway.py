@@ -234,7 +234,7 @@ class ProxyCallbacks(CustomLogger):
     async def _record(self, kwargs: dict[str, Any]) -> None:
         try:
             row = row_from_payload(kwargs.get("standard_logging_object"),
-                                   usage_estimated=bool(kwargs.get(internals.USAGE_ESTIMATED)))
+                                   usage_estimated=internals.usage_estimated(kwargs))
             if row is not None:
                 await self._settle(row)
             if row is not None and row.tenant_id is not None:

@@ -87,6 +87,7 @@ __all__ = [
     "request_route",
     "router_aliases",
     "router_api_bases",
+    "usage_estimated",
     "wrap_app",
 ]
 
@@ -375,6 +376,18 @@ def _reported_usage(chunk: Any) -> bool:
     return any(isinstance(c, int) and c > 0 for c in counts)
 
 
+def usage_estimated(details: Mapping[str, Any]) -> bool:
+    """Whether :func:`install_stream_usage_flag` marked this call (its success ``kwargs``)
+    or the streamed response it logs."""
+    if details.get(USAGE_ESTIMATED):
+        return True
+    for name in ("complete_streaming_response", "async_complete_streaming_response"):
+        hidden = getattr(details.get(name), "_hidden_params", None)
+        if isinstance(hidden, dict) and hidden.get(USAGE_ESTIMATED):
+            return True
+    return False
+
+
 def install_stream_usage_flag() -> None:
     """Wrap ``litellm.stream_chunk_builder`` (looked up on the module at the end of each
     stream): when no chunk carried the provider's usage, set :data:`USAGE_ESTIMATED` in
@@ -388,10 +401,14 @@ def install_stream_usage_flag() -> None:
     @functools.wraps(build)
     def build_and_flag(chunks: list[Any], *args: Any, **kwargs: Any) -> Any:
         built = build(chunks, *args, **kwargs)
+        if built is None or not chunks or any(_reported_usage(c) for c in chunks):
+            return built
         details = getattr(kwargs.get("logging_obj"), "model_call_details", None)
-        if built is not None and isinstance(details, dict) and chunks and \
-                not any(_reported_usage(c) for c in chunks):
+        if isinstance(details, dict):
             details[USAGE_ESTIMATED] = True
+        hidden = getattr(built, "_hidden_params", None)  # LiteLLM's logging builds its own
+        if isinstance(hidden, dict):  # response, without logging_obj: mark that one too
+            hidden[USAGE_ESTIMATED] = True
         return built
 
     build_and_flag.__dict__["pool_wrapped"] = True
