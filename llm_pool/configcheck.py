@@ -19,6 +19,9 @@ traceback; this names the file, line and alias instead. Checks:
   ``model_info``, or LiteLLM's cost map for its model; a free deployment says so
   (``model_info: {pool_free: true}`` or an explicit ``input_cost_per_token: 0``). Without
   one every request to it would be recorded at $0 and no budget would move.
+
+:func:`output_limits` lists each alias's output limit (what a request may ask for,
+:mod:`proxy.edge.output_limits`), which ``pool check-config`` prints after the checks.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from typing import Any
 
 import yaml
 
-__all__ = ["MISSING_ENV", "Problem", "check_config", "check_text"]
+__all__ = ["MISSING_ENV", "Problem", "check_config", "check_text", "output_limits"]
 
 ENV_PREFIX = "os.environ/"
 # may be unset (the feature is then off, per process): only ever a warning
@@ -268,3 +271,23 @@ def check_config(path: Path, env: Mapping[str, str], *,
     except OSError as exc:
         return [Problem(0, f"cannot read config: {exc.strerror or exc}")]
     return check_text(text, env, allow_missing_env=allow_missing_env)
+
+
+def output_limits(path: Path) -> dict[str, int | None]:
+    """alias -> its output limit (the smallest ``max_output_tokens`` of its deployments,
+    declared in ``model_info`` or known to LiteLLM's map; None: unknown, the default
+    ``max_tokens`` cap applies), for the chat aliases of a config that parses."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    from proxy.admission.estimate import map_output_limit
+    from proxy.edge.output_limits import alias_limits
+
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    entries = loaded.get("model_list") if isinstance(loaded, Mapping) else None
+    models = [e for e in entries or [] if isinstance(e, Mapping) and e.get("model_name")]
+    known = alias_limits(models, map_output_limit)
+    chat = [str(e["model_name"]) for e in models
+            if (e.get("model_info") or {}).get("mode") != "embedding"]
+    return {alias: known.get(alias) for alias in dict.fromkeys(chat)}

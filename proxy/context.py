@@ -78,7 +78,8 @@ def to_metadata(context: Context) -> dict[str, Any]:
         "principal": TENANT, "tenant_id": context.tenant_id, "tenant": context.tenant,
         "budget_usd": context.budget_usd, "rpm": context.rpm, "tpm": context.tpm,
         "caps": {"max_n": caps.max_n, "max_tokens": caps.max_tokens,
-                 "max_prompt_tokens": caps.max_prompt_tokens},
+                 "max_prompt_tokens": caps.max_prompt_tokens,
+                 "max_tokens_own": caps.max_tokens_own},
         "client_call_id": context.client_call_id}}
 
 
@@ -103,7 +104,8 @@ def _tenant(found: Mapping[str, Any]) -> TenantContext:
         budget_usd=None if budget is None else float(budget),
         rpm=_int(found, "rpm", optional=True), tpm=_int(found, "tpm", optional=True),
         caps=Limits(max_n=_int(caps, "max_n"), max_tokens=_int(caps, "max_tokens"),
-                    max_prompt_tokens=_int(caps, "max_prompt_tokens")),
+                    max_prompt_tokens=_int(caps, "max_prompt_tokens"),
+                    max_tokens_own=caps.get("max_tokens_own") is True),
         client_call_id=chosen)
 
 

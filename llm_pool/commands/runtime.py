@@ -110,6 +110,11 @@ def run_check_config(args: argparse.Namespace) -> int:
     config = (args.path or args.config or default_config_path()).resolve()
     if _errors(_report(config, args.allow_missing_env)):
         return 1
+    from llm_pool.configcheck import output_limits
+
+    for alias, limit in output_limits(config).items():
+        print(f"alias {alias!r}: output limit "
+              + (f"{limit:,} tokens" if limit else "unknown (POOL_DEFAULT_MAX_TOKENS applies)"))
     print(f"{config}: ok")
     return 0
 

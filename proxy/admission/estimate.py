@@ -28,17 +28,20 @@ from typing import Any
 
 import litellm
 
+from proxy.edge.output_limits import group_limit
 from proxy.errors import RequestRefused
 from proxy.plugin.internals import group_deployments
 
 __all__ = ["OUTPUT_LIMIT_FIELDS", "Price", "Unpriced", "alias_output_limit", "alias_prices",
-           "apply_output_limit", "completion_limit", "deployment_price", "warm_up_tokenizer"]
+           "apply_output_limit", "completion_limit", "deployment_price", "map_output_limit",
+           "warm_up_tokenizer"]
 
 EMBEDDING_CALLS = frozenset({"embeddings", "aembedding", "embedding"})
 RESPONSES_CALLS = frozenset({"responses", "aresponses"})
 # the fields that bound a completion, by the route that reads them
 OUTPUT_LIMIT_FIELDS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
 PRICE_FIELDS = ("input_cost_per_token", "output_cost_per_token")
+LOCAL_PREFIXES = frozenset({"ollama", "ollama_chat"})
 
 
 @dataclass(frozen=True)
@@ -106,19 +109,24 @@ def alias_prices(model_group: str) -> tuple[float, float]:
     return max(p.input for p in prices), max(p.output for p in prices)
 
 
+def map_output_limit(model: str) -> int | None:
+    """``max_output_tokens`` of LiteLLM's public model map for ``model`` (None: unknown).
+    Ollama models are never looked up: LiteLLM would ask the Ollama server (a blocking
+    call), and the YAML declares their limit (:mod:`proxy.edge.output_limits`)."""
+    if model.split("/", 1)[0] in LOCAL_PREFIXES:
+        return None
+    try:
+        found = litellm.get_model_info(model=model).get("max_output_tokens")
+    except Exception:  # unknown to the map
+        return None
+    return found if isinstance(found, int) else None
+
+
 @lru_cache(maxsize=256)
 def alias_output_limit(model_group: str) -> int | None:
-    """The lowest output limit LiteLLM knows for the alias's deployments (None: unknown)."""
-    limits = []
-    for deployment in group_deployments(model_group):
-        model = str((deployment.get("litellm_params") or {}).get("model"))
-        try:
-            found = litellm.get_model_info(model=model).get("max_output_tokens")
-        except Exception:
-            continue
-        if isinstance(found, int) and found > 0:
-            limits.append(found)
-    return min(limits) if limits else None
+    """The alias's output limit (:func:`proxy.edge.output_limits.group_limit`: the
+    smallest of its deployments', from the YAML or the map; None: unknown)."""
+    return group_limit(group_deployments(model_group), map_output_limit)
 
 
 def _asked(data: Mapping[str, Any]) -> int | None:

@@ -69,7 +69,12 @@ def count_tokens_ask(tenant: TenantContext, body: Mapping[str, Any]) -> Ask:
 
 def costed(row: SpendRow, ask: Ask) -> SpendRow:
     """An error row of a call that timed out or was cut at the provider, with no cost
-    reported: charged the prompt at least, flagged estimated."""
+    reported: charged the prompt at least, flagged estimated. A stream answered without
+    usage (flagged estimated, counted by LiteLLM's tokenizer) whose prompt LiteLLM could
+    not count: the prompt's bound, at the alias's input price, is added."""
+    if row.status == "ok" and row.estimated and row.prompt_tokens == 0:
+        return replace(row, prompt_tokens=ask.prompt_tokens,
+                       cost_usd=row.cost_usd + ask.prompt_tokens * ask.input_price)
     if (row.status == "ok" or row.deployment is None or row.cost_usd > 0
             or row.error_class not in ESTIMATED_ERRORS):
         return row

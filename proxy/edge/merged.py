@@ -20,7 +20,7 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from proxy.context import TenantContext
-from proxy.edge.caps import check_fields
+from proxy.edge.caps import OutputLimit, check_fields
 from proxy.edge.models import check_model
 from proxy.edge.validation import BadRequest
 
@@ -38,11 +38,11 @@ MERGED_REFUSED = frozenset({
 
 
 def check_merged(data: Mapping[str, Any], tenant: TenantContext,
-                 aliases: Callable[[], Collection[str]]) -> None:
+                 aliases: Callable[[], Collection[str]], output_limit: OutputLimit) -> None:
     """Raise a 4xx (a ``RequestRefused``) when the merged request breaks a rule."""
     check_model(data, aliases)
     for name in MERGED_REFUSED:
         if data.get(name) not in (None, {}, []):
             raise BadRequest(f"invalid request: {name!r} reached the provider call from the "
                              "request; it is set by the gateway", param=name)
-    check_fields(data, tenant.caps, tenant.tenant)
+    check_fields(data, tenant.caps, tenant.tenant, output_limit=output_limit)

@@ -49,6 +49,7 @@ from fastapi import Request
 from litellm.proxy._types import LitellmUserRoles, ProxyException, UserAPIKeyAuth
 
 from proxy import context
+from proxy.admission.estimate import alias_output_limit
 from proxy.edge import guard as edge
 from proxy.edge.caps import Limits, check_caps
 from proxy.edge.headers import allowed_headers, check_tenant_headers
@@ -348,7 +349,7 @@ async def authenticate(resolver: KeyResolver, master_key: str | None, request: R
         check_model(body, internals.router_aliases)
     check_tags(body, request.headers.getlist(TAG_HEADER), tags)
     limits = Limits.of(entry.identity.caps, default_caps)
-    check_caps(route, body, limits, entry.identity.tenant)
+    check_caps(route, body, limits, entry.identity.tenant, alias_output_limit)
     auth = entry.auth.model_copy(deep=False)  # LiteLLM sets per-request fields on it
     auth.metadata = context.to_metadata(context.TenantContext.of(
         entry.identity, limits,

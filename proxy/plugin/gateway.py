@@ -46,7 +46,7 @@ from psycopg_pool import AsyncConnectionPool
 from proxy import context
 from proxy.admission.budget import BudgetTracker, month_spend
 from proxy.admission.callids import CallIds
-from proxy.admission.estimate import apply_output_limit, warm_up_tokenizer
+from proxy.admission.estimate import alias_output_limit, apply_output_limit, warm_up_tokenizer
 from proxy.admission.keycache import RedisKeyCache
 from proxy.admission.limits import Limits, LocalLimits, Outcome, Ticket
 from proxy.admission.tickets import TicketBook, ask_for, count_tokens_ask
@@ -177,7 +177,7 @@ class ProxyCallbacks(CustomLogger):
         try:
             tenant = context.require(user_api_key_dict.metadata)
             if isinstance(tenant, context.TenantContext):
-                check_merged(data, tenant, internals.router_aliases)
+                check_merged(data, tenant, internals.router_aliases, alias_output_limit)
                 apply_output_limit(data, call_type, tenant.caps.max_tokens)
                 await self._admit(tenant, data, call_type)
         except RequestRefused as exc:
@@ -243,7 +243,8 @@ class ProxyCallbacks(CustomLogger):
 
     async def _record(self, kwargs: dict[str, Any]) -> None:
         try:
-            row = row_from_payload(kwargs.get("standard_logging_object"))
+            row = row_from_payload(kwargs.get("standard_logging_object"),
+                                   usage_estimated=internals.usage_estimated(kwargs))
             if row is not None:
                 await self._settle(row)
             if row is not None and row.tenant_id is not None:

@@ -40,6 +40,14 @@ symbol fails in ``tests/gateway/test_isolation_units.py`` with its name.
   tenant, key and principal ``custom_auth`` set) into the logging payload.
 - :func:`anthropic_error_response`: LiteLLM's Anthropic error shape, so the gateway's
   own errors on ``/v1/messages`` look like the rest.
+- :func:`install_alias_in_answers`: every answer names the alias the client asked for
+  in ``model``. LiteLLM restamps it, except after a fallback (a non-streamed answer then
+  named the provider's model, ``ollama_chat/qwen3:8b``; a stream, the fallback group)
+  and in the Responses stream's events (``response.model``: the provider's model).
+- :func:`install_stream_usage_flag`: a stream whose provider sent no usage is counted
+  by LiteLLM's tokenizer in ``stream_chunk_builder``, silently; the wrapper marks the
+  call (:data:`USAGE_ESTIMATED` in the logging object's details, the ``kwargs`` of the
+  success callback) so its spend row says ``estimated``.
 
 :data:`SIGNATURES` lists each internal symbol with the parameters the gateway relies
 on; ``tests/gateway/test_isolation_units.py`` imports and checks every one.
@@ -62,10 +70,13 @@ __all__ = [
     "CLIENT_ERROR_STATUSES",
     "REJECTED_REQUEST",
     "SIGNATURES",
+    "USAGE_ESTIMATED",
     "anthropic_error_response",
     "group_deployments",
+    "install_alias_in_answers",
     "install_client_error_policy",
     "install_patches",
+    "install_stream_usage_flag",
     "install_unprocessable_fix",
     "is_client_error",
     "is_connection_failure",
@@ -79,6 +90,7 @@ __all__ = [
     "request_route",
     "router_aliases",
     "router_api_bases",
+    "usage_estimated",
 ]
 
 log = logging.getLogger("llm_pool.internals")
@@ -117,8 +129,16 @@ SIGNATURES: dict[str, tuple[str, ...] | None] = {
         "self", "kwargs", "response_obj", "start_time", "end_time"),
     "litellm.integrations.custom_logger:CustomLogger.async_log_failure_event": (
         "self", "kwargs", "response_obj", "start_time", "end_time"),
+    "litellm.proxy.common_request_processing:_override_openai_response_model": (
+        "response_obj", "requested_model", "log_context", "return_raw_model_name"),
+    "litellm:stream_chunk_builder": ("chunks", "messages", "start_time", "end_time",
+                                     "logging_obj"),
+    "litellm.proxy.proxy_server:_restamp_streaming_chunk_model": (
+        "chunk", "requested_model_from_client", "request_data", "model_mismatch_logged",
+        "fallback_was_attempted", "fallback_model_from_metadata"),
 }
 
+USAGE_ESTIMATED = "pool_usage_estimated"  # set in a call's details: no provider usage
 REJECTED_REQUEST = "Rejected Request"  # how LiteLLM's body-safety ValueErrors begin
 AUTH_METADATA_KEY = "user_api_key_auth_metadata"  # StandardLoggingMetadata's key
 
@@ -252,9 +272,12 @@ def install_client_error_policy() -> None:
 
 def install_patches() -> None:
     """Every LiteLLM function the gateway wraps (:func:`install_client_error_policy`,
-    :func:`install_unprocessable_fix`); idempotent. Called by :mod:`proxy.plugin.startup`."""
+    :func:`install_unprocessable_fix`, :func:`install_alias_in_answers`,
+    :func:`install_stream_usage_flag`); idempotent. Called by :mod:`proxy.plugin.startup`."""
     install_client_error_policy()
     install_unprocessable_fix()
+    install_alias_in_answers()  # every answer names the alias asked for (#23)
+    install_stream_usage_flag()  # a stream without provider usage: its row is estimated
 
 
 def install_unprocessable_fix() -> None:
@@ -277,6 +300,109 @@ def install_unprocessable_fix() -> None:
 
     drop_or_raise.__dict__["pool_wrapped"] = True
     setattr(module, name, drop_or_raise)
+
+
+def _stamp(obj: Any, alias: str) -> None:
+    """``obj.model = alias`` (a dict or an object that has ``model``)."""
+    if isinstance(obj, dict):
+        if "model" in obj:
+            obj["model"] = alias
+    elif getattr(obj, "model", None) is not None:
+        try:
+            obj.model = alias
+        except Exception:  # a frozen object: left as it is
+            log.debug("could not name the alias on %s", type(obj).__name__)
+
+
+def install_alias_in_answers() -> None:
+    """Replace ``common_request_processing._override_openai_response_model`` (non-streamed
+    answers: the alias always, fallback or not) and wrap ``proxy_server.
+    _restamp_streaming_chunk_model`` (stream chunks: the alias, not the fallback group;
+    a Responses event's ``response.model`` too). Both are looked up as module globals
+    at call time."""
+    from litellm.proxy import common_request_processing as common
+    from litellm.proxy import proxy_server
+
+    if not getattr(common._override_openai_response_model, "pool_wrapped", False):
+        def name_the_alias(*, response_obj: object, requested_model: str, log_context: str,
+                           return_raw_model_name: bool = False) -> None:
+            if requested_model:  # (a raw-model-name request gets the alias too)
+                _stamp(response_obj, requested_model)
+
+        name_the_alias.__dict__["pool_wrapped"] = True
+        common._override_openai_response_model = name_the_alias
+
+    restamp = proxy_server._restamp_streaming_chunk_model
+    if getattr(restamp, "pool_wrapped", False):
+        return
+
+    @functools.wraps(restamp)
+    def restamp_with_the_alias(*, chunk: object, requested_model_from_client: str,
+                               request_data: dict[str, Any], model_mismatch_logged: bool,
+                               fallback_was_attempted: bool = False,
+                               fallback_model_from_metadata: str | None = None,
+                               ) -> tuple[object, bool]:
+        chunk, logged = restamp(
+            chunk=chunk, requested_model_from_client=requested_model_from_client,
+            request_data=request_data, model_mismatch_logged=model_mismatch_logged)
+        if requested_model_from_client:
+            _stamp(chunk, requested_model_from_client)
+            nested = chunk.get("response") if isinstance(chunk, dict) \
+                else getattr(chunk, "response", None)
+            if nested is not None:
+                _stamp(nested, requested_model_from_client)
+        return chunk, logged
+
+    restamp_with_the_alias.__dict__["pool_wrapped"] = True
+    proxy_server._restamp_streaming_chunk_model = restamp_with_the_alias
+
+
+def _reported_usage(chunk: Any) -> bool:
+    usage = chunk.get("usage") if isinstance(chunk, dict) else getattr(chunk, "usage", None)
+    if usage is None:
+        return False
+    counts = [usage.get(k) if isinstance(usage, dict) else getattr(usage, k, None)
+              for k in ("prompt_tokens", "completion_tokens")]
+    return any(isinstance(c, int) and c > 0 for c in counts)
+
+
+def usage_estimated(details: Mapping[str, Any]) -> bool:
+    """Whether :func:`install_stream_usage_flag` marked this call (its success ``kwargs``)
+    or the streamed response it logs."""
+    if details.get(USAGE_ESTIMATED):
+        return True
+    for name in ("complete_streaming_response", "async_complete_streaming_response"):
+        hidden = getattr(details.get(name), "_hidden_params", None)
+        if isinstance(hidden, dict) and hidden.get(USAGE_ESTIMATED):
+            return True
+    return False
+
+
+def install_stream_usage_flag() -> None:
+    """Wrap ``litellm.stream_chunk_builder`` (looked up on the module at the end of each
+    stream): when no chunk carried the provider's usage, set :data:`USAGE_ESTIMATED` in
+    the call's ``logging_obj.model_call_details``."""
+    import litellm
+
+    build = litellm.stream_chunk_builder
+    if getattr(build, "pool_wrapped", False):
+        return
+
+    @functools.wraps(build)
+    def build_and_flag(chunks: list[Any], *args: Any, **kwargs: Any) -> Any:
+        built = build(chunks, *args, **kwargs)
+        if built is None or not chunks or any(_reported_usage(c) for c in chunks):
+            return built
+        details = getattr(kwargs.get("logging_obj"), "model_call_details", None)
+        if isinstance(details, dict):
+            details[USAGE_ESTIMATED] = True
+        hidden = getattr(built, "_hidden_params", None)  # LiteLLM's logging builds its own
+        if isinstance(hidden, dict):  # response, without logging_obj: mark that one too
+            hidden[USAGE_ESTIMATED] = True
+        return built
+
+    build_and_flag.__dict__["pool_wrapped"] = True
+    litellm.stream_chunk_builder = build_and_flag
 
 
 def litellm_banned_body_params() -> tuple[str, ...]:

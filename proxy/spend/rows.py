@@ -111,9 +111,11 @@ def _int(value: Any) -> int:
     return int(value) if isinstance(value, int | float) else 0
 
 
-def row_from_payload(payload: Mapping[str, Any] | None) -> SpendRow | None:
+def row_from_payload(payload: Mapping[str, Any] | None,
+                     usage_estimated: bool = False) -> SpendRow | None:
     """The row for one ``StandardLoggingPayload``; None when the request was not made
-    by a principal of ours (e.g. rejected by ``custom_auth`` itself)."""
+    by a principal of ours (e.g. rejected by ``custom_auth`` itself). ``usage_estimated``:
+    the provider reported no usage (a stream without it), LiteLLM counted the tokens."""
     if not payload:
         return None
     context = from_metadata(internals.key_auth_metadata(payload))
@@ -122,7 +124,9 @@ def row_from_payload(payload: Mapping[str, Any] | None) -> SpendRow | None:
         return None
     tenant = context if isinstance(context, TenantContext) else None
     ok = payload.get("status") == "success"
-    called = bool(payload.get("api_base"))  # empty when rejected before any deployment
+    # a deployment was called: its api_base is set (empty when rejected before any
+    # deployment), or it answered (LiteLLM's Ollama embedding payload has no api_base)
+    called = bool(payload.get("api_base")) or (ok and bool(payload.get("model_id")))
     error = payload.get("error_information") or {}
     start, end = payload.get("startTime"), payload.get("endTime")
     latency = (end - start) * 1000.0 if isinstance(start, float) and isinstance(end, float) \
@@ -150,6 +154,7 @@ def row_from_payload(payload: Mapping[str, Any] | None) -> SpendRow | None:
         tags=[str(t) for t in payload.get("request_tags") or []],
         created_at=datetime.fromtimestamp(start, UTC) if isinstance(start, float)
         else datetime.now(UTC),
+        estimated=ok and usage_estimated,
         ttfb_ms=ttfb,
         error_message=message,
     )

@@ -23,6 +23,7 @@ from tests.conftest import MASTER_KEY
 from tests.gateway.support import new_tenant, spend_rows, wait_for_rows
 from tests.integration.production_support import (
     OVERLOAD,
+    TOOL,
     WIRE_PATH,
     Deployment,
     chat_deployments,
@@ -179,6 +180,8 @@ def test_embeddings_on_each_wire_billed_by_the_price_map(
     call_id = response.headers["x-litellm-call-id"]
     row = wait_for_rows(pg_url, [call_id])[call_id]
     assert (row["model_alias"], row["prompt_tokens"]) == (deployment.alias, 10 + 20)
+    # the deployment that answered, also on Ollama (whose embedding payload has no api_base)
+    assert (row["deployment"], row["provider_model"]) == (deployment.id, deployment.model)
     assert float(row["cost_usd"]) == pytest.approx(
         30 * prices(deployment)["input_cost_per_token"], rel=1e-9, abs=1e-15)
 
@@ -218,3 +221,123 @@ def test_bridging_settings_match_the_offline_config(repo_root: Path) -> None:
         assert loaded["litellm_settings"]["use_chat_completions_url_for_anthropic_messages"]
         chat = [m for m in loaded["model_list"] if m["model_info"].get("mode") != "embedding"]
         assert all(m["litellm_params"].get("use_chat_completions_api") for m in chat), name
+
+
+# ----------------------------------------------------------------- output limits (Claude Code)
+
+CLAUDE_CODE_HEADERS = {"anthropic-version": "2023-06-01",
+                       "anthropic-beta": "claude-code-20250219,interleaved-thinking-2025-05-14"}
+
+
+def _claude_code(max_tokens: int) -> dict[str, object]:
+    """A request shaped as Claude Code sends it (its default max_tokens is 32,000)."""
+    return {"model": "quality", "max_tokens": max_tokens, "stream": True,
+            "system": [{"type": "text", "text": "You are Claude Code.",
+                        "cache_control": {"type": "ephemeral"}}],
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}],
+            "tools": [{"name": TOOL["name"], "description": TOOL["description"],
+                       "input_schema": TOOL["parameters"]}],
+            "metadata": {"user_id": "user_0123_account__session_abc"}}
+
+
+def test_claude_codes_default_max_tokens_passes_on_quality_and_over_the_models_limit_not(
+        production_proxy: ProxyProcess, scripted: ScriptedProvider, tenant_key: str) -> None:
+    headers = {"x-api-key": tenant_key, **CLAUDE_CODE_HEADERS}
+    passed = httpx.post(f"{production_proxy.url}/v1/messages", headers=headers, timeout=60,
+                        json=_claude_code(32_000))
+    assert passed.status_code == 200, passed.text
+    sent = [c["body"] for c in scripted.requests() if c["path"] in ("messages", "chat")]
+    assert [b.get("max_tokens") or b.get("max_completion_tokens") for b in sent] == [32_000]
+    scripted.clear_requests()
+    # quality's limit: the smallest of its deployments' (Anthropic's 64,000, declared)
+    refused = httpx.post(f"{production_proxy.url}/v1/messages", headers=headers, timeout=60,
+                         json=_claude_code(64_001))
+    assert refused.status_code == 400, refused.text
+    assert "max_tokens=64,001 is over the output limit of model 'quality': 64,000 tokens" in \
+        refused.json()["error"]["message"]
+    assert scripted.requests() == []
+
+
+# ----------------------------------------------------------------- the alias in every answer
+
+
+def _models_named(value: object) -> set[str]:
+    """Every ``model`` field anywhere in an answer (JSON or SSE events)."""
+    if isinstance(value, dict):
+        own = {str(value["model"])} if isinstance(value.get("model"), str) else set()
+        return own.union(*(_models_named(v) for v in value.values()))
+    if isinstance(value, list):
+        return set().union(*(_models_named(v) for v in value))
+    return set()
+
+
+def _answer_models(response: httpx.Response, stream: bool) -> set[str]:
+    if not stream:
+        return _models_named(response.json())
+    events = [json.loads(line.removeprefix("data:").strip())
+              for line in response.text.splitlines()
+              if line.startswith("data:") and line.removeprefix("data:").strip() != "[DONE]"]
+    return _models_named(events)
+
+
+@pytest.mark.parametrize("fallback", [False, True], ids=["direct", "fallback"])
+def test_every_answer_names_the_alias_asked_for_never_a_provider_model(
+        production_proxy: ProxyProcess, scripted: ScriptedProvider, tenant_key: str,
+        fallback: bool) -> None:
+    """Streamed or not, on every route: the answer's `model` is the alias the client
+    named, also when another group (quality -> fast) answered after a fallback."""
+    if fallback:  # every quality deployment overloaded: the fallback group answers
+        scripted.add_rule("claude-sonnet-*", {"status": 529, "error_message": "Overloaded"})
+        scripted.add_rule("gpt-5.4", {"status": 503, "error_message": "overloaded"})
+    seen = {}
+    for route in ROUTES:
+        for stream in (False, True):
+            body = request_body(route, "quality", "hello", stream, tools=False)
+            response = _post(production_proxy, tenant_key, route, body)
+            assert response.status_code == 200, (route, stream, response.text)
+            answered = response.headers["x-litellm-model-id"]
+            assert (answered == "fast-ollama") == fallback, (route, stream, answered)
+            seen[(route, stream)] = _answer_models(response, stream)
+    wrong = {f"{route} stream={stream}": models for (route, stream), models in seen.items()
+             if models != {"quality"}}
+    assert not wrong
+
+
+# ----------------------------------------------------------------- streams without usage
+
+
+@pytest.mark.parametrize("route", [
+    # TODO(#23): on chat completions the row is sometimes 0 tokens, $0, not estimated
+    # (about half the runs): that success event is logged with no usage and finds no
+    # ticket to settle (a second event per stream?); not found yet. Not strict: it passes
+    # when the counted event comes first.
+    pytest.param("/v1/chat/completions", marks=pytest.mark.xfail(
+        strict=False, reason="#23: a chat stream without usage is sometimes a 0-token row")),
+    "/v1/messages"])
+def test_a_stream_without_provider_usage_is_estimated_never_free(
+        production_proxy: ProxyProcess, scripted: ScriptedProvider, tenant_key: str,
+        pg_url: str, route: str) -> None:
+    """quality-openai (an openai/ deployment in a mixed alias) streams with no usage at all:
+    the row is counted by an estimate, flagged; a stream with usage is not flagged."""
+    target = _deployment("quality-openai")
+    steer(production_proxy.url, tenant_key, scripted, target)
+    text = "tell me about Oslo " * 20
+    rows = {}
+    for omit in (True, False):
+        step = {"text": "Oslo is the capital of Norway. " * 10, "omit_usage": omit}
+        body = request_body(route, "quality",
+                            text + "[[script:" + json.dumps({"steps": [step]}) + "]]",
+                            stream=True, tools=False)
+        response = _post(production_proxy, tenant_key, route, body)
+        assert response.status_code == 200, response.text
+        assert response.headers["x-litellm-model-id"] == target.id
+        call_id = response.headers["x-litellm-call-id"]
+        rows[omit] = wait_for_rows(pg_url, [call_id])[call_id]
+    silent, reported = rows[True], rows[False]
+    assert silent["prompt_tokens"] + silent["completion_tokens"] > 0, (
+        silent["prompt_tokens"], silent["completion_tokens"], silent["cost_usd"],
+        silent["estimated"])
+    assert float(silent["cost_usd"]) > 0 and silent["estimated"], silent
+    assert not reported["estimated"] and float(reported["cost_usd"]) == pytest.approx(
+        expected_cost(target, reported["prompt_tokens"], reported["completion_tokens"]),
+        rel=1e-9)
