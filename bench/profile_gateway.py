@@ -17,11 +17,13 @@ import argparse
 import collections
 import json
 import subprocess
+import sys
 import tempfile
 import uuid
 from pathlib import Path
 
 from bench.common import MASTER_KEY, proxy, scratch_database
+from bench.costs import stock_config
 from bench.wrk_gateway import BODY, OFFLINE, tenant_key, upstream
 from llm_pool.settings import DEFAULT_REDIS_URL
 
@@ -30,6 +32,7 @@ PACKAGES = ("(proxy/", "litellm/proxy/", "litellm/integrations/prometheus", "lit
             "fastapi/", "uvicorn/", "pydantic", "httpx", "aiohttp", "redis/", "psycopg",
             "asyncio/", "json/", "logging/")
 OURS = " (proxy/"  # py-spy names files relative to their sys.path entry
+PY_SPY = str(Path(sys.executable).with_name("py-spy"))  # .venv/bin/py-spy (pip install py-spy)
 
 
 def _package(frame: str) -> str:
@@ -65,7 +68,7 @@ def summarize(collapsed: Path, top: int = 25) -> str:
 
 
 def record(pid: int, seconds: float, out: Path, fmt: str) -> None:
-    subprocess.run(["py-spy", "record", "--pid", str(pid), "--duration", str(int(seconds)),
+    subprocess.run([PY_SPY, "record", "--pid", str(pid), "--duration", str(int(seconds)),
                     "--rate", "250", "--format", fmt, "--output", str(out), "--nonblocking"],
                    check=True, capture_output=True)
 
@@ -75,16 +78,21 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--connections", type=int, default=10)
     parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL)
-    parser.add_argument("--out", type=Path, default=Path("bench/profile"))
+    parser.add_argument("--out", type=Path, default=Path("bench/profiles"))
+    parser.add_argument("--stock", action="store_true",
+                        help="profile the stock proxy (master key, no plug-ins) instead")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     namespace = f"llmpool-bench-{uuid.uuid4().hex[:8]}"
-    with upstream() as up, scratch_database() as db_url:
+    with upstream() as up, scratch_database() as db_url, tempfile.TemporaryDirectory() as tmp:
         key = tenant_key(db_url)
         env = {"POOL_PROVIDER_URL": f"{up}/v1", "LITELLM_MASTER_KEY": MASTER_KEY,
                "POOL_DATABASE_URL": db_url, "POOL_REDIS_URL": args.redis_url,
                "POOL_NAMESPACE": namespace}
-        with proxy(OFFLINE, env) as p, tempfile.NamedTemporaryFile("w", suffix=".lua") as lua:
+        config = stock_config(Path(tmp)) if args.stock else OFFLINE
+        key = MASTER_KEY if args.stock else key
+        name = "stock" if args.stock else "gateway"
+        with proxy(config, env) as p, tempfile.NamedTemporaryFile("w", suffix=".lua") as lua:
             lua.write("wrk.method = 'POST'\n"
                       f"wrk.body = [[{json.dumps(BODY)}]]\n"
                       "wrk.headers['Content-Type'] = 'application/json'\n"
@@ -98,13 +106,13 @@ def main() -> None:
                                     stdout=subprocess.PIPE, text=True)
             try:
                 pid = p.proc.pid
-                record(pid, args.seconds, args.out / "gateway.txt", "raw")
-                record(pid, args.seconds, args.out / "gateway.svg", "flamegraph")
+                record(pid, args.seconds, args.out / f"{name}.txt", "raw")
+                record(pid, args.seconds, args.out / f"{name}.svg", "flamegraph")
             finally:
                 load.terminate()
                 load.wait()
-    print(summarize(args.out / "gateway.txt"))
-    print(f"\nflame graph: {args.out / 'gateway.svg'}")
+    print(summarize(args.out / f"{name}.txt"))
+    print(f"\nflame graph: {args.out / f'{name}.svg'}")
 
 
 if __name__ == "__main__":

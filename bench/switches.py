@@ -34,8 +34,10 @@ SWITCHES = {
 }
 CONFIG_SWITCHES = frozenset({"prometheus", "message_logging"})
 
-OFF = frozenset(name for name in os.environ.get("POOL_BENCH_OFF", "").split(",") if name)
-assert not OFF - set(SWITCHES), f"unknown switches: {sorted(OFF - set(SWITCHES))}"
+
+
+def _replace(owner: Any, name: str, value: Any) -> None:
+    setattr(owner, name, value)
 
 
 async def _nothing(*args: Any, **kwargs: Any) -> None:
@@ -43,44 +45,54 @@ async def _nothing(*args: Any, **kwargs: Any) -> None:
 
 
 def _patch() -> None:
+    off = frozenset(name for name in os.environ.get("POOL_BENCH_OFF", "").split(",") if name)
+    assert not off - set(SWITCHES), f"unknown switches: {sorted(off - set(SWITCHES))}"
     from proxy.edge import anthropic_errors, guard
     from proxy.plugin import metrics
 
-    if "edge" in OFF:
-        guard.install = lambda *args, **kwargs: False  # type: ignore[assignment]
-    if "anthropic_layer" in OFF:
-        anthropic_errors.install = lambda *args, **kwargs: False  # type: ignore[assignment]
-    if "our_metrics" in OFF:
-        metrics.instrument = (  # type: ignore[assignment]
-            lambda gateway, poll=True: metrics.Instrumented(gateway))
-    if "journal" in OFF:
+    if "edge" in off:
+        _replace(guard, "install", lambda *args, **kwargs: False)
+    if "anthropic_layer" in off:
+        _replace(anthropic_errors, "install", lambda *args, **kwargs: False)
+    if "our_metrics" in off:
+        _replace(metrics, "instrument", lambda gateway, poll=True: metrics.Instrumented(gateway))
+    if "journal" in off:
         from proxy.spend.journal import SpendJournal
 
-        SpendJournal.start = lambda self: None  # type: ignore[method-assign]
+        _replace(SpendJournal, "start", lambda self: None)
 
     from proxy.plugin import auth, gateway
 
-    if "body_checks" in OFF:
-        auth.check_body = lambda *args, **kwargs: None  # type: ignore[assignment]
-        auth.check_model = lambda *args, **kwargs: None  # type: ignore[assignment]
-        auth.check_tags = lambda *args, **kwargs: None  # type: ignore[assignment]
-        auth._check_tenant_headers = lambda request: None  # type: ignore[assignment]
-    if "caps" in OFF:
-        auth.check_caps = lambda *args, **kwargs: None  # type: ignore[assignment]
-        gateway.check_merged = lambda *args, **kwargs: None  # type: ignore[assignment]
-        gateway.apply_output_limit = lambda *args, **kwargs: None  # type: ignore[assignment]
-    if "admission" in OFF:
-        gateway.ProxyCallbacks._admit = _nothing  # type: ignore[method-assign]
-    if "spend_callback" in OFF:
-        gateway.ProxyCallbacks.async_log_success_event = _nothing  # type: ignore[method-assign]
-        gateway.ProxyCallbacks.async_log_failure_event = _nothing  # type: ignore[method-assign]
+    if "body_checks" in off:
+        _replace(auth, "check_body", lambda *args, **kwargs: None)
+        _replace(auth, "check_model", lambda *args, **kwargs: None)
+        _replace(auth, "check_tags", lambda *args, **kwargs: None)
+        _replace(auth, "_check_tenant_headers", lambda request: None)
+    if "caps" in off:
+        _replace(auth, "check_caps", lambda *args, **kwargs: None)
+        _replace(gateway, "check_merged", lambda *args, **kwargs: None)
+        _replace(gateway, "apply_output_limit", lambda *args, **kwargs: None)
+    if "admission" in off:
+        _replace(gateway.ProxyCallbacks, "_admit", _nothing)
+    if "spend_callback" in off:
+        _replace(gateway.ProxyCallbacks, "async_log_success_event", _nothing)
+        _replace(gateway.ProxyCallbacks, "async_log_failure_event", _nothing)
 
-
-_patch()
-
-from proxy.plugin.gateway import callbacks  # noqa: E402  (after the patches, on purpose)
 
 _fixed: dict[str, Any] = {}
+
+
+def __getattr__(name: str) -> Any:
+    """``callbacks``: the gateway's, loaded after the patches (LiteLLM's ``getattr`` on
+    this module is what applies them; importing the module alone does nothing)."""
+    if name != "callbacks":
+        raise AttributeError(name)
+    if "callbacks" not in _fixed:
+        _patch()
+        from proxy.plugin.gateway import callbacks
+
+        _fixed["callbacks"] = callbacks
+    return _fixed["callbacks"]
 
 
 async def fixed_auth(request: Any, api_key: str | None) -> Any:
@@ -102,4 +114,4 @@ async def fixed_auth(request: Any, api_key: str | None) -> Any:
     return _fixed["auth"].model_copy(deep=False)
 
 
-__all__ = ["SWITCHES", "callbacks", "fixed_auth"]
+__all__ = ["CONFIG_SWITCHES", "SWITCHES", "fixed_auth"]

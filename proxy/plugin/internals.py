@@ -39,6 +39,10 @@ symbol fails in ``tests/gateway/test_isolation_units.py`` with its name.
   tenant, key and principal ``custom_auth`` set) into the logging payload.
 - :func:`anthropic_error_response`: LiteLLM's Anthropic error shape, so the gateway's
   own errors on ``/v1/messages`` look like the rest.
+- :func:`trim_prometheus`: LiteLLM's ``prometheus`` callback, per successful request,
+  builds label sets for gauges of LiteLLM's own rate limiters and budgets, which the
+  gateway does not run (its limits and budgets are its own, :mod:`proxy.admission`):
+  40 % of that callback's CPU for series that stay empty. Those steps are skipped.
 
 :data:`SIGNATURES` lists each internal symbol with the parameters the gateway relies
 on; ``tests/gateway/test_isolation_units.py`` imports and checks every one.
@@ -47,6 +51,7 @@ on; ``tests/gateway/test_isolation_units.py`` imports and checks every one.
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -76,6 +81,7 @@ __all__ = [
     "request_route",
     "router_aliases",
     "router_api_bases",
+    "trim_prometheus",
     "wrap_app",
 ]
 
@@ -105,6 +111,10 @@ SIGNATURES: dict[str, tuple[str, ...] | None] = {
     "litellm.types.utils:StandardLoggingMetadata": None,
     "litellm.anthropic_interface.exceptions:AnthropicExceptionMapping.create_error_response": (
         "status_code", "message"),
+    **{f"litellm.integrations.prometheus:PrometheusLogger.{name}": ("self",)
+       for name in ("_set_v3_rate_limit_allowed_and_used_metrics",
+                    "_set_virtual_key_rate_limit_metrics",
+                    "_increment_remaining_budget_metrics")},
 }
 
 REJECTED_REQUEST = "Rejected Request"  # how LiteLLM's body-safety ValueErrors begin
@@ -419,3 +429,47 @@ def anthropic_error_response(status: int, message: str) -> dict[str, Any]:
     from litellm.anthropic_interface.exceptions import AnthropicExceptionMapping
 
     return dict(AnthropicExceptionMapping.create_error_response(status, message))
+
+
+# PrometheusLogger steps that only feed LiteLLM's own rate limiters' and budgets' gauges
+# (x-ratelimit-<key|team|project>-* headers of its v3 limiter, its per-key rpm/tpm
+# limiter, remaining key/team/user/org budgets): the gateway runs none of them.
+PROMETHEUS_UNUSED = ("_set_v3_rate_limit_allowed_and_used_metrics",
+                     "_set_virtual_key_rate_limit_metrics",
+                     "_increment_remaining_budget_metrics")
+
+
+def trim_prometheus() -> bool:
+    """Skip :data:`PROMETHEUS_UNUSED` in ``litellm.integrations.prometheus.PrometheusLogger``
+    (by class attribute: every instance, whenever it was made). Requests, failures,
+    tokens, spend, latency, time to first token, deployment state, fallbacks and
+    cooldowns are recorded as before. False when this LiteLLM has none of those steps."""
+    try:
+        from litellm.integrations.prometheus import PrometheusLogger
+    except ImportError:  # pragma: no cover - prometheus_client missing
+        return False
+    found = False
+    for name in PROMETHEUS_UNUSED:
+        step = getattr(PrometheusLogger, name, None)
+        if step is None:
+            continue
+        found = True
+        if not getattr(step, "pool_skipped", False):
+            setattr(PrometheusLogger, name, _skipping(step))
+    return found
+
+
+def _skipping(step: Callable[..., Any]) -> Callable[..., Any]:
+    """A no-op with ``step``'s name and signature (sync or async, as ``step``)."""
+    if inspect.iscoroutinefunction(step):
+        @functools.wraps(step)
+        async def skipped_async(*args: Any, **kwargs: Any) -> None:
+            return None
+        skipped_async.__dict__["pool_skipped"] = True
+        return skipped_async
+
+    @functools.wraps(step)
+    def skipped(*args: Any, **kwargs: Any) -> None:
+        return None
+    skipped.__dict__["pool_skipped"] = True
+    return skipped
