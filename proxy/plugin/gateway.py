@@ -166,6 +166,7 @@ def proxy_state() -> ProxyState:
     if _state is None:
         _state = ProxyState(ProxySettings.from_env())
         metrics.instrument(_state)
+        internals.install_team_config_shortcut()  # a deep copy of the config per request
     return _state
 
 

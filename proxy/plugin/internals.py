@@ -43,6 +43,10 @@ symbol fails in ``tests/gateway/test_isolation_units.py`` with its name.
   builds label sets for gauges of LiteLLM's own rate limiters and budgets, which the
   gateway does not run (its limits and budgets are its own, :mod:`proxy.admission`):
   40 % of that callback's CPU for series that stay empty. Those steps are skipped.
+- :func:`install_team_config_shortcut`: for every request of a key with a ``team_id``
+  (every tenant key) LiteLLM looks up team settings in the YAML by deep-copying the whole
+  loaded config; with no ``litellm_settings.default_team_settings`` the answer is always
+  empty, and is now given without the copy.
 
 :data:`SIGNATURES` lists each internal symbol with the parameters the gateway relies
 on; ``tests/gateway/test_isolation_units.py`` imports and checks every one.
@@ -68,6 +72,7 @@ __all__ = [
     "guard_body_reader",
     "install_client_error_policy",
     "install_non_object_body_guard",
+    "install_team_config_shortcut",
     "install_unprocessable_fix",
     "is_client_error",
     "is_connection_failure",
@@ -111,6 +116,7 @@ SIGNATURES: dict[str, tuple[str, ...] | None] = {
     "litellm.types.utils:StandardLoggingMetadata": None,
     "litellm.anthropic_interface.exceptions:AnthropicExceptionMapping.create_error_response": (
         "status_code", "message"),
+    "litellm.proxy.proxy_server:ProxyConfig.load_team_config": ("self", "team_id"),
     **{f"litellm.integrations.prometheus:PrometheusLogger.{name}": ("self",)
        for name in ("_set_v3_rate_limit_allowed_and_used_metrics",
                     "_set_virtual_key_rate_limit_metrics",
@@ -473,3 +479,27 @@ def _skipping(step: Callable[..., Any]) -> Callable[..., Any]:
         return None
     skipped.__dict__["pool_skipped"] = True
     return skipped
+
+
+def install_team_config_shortcut() -> bool:
+    """Wrap ``litellm.proxy.proxy_server.ProxyConfig.load_team_config``: when the loaded
+    config (``ProxyConfig.config``, read, not copied) has no
+    ``litellm_settings.default_team_settings``, answer ``{}`` (what LiteLLM answers then,
+    after deep-copying the whole config on every request of a key with a team)."""
+    from litellm.proxy.proxy_server import ProxyConfig
+
+    load = ProxyConfig.load_team_config
+    if getattr(load, "pool_wrapped", False):
+        return False
+
+    @functools.wraps(load)
+    def load_team_config(self: Any, team_id: str) -> Any:
+        config = getattr(self, "config", None)
+        settings = config.get("litellm_settings") if isinstance(config, Mapping) else None
+        if isinstance(settings, Mapping) and settings.get("default_team_settings") is None:
+            return {}
+        return load(self, team_id)
+
+    load_team_config.__dict__["pool_wrapped"] = True
+    ProxyConfig.load_team_config = load_team_config  # type: ignore[method-assign]
+    return True
