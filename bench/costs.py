@@ -3,6 +3,7 @@ and what each gateway feature costs (the same bench with that feature switched o
 
     .venv/bin/python -m bench.costs --gateway-only     # the done-when table (~5 min)
     .venv/bin/python -m bench.costs                    # + one side per switched-off feature
+    .venv/bin/python -m bench.costs --gateway-only --baseline-rev REV  # + the gateway at REV
 
 Sides: ``stock`` (config/offline.yaml's aliases, master key, no plug-ins of ours, no
 callbacks), ``gateway`` (config/offline.yaml as is, a tenant key with budget, rpm and tpm,
@@ -11,6 +12,8 @@ Redis on, metrics on) and, unless ``--gateway-only``, one gateway per feature of
 loads :mod:`bench.switches`). For each worker count, every side's proxy is started, then
 for each concurrency ``--rounds`` rounds run, each loading one side at a time with
 ``wrk`` (1 s warm-up, ``--seconds`` measured), in an order that is reversed every round.
+``--baseline-rev`` adds the gateway of an earlier commit (``git archive`` into a temporary
+directory, first on the proxy's ``PYTHONPATH``): a before/after in the same rounds.
 Each cell is the side's requests/s summed over the rounds divided by stock's: on a
 shared machine absolute figures move by +-20 % between rounds, ratios measured this way
 much less.
@@ -32,9 +35,18 @@ from pathlib import Path
 import redis
 import yaml
 
-from bench.common import MASTER_KEY, proxy, scratch_database
+from bench.common import MASTER_KEY, REPO, proxy, scratch_database
 from bench.switches import CONFIG_SWITCHES, SWITCHES
 from bench.wrk_gateway import BODY, OFFLINE, tenant_key, upstream
+from llm_pool.runtime import (
+    PROXY_START_TIMEOUT,
+    ProxyProcess,
+    free_port,
+    metrics_env,
+    proxy_args,
+    proxy_env,
+    wait_http,
+)
 from llm_pool.settings import DEFAULT_REDIS_URL
 
 CHAT = "/v1/chat/completions"
@@ -90,15 +102,46 @@ def rate(url: str, script: Path, seconds: float, connections: int) -> tuple[floa
 
 
 @contextlib.contextmanager
+def proxy_at(tree: Path | None, config: Path, env: dict[str, str], workers: int
+             ) -> Iterator[str]:
+    """A proxy on ``config``; with ``tree``, running that tree's ``proxy`` package."""
+    if tree is None:
+        with proxy(config, env, workers=workers) as running:
+            yield running.url
+        return
+    port = free_port()
+    full = proxy_env(env)
+    full["PYTHONPATH"] = str(tree)
+    full.update(metrics_env(full, port, tree / f"metrics-{port}"))
+    with (tree / f"proxy-{port}.log").open("wb") as log:
+        proc = subprocess.Popen(proxy_args(config, "127.0.0.1", port, workers), env=full,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    running = ProxyProcess(proc=proc, url=f"http://127.0.0.1:{port}", log_path=Path(log.name))
+    try:
+        wait_http(f"{running.url}/health/liveliness", PROXY_START_TIMEOUT, proc)
+        yield running.url
+    finally:
+        running.stop()
+
+
+def archive(rev: str, directory: Path) -> Path:
+    tree = directory / f"tree-{rev}"
+    tree.mkdir()
+    git = subprocess.run(["git", "archive", rev], cwd=REPO, capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=git.stdout, check=True)
+    return tree
+
+
+@contextlib.contextmanager
 def sides(configs: dict[str, tuple[Path, dict[str, str]]], scripts: dict[str, Path],
-          workers: int) -> Iterator[dict[str, str]]:
+          workers: int, trees: dict[str, Path]) -> Iterator[dict[str, str]]:
     """Every side's proxy running (started one after the other, then warmed up for 4 s:
     lazy imports, connection pools, caches): side -> base URL."""
     with contextlib.ExitStack() as stack:
         urls: dict[str, str] = {}
         for name, (config, env) in configs.items():
             started = time.monotonic()
-            urls[name] = stack.enter_context(proxy(config, env, workers=workers)).url
+            urls[name] = stack.enter_context(proxy_at(trees.get(name), config, env, workers))
             print(f"  started {name} ({workers} worker(s), {time.monotonic() - started:.0f} s)",
                   flush=True)
         for name, url in urls.items():
@@ -131,6 +174,7 @@ def main() -> None:
     parser.add_argument("--off", default=",".join(SWITCHES),
                         help="comma-separated features to switch off, one side each")
     parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL)
+    parser.add_argument("--baseline-rev", help="also the gateway at this git revision")
     args = parser.parse_args()
     features = [] if args.gateway_only else [f for f in args.off.split(",") if f]
     unknown = set(features) - set(SWITCHES)
@@ -147,6 +191,11 @@ def main() -> None:
                "POOL_DATABASE_URL": db_url, "POOL_REDIS_URL": args.redis_url,
                "POOL_NAMESPACE": namespace}
         configs = {"stock": (stock_config(directory), env), "gateway": (OFFLINE, env)}
+        trees: dict[str, Path] = {}
+        if args.baseline_rev:
+            name = f"gateway@{args.baseline_rev}"
+            trees[name] = archive(args.baseline_rev, directory)
+            configs[name] = (trees[name] / "config" / "offline.yaml", env)
         for feature in features:
             config = variant_config(directory, feature)
             off = "" if feature in CONFIG_SWITCHES else feature
@@ -154,9 +203,12 @@ def main() -> None:
         tenant, master = _script(directory, key), _script(directory, MASTER_KEY)
         scripts = {name: master if name == "stock" else tenant for name in configs}
         for count in workers:
-            with sides(configs, scripts, count) as urls:
+            with sides(configs, scripts, count, trees) as urls:
                 for c in concurrency:
                     results[count, c] = measure(urls, scripts, args.seconds, args.rounds, c)
+                    print(f"  {count} worker(s), c={c}: " + ", ".join(
+                        f"{name} {ratio:.3f}x" for name, ratio in results[count, c].items()),
+                          flush=True)
     client = redis.Redis.from_url(args.redis_url)
     leftovers = list(client.scan_iter(f"{namespace}:*"))
     if leftovers:
@@ -183,6 +235,10 @@ def main() -> None:
                   + f" | {SWITCHES[feature]} |")
     else:
         goal = all(results[col]["gateway"] >= 0.95 for col in columns)
+        for name in trees:
+            print(f"after / before ({name}): " + ", ".join(
+                f"{w}w c={c} {results[w, c]['gateway'] / results[w, c][name]:.3f}x"
+                for w, c in columns))
         print(f"\ngoal gateway/stock >= 0.95x in every cell: {'met' if goal else 'NOT met'}")
 
 
