@@ -167,6 +167,7 @@ def proxy_state() -> ProxyState:
         _state = ProxyState(ProxySettings.from_env())
         metrics.instrument(_state)
         internals.install_team_config_shortcut()  # a deep copy of the config per request
+        internals.cache_missing_otel()  # a failed import retried per request
     return _state
 
 

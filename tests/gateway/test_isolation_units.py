@@ -7,6 +7,7 @@ import asyncio
 import importlib
 import inspect
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -248,6 +249,26 @@ def test_team_settings_are_looked_up_without_copying_the_config_when_there_are_n
         {"team_id": "acme", "success_callback": ["langfuse"]}]}})
     assert config.load_team_config("acme")["success_callback"] == ["langfuse"]
     assert copies == [1]
+
+
+def test_a_missing_otel_sdk_fails_litellms_per_request_import_at_once() -> None:
+    import importlib.util
+    import sys
+
+    if importlib.util.find_spec("opentelemetry.sdk") is not None:
+        pytest.skip("opentelemetry-sdk is installed: LiteLLM's import succeeds")
+    sys.modules.pop(internals.OTEL_LOGGER, None)
+    assert internals.cache_missing_otel() and internals.cache_missing_otel()
+    assert sys.modules[internals.OTEL_LOGGER] is None
+    with pytest.raises(ImportError):
+        from litellm.integrations.otel.logger import fan_out_provider  # noqa: F401
+    from litellm.proxy._types import UserAPIKeyAuth
+    from litellm.proxy.auth.user_api_key_auth import _seed_request_destinations
+
+    started = time.perf_counter()
+    for _ in range(200):  # LiteLLM's per-request call: best-effort, so it just returns
+        _seed_request_destinations(UserAPIKeyAuth(), None)
+    assert (time.perf_counter() - started) / 200 < 0.001  # re-running the module: ~2-7 ms
 
 
 def test_client_errors_and_connection_failures_are_told_apart() -> None:
