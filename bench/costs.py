@@ -25,6 +25,7 @@ import argparse
 import contextlib
 import json
 import re
+import shutil
 import subprocess
 import tempfile
 import time
@@ -35,7 +36,7 @@ from pathlib import Path
 import redis
 import yaml
 
-from bench.common import MASTER_KEY, REPO, proxy, scratch_database
+from bench.common import MASTER_KEY, REPO, scratch_database
 from bench.switches import CONFIG_SWITCHES, SWITCHES
 from bench.wrk_gateway import BODY, OFFLINE, tenant_key, upstream
 from llm_pool.runtime import (
@@ -50,6 +51,7 @@ from llm_pool.runtime import (
 from llm_pool.settings import DEFAULT_REDIS_URL
 
 CHAT = "/v1/chat/completions"
+START_TIMEOUT = 3 * PROXY_START_TIMEOUT  # several proxies start on a shared, busy machine
 OURS = "proxy.plugin.gateway.callbacks"
 
 
@@ -105,23 +107,21 @@ def rate(url: str, script: Path, seconds: float, connections: int) -> tuple[floa
 def proxy_at(tree: Path | None, config: Path, env: dict[str, str], workers: int
              ) -> Iterator[str]:
     """A proxy on ``config``; with ``tree``, running that tree's ``proxy`` package."""
-    if tree is None:
-        with proxy(config, env, workers=workers) as running:
-            yield running.url
-        return
     port = free_port()
     full = proxy_env(env)
-    full["PYTHONPATH"] = str(tree)
-    full.update(metrics_env(full, port, tree / f"metrics-{port}"))
-    with (tree / f"proxy-{port}.log").open("wb") as log:
+    full["PYTHONPATH"] = str(tree or REPO)
+    logs = Path(tempfile.mkdtemp(prefix="llm-pool-bench-"))
+    full.update(metrics_env(full, port, logs / f"metrics-{port}"))
+    with (logs / f"proxy-{port}.log").open("wb") as log:
         proc = subprocess.Popen(proxy_args(config, "127.0.0.1", port, workers), env=full,
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     running = ProxyProcess(proc=proc, url=f"http://127.0.0.1:{port}", log_path=Path(log.name))
     try:
-        wait_http(f"{running.url}/health/liveliness", PROXY_START_TIMEOUT, proc)
+        wait_http(f"{running.url}/health/liveliness", START_TIMEOUT, proc)
         yield running.url
     finally:
         running.stop()
+        shutil.rmtree(logs, ignore_errors=True)
 
 
 def archive(rev: str, directory: Path) -> Path:

@@ -4,11 +4,13 @@ function of ours and per package.
 
     apt-get install -y wrk && .venv/bin/pip install py-spy
     .venv/bin/python -m bench.profile_gateway [--seconds 20] [--connections 10] [--out DIR]
+    .venv/bin/python -m bench.profile_gateway --stock [...]        # the stock proxy instead
+    .venv/bin/python -m bench.profile_gateway --compare DIR/stock.txt DIR/gateway.txt
 
 Writes ``DIR/gateway.svg`` (a flame graph, open it in a browser) and ``DIR/gateway.txt``
-(collapsed stacks), and prints the share of samples (inclusive) of each package and of the
-busiest functions of ``proxy/``. Shares are comparable across runs on a loaded machine;
-absolute rates are not (use ``bench.wrk_gateway`` for those).
+(collapsed stacks; ``stock.*`` with ``--stock``), and prints the share of samples
+(inclusive) of each package and of the busiest functions of ``proxy/``. Shares are
+comparable across runs on a loaded machine; absolute rates are not (``bench.costs``).
 """
 
 from __future__ import annotations
@@ -67,6 +69,39 @@ def summarize(collapsed: Path, top: int = 25) -> str:
                       *table("function of proxy/ (inclusive)", ours, top)])
 
 
+def _inclusive(collapsed: Path) -> collections.Counter[str]:
+    """Samples under each function (file and name, the line dropped), once per sample."""
+    found: collections.Counter[str] = collections.Counter()
+    for line in collapsed.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if count_text.isdigit() and stack:
+            found.update(dict.fromkeys({f.rpartition(":")[0] for f in stack.split(";")},
+                                       int(count_text)))
+    return found
+
+
+ROUTER = "Router._acompletion (litellm/router.py"  # the same work per request on both sides
+
+
+def compare(stock: Path, gateway: Path, top: int = 40) -> str:
+    """Per-request CPU of each function, gateway minus stock, in units of the router's own
+    per-request work (LiteLLM's ``Router._acompletion``, identical on both sides): a
+    profile counts samples, not requests, and this puts both on the same footing."""
+    s, g = _inclusive(stock), _inclusive(gateway)
+    unit_s, unit_g = s[ROUTER], g[ROUTER]
+    rows = sorted(((g[f] / unit_g - s[f] / unit_s, f) for f in set(s) | set(g)), reverse=True)
+    lines = ["| function | stock | gateway | extra |", "|---|---|---|---|"]
+    last = (-1.0, -1.0)
+    for d, f in rows:
+        pair = (s[f] / unit_s, g[f] / unit_g)
+        if d < 0.03 or len(lines) >= top + 2:
+            break
+        if abs(pair[0] - last[0]) + abs(pair[1] - last[1]) > 0.03:  # not a wrapper's twin
+            lines.append(f"| {f}) | {pair[0]:.2f} | {pair[1]:.2f} | {d:+.2f} |")
+        last = pair
+    return "\n".join(lines)
+
+
 def record(pid: int, seconds: float, out: Path, fmt: str) -> None:
     subprocess.run([PY_SPY, "record", "--pid", str(pid), "--duration", str(int(seconds)),
                     "--rate", "250", "--format", fmt, "--output", str(out), "--nonblocking"],
@@ -79,9 +114,14 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=10)
     parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL)
     parser.add_argument("--out", type=Path, default=Path("bench/profiles"))
+    parser.add_argument("--compare", nargs=2, type=Path, metavar=("STOCK", "GATEWAY"),
+                        help="print the per-request difference of two collapsed profiles")
     parser.add_argument("--stock", action="store_true",
                         help="profile the stock proxy (master key, no plug-ins) instead")
     args = parser.parse_args()
+    if args.compare:
+        print(compare(*args.compare))
+        return
     args.out.mkdir(parents=True, exist_ok=True)
     namespace = f"llmpool-bench-{uuid.uuid4().hex[:8]}"
     with upstream() as up, scratch_database() as db_url, tempfile.TemporaryDirectory() as tmp:
