@@ -37,6 +37,7 @@ import redis
 import yaml
 
 from bench.common import MASTER_KEY, REPO, scratch_database
+from bench.gateway_overhead import stock_config
 from bench.switches import CONFIG_SWITCHES, SWITCHES
 from bench.wrk_gateway import BODY, OFFLINE, tenant_key, upstream
 from llm_pool.runtime import (
@@ -53,16 +54,6 @@ from llm_pool.settings import DEFAULT_REDIS_URL
 CHAT = "/v1/chat/completions"
 START_TIMEOUT = 3 * PROXY_START_TIMEOUT  # several proxies start on a shared, busy machine
 OURS = "proxy.plugin.gateway.callbacks"
-
-
-def stock_config(directory: Path) -> Path:
-    """config/offline.yaml minus everything of ours: same aliases, master key only."""
-    config = yaml.safe_load(OFFLINE.read_text())
-    config["litellm_settings"].pop("callbacks", None)
-    config["general_settings"] = {"master_key": config["general_settings"]["master_key"]}
-    path = directory / "stock.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
 
 
 def variant_config(directory: Path, off: str) -> Path:

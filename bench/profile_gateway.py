@@ -25,7 +25,7 @@ import uuid
 from pathlib import Path
 
 from bench.common import MASTER_KEY, proxy, scratch_database
-from bench.costs import stock_config
+from bench.gateway_overhead import stock_config
 from bench.wrk_gateway import BODY, OFFLINE, tenant_key, upstream
 from llm_pool.settings import DEFAULT_REDIS_URL
 
