@@ -4,11 +4,13 @@ function of ours and per package.
 
     apt-get install -y wrk && .venv/bin/pip install py-spy
     .venv/bin/python -m bench.profile_gateway [--seconds 20] [--connections 10] [--out DIR]
+    .venv/bin/python -m bench.profile_gateway --stock [...]        # the stock proxy instead
+    .venv/bin/python -m bench.profile_gateway --compare DIR/stock.txt DIR/gateway.txt
 
 Writes ``DIR/gateway.svg`` (a flame graph, open it in a browser) and ``DIR/gateway.txt``
-(collapsed stacks), and prints the share of samples (inclusive) of each package and of the
-busiest functions of ``proxy/``. Shares are comparable across runs on a loaded machine;
-absolute rates are not (use ``bench.wrk_gateway`` for those).
+(collapsed stacks; ``stock.*`` with ``--stock``), and prints the share of samples
+(inclusive) of each package and of the busiest functions of ``proxy/``. Shares are
+comparable across runs on a loaded machine; absolute rates are not (``bench.costs``).
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ import argparse
 import collections
 import json
 import subprocess
+import sys
 import tempfile
 import uuid
 from pathlib import Path
 
 from bench.common import MASTER_KEY, proxy, scratch_database
+from bench.gateway_overhead import stock_config
 from bench.wrk_gateway import BODY, OFFLINE, tenant_key, upstream
 from llm_pool.settings import DEFAULT_REDIS_URL
 
@@ -30,6 +34,7 @@ PACKAGES = ("(proxy/", "litellm/proxy/", "litellm/integrations/prometheus", "lit
             "fastapi/", "uvicorn/", "pydantic", "httpx", "aiohttp", "redis/", "psycopg",
             "asyncio/", "json/", "logging/")
 OURS = " (proxy/"  # py-spy names files relative to their sys.path entry
+PY_SPY = str(Path(sys.executable).with_name("py-spy"))  # .venv/bin/py-spy (pip install py-spy)
 
 
 def _package(frame: str) -> str:
@@ -64,8 +69,41 @@ def summarize(collapsed: Path, top: int = 25) -> str:
                       *table("function of proxy/ (inclusive)", ours, top)])
 
 
+def _inclusive(collapsed: Path) -> collections.Counter[str]:
+    """Samples under each function (file and name, the line dropped), once per sample."""
+    found: collections.Counter[str] = collections.Counter()
+    for line in collapsed.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if count_text.isdigit() and stack:
+            found.update(dict.fromkeys({f.rpartition(":")[0] for f in stack.split(";")},
+                                       int(count_text)))
+    return found
+
+
+ROUTER = "Router._acompletion (litellm/router.py"  # the same work per request on both sides
+
+
+def compare(stock: Path, gateway: Path, top: int = 40) -> str:
+    """Per-request CPU of each function, gateway minus stock, in units of the router's own
+    per-request work (LiteLLM's ``Router._acompletion``, identical on both sides): a
+    profile counts samples, not requests, and this puts both on the same footing."""
+    s, g = _inclusive(stock), _inclusive(gateway)
+    unit_s, unit_g = s[ROUTER], g[ROUTER]
+    rows = sorted(((g[f] / unit_g - s[f] / unit_s, f) for f in set(s) | set(g)), reverse=True)
+    lines = ["| function | stock | gateway | extra |", "|---|---|---|---|"]
+    last = (-1.0, -1.0)
+    for d, f in rows:
+        pair = (s[f] / unit_s, g[f] / unit_g)
+        if d < 0.03 or len(lines) >= top + 2:
+            break
+        if abs(pair[0] - last[0]) + abs(pair[1] - last[1]) > 0.03:  # not a wrapper's twin
+            lines.append(f"| {f}) | {pair[0]:.2f} | {pair[1]:.2f} | {d:+.2f} |")
+        last = pair
+    return "\n".join(lines)
+
+
 def record(pid: int, seconds: float, out: Path, fmt: str) -> None:
-    subprocess.run(["py-spy", "record", "--pid", str(pid), "--duration", str(int(seconds)),
+    subprocess.run([PY_SPY, "record", "--pid", str(pid), "--duration", str(int(seconds)),
                     "--rate", "250", "--format", fmt, "--output", str(out), "--nonblocking"],
                    check=True, capture_output=True)
 
@@ -75,16 +113,26 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--connections", type=int, default=10)
     parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL)
-    parser.add_argument("--out", type=Path, default=Path("bench/profile"))
+    parser.add_argument("--out", type=Path, default=Path("bench/profiles"))
+    parser.add_argument("--compare", nargs=2, type=Path, metavar=("STOCK", "GATEWAY"),
+                        help="print the per-request difference of two collapsed profiles")
+    parser.add_argument("--stock", action="store_true",
+                        help="profile the stock proxy (master key, no plug-ins) instead")
     args = parser.parse_args()
+    if args.compare:
+        print(compare(*args.compare))
+        return
     args.out.mkdir(parents=True, exist_ok=True)
     namespace = f"llmpool-bench-{uuid.uuid4().hex[:8]}"
-    with upstream() as up, scratch_database() as db_url:
+    with upstream() as up, scratch_database() as db_url, tempfile.TemporaryDirectory() as tmp:
         key = tenant_key(db_url)
         env = {"POOL_PROVIDER_URL": f"{up}/v1", "LITELLM_MASTER_KEY": MASTER_KEY,
                "POOL_DATABASE_URL": db_url, "POOL_REDIS_URL": args.redis_url,
                "POOL_NAMESPACE": namespace}
-        with proxy(OFFLINE, env) as p, tempfile.NamedTemporaryFile("w", suffix=".lua") as lua:
+        config = stock_config(Path(tmp)) if args.stock else OFFLINE
+        key = MASTER_KEY if args.stock else key
+        name = "stock" if args.stock else "gateway"
+        with proxy(config, env) as p, tempfile.NamedTemporaryFile("w", suffix=".lua") as lua:
             lua.write("wrk.method = 'POST'\n"
                       f"wrk.body = [[{json.dumps(BODY)}]]\n"
                       "wrk.headers['Content-Type'] = 'application/json'\n"
@@ -98,13 +146,13 @@ def main() -> None:
                                     stdout=subprocess.PIPE, text=True)
             try:
                 pid = p.proc.pid
-                record(pid, args.seconds, args.out / "gateway.txt", "raw")
-                record(pid, args.seconds, args.out / "gateway.svg", "flamegraph")
+                record(pid, args.seconds, args.out / f"{name}.txt", "raw")
+                record(pid, args.seconds, args.out / f"{name}.svg", "flamegraph")
             finally:
                 load.terminate()
                 load.wait()
-    print(summarize(args.out / "gateway.txt"))
-    print(f"\nflame graph: {args.out / 'gateway.svg'}")
+    print(summarize(args.out / f"{name}.txt"))
+    print(f"\nflame graph: {args.out / f'{name}.svg'}")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,9 @@ plus the cost of the Redis-shared limits and time to first byte of 200 streams.
     apt-get install -y wrk      # and curl, for the streams
     .venv/bin/python -m bench.wrk_gateway [--seconds 15] [--connections 10]
 
+(Each side here is loaded once, one after the other. For gateway/stock at 1 and 2 workers,
+c=1 and c=10, in alternating rounds, and what each feature costs: ``bench/costs.py``.)
+
 All in one run, one after the other (never two proxies loaded at once), against a
 starlette upstream (``bench/upstream.py``):
 

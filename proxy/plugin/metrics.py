@@ -49,6 +49,8 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge
 
+from proxy.plugin import internals
+
 __all__ = ["POLL_SECONDS", "Instrumented", "instrument"]
 
 POLL_SECONDS = 1.0  # how often the gauges are refreshed from the gateway's state
@@ -169,7 +171,10 @@ def _wrap_keys(resolver: Any) -> None:
 
 
 def instrument(gateway: Any, *, poll: bool = True) -> Instrumented:
-    """Hook the gateway's key resolver and budget tracker, and start the poller thread."""
+    """Hook the gateway's key resolver and budget tracker, start the poller thread, and
+    trim LiteLLM's Prometheus callback of the gauges it never fills here
+    (:func:`proxy.plugin.internals.trim_prometheus`)."""
+    internals.trim_prometheus()
     state = Instrumented(gateway)
     _wrap_budget(state)
     if getattr(gateway, "keys", None) is not None:
