@@ -19,10 +19,12 @@ modules), and each carries the context a caller needs to act on it::
         ├── Forbidden          403 (proxy.plugin.auth)      route not open to tenant keys
         ├── StoreDown          503 (proxy.plugin.auth)      key store away, key not cached
         ├── AuthFailed         500 (proxy.plugin.auth)      unexpected error inside ``custom_auth``
+        ├── NotStarted         503 (proxy.plugin.auth)      not started by ``pool proxy``
         ├── ContextError       500 (proxy.context)          tenant context missing or malformed
         ├── BadRequest         400 (proxy.edge.validation) body refused (schema, credentials)
         ├── TooLarge           413 (proxy.edge.validation) body over ``POOL_MAX_REQUEST_MB``
         ├── CapExceeded        400 (proxy.edge.caps)      ``n``/``max_tokens``/prompt over a cap
+        │   └── OutputLimitExceeded 400 (proxy.edge.caps) over the alias's model output limit
         ├── RefusedHeader      400 (proxy.edge.headers)   LiteLLM control header or query parameter
         ├── TwoKeys            401 (proxy.edge.headers)   two different keys in one request
         ├── UnknownModel       404 (proxy.edge.models)    ``model`` is not one alias

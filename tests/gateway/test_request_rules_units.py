@@ -18,7 +18,7 @@ from proxy.admission.estimate import (
     deployment_price,
 )
 from proxy.context import TenantContext
-from proxy.edge.caps import CapExceeded, Limits, estimate_prompt_tokens
+from proxy.edge.caps import CapExceeded, Limits, OutputLimitExceeded, estimate_prompt_tokens
 from proxy.edge.headers import (
     RefusedHeader,
     TwoKeys,
@@ -139,20 +139,29 @@ def test_an_alias_passes_and_a_long_name_is_shortened() -> None:
 def test_a_merged_control_is_refused(name: str) -> None:
     with pytest.raises(BadRequest) as caught:
         check_merged({"model": "fast", "messages": [], name: 1}, TENANT,
-                      lambda: ALIASES)
+                      lambda: ALIASES, NO_LIMIT)
     assert caught.value.param == name
 
 
 def test_the_merged_request_is_held_to_the_caps_and_the_alias() -> None:
     ok = {"model": "fast", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 100,
           "n": 2, "metadata": {"headers": {}}, "litellm_call_id": "c", "timeout": None}
-    check_merged(ok, TENANT, lambda: ALIASES)
+    check_merged(ok, TENANT, lambda: ALIASES, NO_LIMIT)
     with pytest.raises(CapExceeded):
-        check_merged({**ok, "max_tokens": 101}, TENANT, lambda: ALIASES)
+        check_merged({**ok, "max_tokens": 101}, TENANT, lambda: ALIASES, NO_LIMIT)
     with pytest.raises(CapExceeded):
-        check_merged({**ok, "n": 3}, TENANT, lambda: ALIASES)
+        check_merged({**ok, "n": 3}, TENANT, lambda: ALIASES, NO_LIMIT)
     with pytest.raises(UnknownModel):
-        check_merged({**ok, "model": "fast-1"}, TENANT, lambda: ALIASES)
+        check_merged({**ok, "model": "fast-1"}, TENANT, lambda: ALIASES, NO_LIMIT)
+    # the alias's output limit holds on the merged request too (the default cap gives way)
+    fast_1000 = {"fast": 1_000}.get
+    check_merged({**ok, "max_tokens": 1_000}, TENANT, lambda: ALIASES, fast_1000)
+    with pytest.raises(OutputLimitExceeded):
+        check_merged({**ok, "max_tokens": 1_001}, TENANT, lambda: ALIASES, fast_1000)
+
+
+def NO_LIMIT(alias: str) -> int | None:
+    return None
 
 
 @pytest.fixture
