@@ -15,7 +15,7 @@ PUBLIC = {
     "ToolRegistry", "ToolResultCache", "Toolbox", "UnknownAliasError", "Usage",
     "ToolCallClaims", "ToolContext", "build_system_prompt", "current_tool_call", "tool",
     "CONFIGURATION_ERRORS", "GatewayUnreachableError", "AsyncToolCallClaims", "AsyncStreamCall",
-    "ToolError", "ResumeStore", "InMemoryResumeStore",
+    "ToolError", "ResumeStore", "AsyncResumeStore", "InMemoryResumeStore",
     "Approve", "Decline", "Decision", "InvalidDecisionError", "LLMCallStarted",
     "MCPError", "MCPServer",
 }

@@ -287,6 +287,9 @@ def test_every_answer_names_the_alias_asked_for_never_a_provider_model(
     """Streamed or not, on every route: the answer's `model` is the alias the client
     named, also when another group (quality -> fast) answered after a fallback."""
     if fallback:  # every quality deployment overloaded: the fallback group answers
+        # once fast-ollama is out of any cooldown an earlier test left (steering `balanced`
+        # overloads qwen3:8b, which `fast` shares): else fast has no deployment to answer
+        steer(production_proxy.url, tenant_key, scripted, _deployment("fast-ollama"))
         scripted.add_rule("claude-sonnet-*", {"status": 529, "error_message": "Overloaded"})
         scripted.add_rule("gpt-5.4", {"status": 503, "error_message": "overloaded"})
     seen = {}
@@ -306,14 +309,10 @@ def test_every_answer_names_the_alias_asked_for_never_a_provider_model(
 # ----------------------------------------------------------------- streams without usage
 
 
-@pytest.mark.parametrize("route", [
-    # TODO(#23): on chat completions the row is sometimes 0 tokens, $0, not estimated
-    # (about half the runs): that success event is logged with no usage and finds no
-    # ticket to settle (a second event per stream?); not found yet. Not strict: it passes
-    # when the counted event comes first.
-    pytest.param("/v1/chat/completions", marks=pytest.mark.xfail(
-        strict=False, reason="#23: a chat stream without usage is sometimes a 0-token row")),
-    "/v1/messages"])
+# Only /v1/messages: on chat completions the row is sometimes (about half the runs) still
+# 0 tokens, $0, not estimated, a success event that finds no ticket to settle; open in #23.
+# A non-strict xfail of it could never fail, so it is not here.
+@pytest.mark.parametrize("route", ["/v1/messages"])
 def test_a_stream_without_provider_usage_is_estimated_never_free(
         production_proxy: ProxyProcess, scripted: ScriptedProvider, tenant_key: str,
         pg_url: str, route: str) -> None:
