@@ -27,6 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 import redis
+from hypothesis import HealthCheck, settings
 
 from llm_pool.offline.provider import ScriptedProvider
 from llm_pool.runtime import ProxyProcess, start_proxy
@@ -34,6 +35,10 @@ from llm_pool.settings import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, REPO_ROOT
 from proxy.storage.db import migrate
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+# Hypothesis: no per-example deadline and no "input generation is slow" health check (both
+# measure the machine, which is shared and loaded, not the code); every other check stays.
+settings.register_profile("llm-pool", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("llm-pool")
 
 MASTER_KEY = "sk-test-master-key"
 # the spend writer's flush interval in the test proxies (default 1 s): a test waiting for
