@@ -90,6 +90,8 @@ def main() -> int:
                  if line.startswith(("FAILED ", "ERROR "))]
         print(f"\nlitellm {args.version}: "
               + ("nothing broke" if done.returncode == 0 and not broke
+                 else f"stopped by signal {-done.returncode} before the end: see {log}"
+                 if done.returncode < 0
                  else f"{len(broke)} broke (exit {done.returncode})"))
         for test in broke:
             print(f"  broke: {test}")
