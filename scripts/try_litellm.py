@@ -7,8 +7,9 @@ Creates a scratch virtualenv (``$TMPDIR/llm-pool-litellm-<version>``), installs
 ``pyproject.toml``, LiteLLM's pin left out) and the checkout itself without dependencies,
 and runs the tests that touch LiteLLM (:data:`SUITES`: the signature and call-path tests
 of ``proxy/plugin/internals.py`` first, then the proxy, client and fault suites) with
-``pytest -q -rf``. Prints what broke (the failing test ids) and exits non-zero if anything
-did. PostgreSQL and Redis must be answering, as for the normal suite.
+``pytest -q -rfE``, its output going to ``$TMPDIR/llm-pool-litellm-<version>.log`` as it
+runs (the suites take tens of minutes). Prints what broke (the failing test ids) and exits
+non-zero if anything did. PostgreSQL and Redis must be answering, as for the normal suite.
 
 The procedure around it is in docs/upgrading-litellm.md.
 """
@@ -76,15 +77,21 @@ def main() -> int:
     try:
         python = install(args.version, venv)
         env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
-        argv = [str(python), "-m", "pytest", "-q", "-rf", "-p", "no:cacheprovider",
+        argv = [str(python), "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider",
                 *args.pytest_args, *SUITES]
-        print("+", " ".join(argv), flush=True)
-        done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True)
-        print(done.stdout[-4000:], done.stderr[-2000:], sep="\n")
-        broke = [line[len("FAILED "):] for line in done.stdout.splitlines()
+        log = venv.with_suffix(".log")  # beside the venv, kept: follow it with tail -f
+        print("+", " ".join(argv), f"> {log}", flush=True)
+        with log.open("w") as out:
+            done = subprocess.run(argv, cwd=ROOT, env=env, stdout=out,
+                                  stderr=subprocess.STDOUT, text=True)
+        report = log.read_text()
+        print(report[-4000:])
+        broke = [line.split(" ", 1)[1] for line in report.splitlines()
                  if line.startswith(("FAILED ", "ERROR "))]
         print(f"\nlitellm {args.version}: "
               + ("nothing broke" if done.returncode == 0 and not broke
+                 else f"stopped by signal {-done.returncode} before the end: see {log}"
+                 if done.returncode < 0
                  else f"{len(broke)} broke (exit {done.returncode})"))
         for test in broke:
             print(f"  broke: {test}")

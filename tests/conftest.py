@@ -3,14 +3,23 @@ and the scripted provider standing in for the LLM vendor.
 
 Integration fixtures fail (never skip) with a message saying how to start a
 missing service: CI must run them.
+
+Test lanes: every test that needs no service is marked ``unit`` here, by a rule
+(:func:`needs_service`), never by hand; ``pytest -m unit`` runs that lane. A unit
+test runs with ``POOL_DATABASE_URL``/``POOL_REDIS_URL`` pointing at a closed port,
+and reaching the real PostgreSQL or Redis or starting a service binary fails it
+(:func:`_unit_needs_no_service`), in the lane and in the full suite alike.
 """
 
 from __future__ import annotations
 
+import ast
 import os
 import socket
+import subprocess
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -18,6 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 import redis
+from hypothesis import HealthCheck, settings
 
 from llm_pool.offline.provider import ScriptedProvider
 from llm_pool.runtime import ProxyProcess, start_proxy
@@ -25,11 +35,133 @@ from llm_pool.settings import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, REPO_ROOT
 from proxy.storage.db import migrate
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+# Hypothesis: no per-example deadline and no "input generation is slow" health check (both
+# measure the machine, which is shared and loaded, not the code); every other check stays.
+settings.register_profile("llm-pool", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("llm-pool")
 
 MASTER_KEY = "sk-test-master-key"
+# the spend writer's flush interval in the test proxies (default 1 s): a test waiting for
+# rows, or for a flush that would bring a duplicate, waits this long rather than seconds
+SPEND_FLUSH_INTERVAL = 0.2
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 START_PG = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
 START_REDIS = "redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save '' --appendonly no"
+
+
+# ----------------------------------------------------------------- test lanes
+
+# Fixtures that stand for a service: PostgreSQL, Redis, a proxy, workers, npm, a browser.
+# Every proxy/worker/database fixture depends on one of the first two, so the rule
+# holds for fixtures added later without touching this list.
+SERVICE_FIXTURES = frozenset({"pg_url", "redis_url", "everything_js", "browser"})
+# Programs a unit test must not start (a service, or what only a service test needs).
+SERVICE_PROGRAMS = frozenset({"redis-server", "postgres", "pg_ctl", "pg_ctlcluster", "psql",
+                              "litellm", "dramatiq", "node", "npm", "npx", "chromedriver"})
+
+
+def marked_integration_module(path: Path) -> bool:
+    """Whether ``path`` marks all its tests ``integration`` (module-level ``pytestmark``),
+    read from its source without importing it."""
+    try:
+        tree = ast.parse(path.read_text())
+    except (OSError, SyntaxError):
+        return False
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+                isinstance(target, ast.Name) and target.id == "pytestmark"
+                for target in node.targets):
+            return "integration" in ast.unparse(node.value)
+    return False
+
+
+def needs_service(item: pytest.Item) -> bool:
+    """The lane rule: a test needs a service if it is marked ``integration`` or any
+    fixture it uses (directly or through other fixtures) is a service fixture."""
+    if item.get_closest_marker("integration") is not None:
+        return True
+    return not SERVICE_FIXTURES.isdisjoint(getattr(item, "fixturenames", ()))
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """In the unit lane, do not import modules whose every test is integration-marked
+    (their imports, LiteLLM and the client libraries, cost seconds each)."""
+    if config.getoption("markexpr", "") != "unit" or collection_path.suffix != ".py":
+        return None
+    return True if marked_integration_module(collection_path) else None
+
+
+@dataclass(frozen=True)
+class CollectedModules:
+    collected: frozenset[Path]  # every test module this session collected
+    unit: frozenset[Path]  # those with at least one unit test
+
+
+UNIT_MODULES = pytest.StashKey[CollectedModules]()
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by marker
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    unit = set()
+    for item in items:
+        if not needs_service(item):
+            item.add_marker(pytest.mark.unit)
+            unit.add(item.path)
+    config.stash[UNIT_MODULES] = CollectedModules(frozenset(item.path for item in items),
+                                                  frozenset(unit))
+
+
+@pytest.fixture(scope="session")
+def closed_port() -> Iterator[int]:
+    """A loopback port bound but not listening: a connection to it is refused at once."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        yield held.getsockname()[1]
+
+
+def _service_addresses() -> set[tuple[str, int]]:
+    found = set()
+    for url, port in ((os.environ.get("POOL_DATABASE_URL", DEFAULT_DATABASE_URL), 5432),
+                      (os.environ.get("POOL_REDIS_URL", DEFAULT_REDIS_URL), 6379)):
+        parts = urlsplit(url)
+        for host in {parts.hostname or "127.0.0.1", "127.0.0.1", "::1", "localhost"}:
+            found.add((host, parts.port or port))
+    return found
+
+
+@pytest.fixture(autouse=True)
+def _unit_needs_no_service(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+                           ) -> None:
+    """A ``unit`` test gets closed ports for PostgreSQL and Redis, and fails if it
+    connects to the real ones or starts a service program: the lane's rule is checked
+    every run, not trusted."""
+    if request.node.get_closest_marker("unit") is None:
+        return
+    services = _service_addresses()
+    closed = request.getfixturevalue("closed_port")
+    monkeypatch.setenv("POOL_DATABASE_URL", f"postgresql://postgres@127.0.0.1:{closed}/unit")
+    monkeypatch.setenv("POOL_REDIS_URL", f"redis://127.0.0.1:{closed}/0")
+    why = (" (a test that needs a service uses a fixture in tests/conftest.py "
+           "SERVICE_FIXTURES or is marked integration)")
+
+    real_connect = socket.socket.connect
+
+    def connect(self: socket.socket, address: Any) -> Any:
+        if isinstance(address, tuple) and tuple(address[:2]) in services:
+            raise AssertionError(f"a unit test connected to a service at {address[:2]}" + why)
+        return real_connect(self, address)
+
+    real_init = subprocess.Popen.__init__
+
+    def popen(self: subprocess.Popen[Any], args: Any, *rest: Any, **kwargs: Any) -> None:
+        argv = [args] if isinstance(args, (str, bytes, os.PathLike)) else list(args)
+        program = Path(os.fsdecode(argv[0]).split()[0]).name if argv else ""
+        if program in SERVICE_PROGRAMS:
+            raise AssertionError(f"a unit test started {program!r}" + why)
+        real_init(self, args, *rest, **kwargs)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(subprocess.Popen, "__init__", popen)
 
 
 # ----------------------------------------------------------------- no real providers
@@ -124,6 +256,7 @@ def proxy_env(provider: ScriptedProvider, pg_url: str) -> dict[str, str]:
         "POOL_PROVIDER_URL": f"{provider.url}/v1",
         "LITELLM_MASTER_KEY": MASTER_KEY,
         "POOL_DATABASE_URL": pg_url,
+        "POOL_SPEND_FLUSH_INTERVAL": str(SPEND_FLUSH_INTERVAL),
     }
 
 

@@ -24,6 +24,7 @@ import yaml
 
 from llm_pool.runtime import ProxyProcess
 from llm_pool.settings import REPO_ROOT
+from tests.conftest import SPEND_FLUSH_INTERVAL
 from tests.gateway.support import new_tenant, spend_rows
 
 OFFLINE_ENV = {
@@ -37,7 +38,7 @@ OFFLINE_ENV = {
 }
 os.environ.update(OFFLINE_ENV)
 
-SPEND_WAIT = 20.0  # seconds for the batched writer (flushes every second)
+SPEND_WAIT = 20.0  # seconds for the batched writer (flushes every SPEND_FLUSH_INTERVAL)
 
 
 def offline_prices() -> dict[str, tuple[float, float]]:
@@ -72,7 +73,7 @@ class Tenant:
         while len(rows) < count and time.monotonic() < deadline:
             time.sleep(0.2)
             rows = self._rows()
-        time.sleep(1.1)  # a duplicate row would land within a flush (every 1 s)
+        time.sleep(2 * SPEND_FLUSH_INTERVAL + 0.1)  # a duplicate would land within a flush
         rows = self._rows()
         assert len(rows) == count, [(r["call_type"], r["model_alias"], r["status"]) for r in rows]
         for row in rows:

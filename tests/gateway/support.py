@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import openai
 import psycopg
+import redis
 from psycopg.rows import dict_row
 
 from llm_pool.runtime import ProxyProcess, start_proxy
@@ -126,3 +127,11 @@ def start_many(envs: dict[str, dict[str, str]], repo_root: Path, logs: Path,
             proxy.stop()
         raise errors[0]
     return started
+
+
+def forget(redis_url: str, namespace: str) -> None:
+    """Delete a test's Redis keys (the gateway's and LiteLLM's router's)."""
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(f"{namespace}:*"))
+    if keys:
+        client.delete(*keys)

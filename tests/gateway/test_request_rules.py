@@ -24,11 +24,9 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -38,10 +36,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from llm_pool.offline.provider import ScriptedProvider
-from llm_pool.runtime import ProxyProcess
 from proxy.storage.tenants import Caps, create_key, create_tenant
-from tests.gateway.support import PRICES, spend_rows, start_many, unique
-from tests.gateway.test_shared_limits import forget
+from tests.gateway.conftest import SharedProxies
+from tests.gateway.support import PRICES, spend_rows, unique
 
 pytestmark = pytest.mark.integration
 
@@ -171,17 +168,10 @@ EXAMPLES = HONEST + [Case("chat", model, False, body={"__prompt_bytes": 20},
 
 
 @pytest.fixture(scope="module")
-def proxies(proxy_env: dict[str, str], redis_url: str, repo_root: Path,
-            tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
-    """Two proxy processes on one database and one Redis namespace."""
-    namespace = f"llmpool-test-{uuid.uuid4().hex[:10]}"
-    env = {**proxy_env, "POOL_REDIS_URL": redis_url, "POOL_NAMESPACE": namespace}
-    started: dict[str, ProxyProcess] = start_many({"a": env, "b": env}, repo_root,
-                                                  tmp_path_factory.mktemp("rules"))
-    yield [started["a"].url, started["b"].url]
-    for proxy in started.values():
-        proxy.stop()
-    forget(redis_url, namespace)
+def proxies(shared_proxies: SharedProxies) -> list[str]:
+    """Two proxy processes on one database and one Redis namespace (started once for the
+    gateway tests, see tests/gateway/conftest.py)."""
+    return [shared_proxies.a.url, shared_proxies.w2.url]
 
 
 def new_tenant(pg_url: str, prefix: str, caps: Caps = CAPS, budget: str | None = None,

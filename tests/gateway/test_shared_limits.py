@@ -11,9 +11,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,12 +24,13 @@ from llm_pool.offline.provider import ScriptedProvider
 from llm_pool.runtime import ProxyProcess
 from proxy.admission.reservations import live_reserved, month_key
 from proxy.storage.shared import gateway_prefix
-from tests.gateway.support import new_tenant, spend_rows, start_many
+from tests.gateway.conftest import SHARED_AUTH_TTL, SharedProxies
+from tests.gateway.support import new_tenant, spend_rows
 
 pytestmark = pytest.mark.integration
 
 COST_TOKENS = 500_000  # x $0.0000002 (fast-1 output) = $0.10
-AUTH_TTL = 1.0
+AUTH_TTL = SHARED_AUTH_TTL
 NAMESPACES: dict[int, str] = {}
 
 
@@ -40,27 +39,12 @@ def proxies_namespace(proxies: dict[str, ProxyProcess]) -> str:
 
 
 @pytest.fixture(scope="module")
-def proxies(proxy_env: dict[str, str], redis_url: str, repo_root: Path,
-            tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, ProxyProcess]]:
-    """"a": one worker; "w2": ``--workers 2``; one database, one Redis."""
-    namespace = f"llmpool-test-{uuid.uuid4().hex[:10]}"
-    env = {**proxy_env, "POOL_REDIS_URL": redis_url, "POOL_NAMESPACE": namespace,
-           "POOL_AUTH_CACHE_TTL": str(AUTH_TTL)}
-    started = start_many({"a": env, "w2": env}, repo_root,
-                         tmp_path_factory.mktemp("shared"), workers={"w2": 2})
-    NAMESPACES[id(started)] = namespace
-    yield started
-    for proxy in started.values():
-        proxy.stop()
-    forget(redis_url, namespace)
-
-
-def forget(redis_url: str, namespace: str) -> None:
-    """Delete a test's Redis keys (the gateway's and LiteLLM's router's)."""
-    client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(f"{namespace}:*"))
-    if keys:
-        client.delete(*keys)
+def proxies(shared_proxies: SharedProxies) -> dict[str, ProxyProcess]:
+    """"a": one worker; "w2": ``--workers 2``; one database, one Redis (started once for
+    the gateway tests, see tests/gateway/conftest.py)."""
+    started = {"a": shared_proxies.a, "w2": shared_proxies.w2}
+    NAMESPACES[id(started)] = shared_proxies.namespace
+    return started
 
 
 def script(completion: int, delay: float = 0.0, prompt: int = 10) -> str:

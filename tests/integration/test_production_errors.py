@@ -95,7 +95,9 @@ def test_budget_refusal_is_budget_exceeded_on_every_route_with_the_alias_in_its_
 def test_provider_429_carries_retry_after_on_every_route(
         errors_proxy: ProxyProcess, scripted: ScriptedProvider, tenant_key: str,
         route: str) -> None:
-    scripted.add_rule("gpt-5.4-mini", {"status": 429, "retry_after": 7,
+    # Retry-After 1 s: LiteLLM sleeps what the provider asks before each of num_retries
+    # retries (7 s made this test ~22 s per route); the client's header must still be >= 1
+    scripted.add_rule("gpt-5.4-mini", {"status": 429, "retry_after": 1,
                                        "error_message": "Rate limit reached for gpt-5.4-mini"})
     response = _send(errors_proxy, tenant_key, route, "economy")
     _, message = _error(route, response)

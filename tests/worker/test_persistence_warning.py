@@ -15,6 +15,8 @@ import redis
 from tests.faults.test_redis_restart import RedisServer
 from worker.broker import persistence_warning
 
+pytestmark = pytest.mark.integration  # starts a redis-server of its own
+
 
 @pytest.fixture
 def bare_redis(tmp_path: Path) -> Iterator[tuple[str, redis.Redis]]:
