@@ -80,3 +80,16 @@ def test_failure_line_is_one_line() -> None:
     line = failure_line("run_message", None, "c-1", "d-1", ValueError("a\nb   c"), "dead-lettered")
     assert line == ("run_message message_id=- conversation=c-1 dramatiq_id=d-1: "
                     "ValueError: a b c; dead-lettered")
+
+
+def test_the_startup_filter_drops_only_litellms_misleading_lines() -> None:
+    from proxy.plugin.startup import StartupNoise
+
+    quiet = StartupNoise()
+    for said in ("custom_auth is configured but 'custom_auth_run_common_checks' is not set. "
+                 "budgets will NOT be enforced",
+                 "Running 2 workers but Redis is not configured. Failed Admin UI sign-in "
+                 "attempts are counted per worker"):
+        assert not quiet.filter(_record(said, ()))
+    for kept in ("custom_auth failed", "Redis is not configured", "budgets will NOT be enforced"):
+        assert quiet.filter(_record(kept, ()))

@@ -52,8 +52,6 @@ NOT_IN_THE_FAST_LANE: dict[str, str] = {
     "llm_pool.offline.demo_tools": "the demo agent's tools, run by workers in pool demo",
     "llm_pool.offline.mcp_server": "a stdio MCP server process (tests/mcp/)",
     "proxy.admission.reservations": "Lua scripts in Redis (tests/gateway/test_shared_limits.py)",
-    "proxy.plugin.gateway": "the proxy process's state and CustomLogger: in the proxy "
-                            "(tests/gateway/, tests/integration/test_proxy_offline.py)",
     "proxy.spend.journal": "a Redis Stream drained into PostgreSQL "
                            "(tests/gateway/test_spend_resilience.py)",
     "proxy.storage.reports": "SQL over PostgreSQL (tests/gateway/test_cli.py)",
@@ -63,6 +61,7 @@ NOT_IN_THE_FAST_LANE: dict[str, str] = {
     "worker.counters": "Prometheus counters of a worker over Redis "
                        "(tests/worker/test_counters.py)",
     "worker.lease": "run leases in Redis (tests/integration/test_worker_exactly_once.py)",
+    "worker.resumes": "the resume-once store in Redis (tests/worker/test_resume_store.py)",
     "worker.metrics": "the dramatiq worker with metrics (tests/integration/test_worker_metrics.py)",
     "worker.tenant_keys": "reads tenant keys from PostgreSQL (tests/integration/test_worker.py)",
     "worker.turn": "a run's events in Redis and audit rows in PostgreSQL "
