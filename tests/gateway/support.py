@@ -70,19 +70,22 @@ def spend_rows(pg_url: str, where: str = "TRUE", params: Any = ()) -> list[dict[
             f"WHERE {where} ORDER BY s.id", params).fetchall()
 
 
-def wait_for_rows(pg_url: str, request_ids: list[str], timeout: float = 15.0
-                  ) -> dict[str, dict[str, Any]]:
-    """The spend rows of these requests, once all are written."""
+def wait_for_rows(pg_url: str, request_ids: list[str], timeout: float = 15.0,
+                  status: str | None = None) -> dict[str, dict[str, Any]]:
+    """The spend rows of these requests, once all are written (with ``status``: once each
+    has it; a request whose first attempt failed shows that attempt's error row under
+    its id until the answer's row replaces it)."""
     deadline = time.monotonic() + timeout
     found: dict[str, dict[str, Any]] = {}
     while time.monotonic() < deadline:
         rows = spend_rows(pg_url, "s.request_id = ANY(%s)", (request_ids,))
-        found = {r["request_id"]: r for r in rows}
+        found = {r["request_id"]: r for r in rows if status in (None, r["status"])}
         if len(found) == len(set(request_ids)):
             return found
         time.sleep(0.1)
     missing = sorted(set(request_ids) - set(found))
-    raise AssertionError(f"spend rows missing after {timeout} s for {missing}")
+    raise AssertionError(f"spend rows{f' with status {status}' if status else ''} missing "
+                         f"after {timeout} s for {missing}")
 
 
 def metric(proxy_url: str, name: str, key: str = "sk-test-master-key") -> float:

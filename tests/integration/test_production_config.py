@@ -309,7 +309,34 @@ def test_every_answer_names_the_alias_asked_for_never_a_provider_model(
 # ----------------------------------------------------------------- streams without usage
 
 
-# A stream whose provider sent no usage (the scripted `omit_usage` step): its row should be
-# estimated, never 0 tokens and $0. Not tested here: on chat completions and on
-# /v1/messages the row is still sometimes 0 tokens, $0, not estimated (a success event
-# that finds no ticket to settle); open in #23, a test of it would flake.
+@pytest.mark.parametrize("route", ["/v1/chat/completions", "/v1/messages"])
+def test_a_stream_without_provider_usage_is_estimated_never_free(
+        production_proxy: ProxyProcess, scripted: ScriptedProvider, tenant_key: str,
+        pg_url: str, route: str) -> None:
+    """quality-openai (an openai/ deployment in a mixed alias) streams with no usage at all:
+    the row is counted by an estimate, flagged; a stream with usage is not flagged. (The
+    request's row is read once it is the answer's: a first attempt on a sibling that is
+    still overloaded shows its error row under the request's id until then.)"""
+    target = _deployment("quality-openai")
+    steer(production_proxy.url, tenant_key, scripted, target)
+    text = "tell me about Oslo " * 20
+    rows = {}
+    for omit in (True, False):
+        step = {"text": "Oslo is the capital of Norway. " * 10, "omit_usage": omit}
+        body = request_body(route, "quality",
+                            text + "[[script:" + json.dumps({"steps": [step]}) + "]]",
+                            stream=True, tools=False)
+        response = _post(production_proxy, tenant_key, route, body)
+        assert response.status_code == 200, response.text
+        assert response.headers["x-litellm-model-id"] == target.id
+        call_id = response.headers["x-litellm-call-id"]
+        rows[omit] = wait_for_rows(pg_url, [call_id], status="ok")[call_id]
+    silent, reported = rows[True], rows[False]
+    assert silent["prompt_tokens"] > 0 and silent["completion_tokens"] > 0, silent
+    assert float(silent["cost_usd"]) == pytest.approx(
+        expected_cost(target, silent["prompt_tokens"], silent["completion_tokens"]), rel=1e-9)
+    assert silent["estimated"], silent
+    assert not reported["estimated"] and float(reported["cost_usd"]) == pytest.approx(
+        expected_cost(target, reported["prompt_tokens"], reported["completion_tokens"]),
+        rel=1e-9)
+
