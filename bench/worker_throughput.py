@@ -175,7 +175,10 @@ def main() -> None:
     parser.add_argument("--proxy-workers", type=int, default=2)
     parser.add_argument("--proxy-start-timeout", type=float, default=120.0,
                         help="seconds the proxy may take to start (more on a loaded machine)")
+    parser.add_argument("--sides", default="ceiling,async,threaded",
+                        help="which of ceiling,async,threaded to run (profiling one side)")
     args = parser.parse_args()
+    sides = set(args.sides.split(","))
     script = _script(args.delay)
     provider_ms = 3 * args.delay * 1000
     with provider_process() as upstream, scratch_database() as db_url, \
@@ -184,18 +187,25 @@ def main() -> None:
                "POOL_DATABASE_URL": db_url}
         with proxy(REPO / "config" / "offline.yaml", env, workers=args.proxy_workers,
                    start_timeout=args.proxy_start_timeout) as running:
-            ceiling = _ceiling(running.url, args.messages, args.async_threads, script)
-            _print(ceiling, provider_ms)
-            ours = _queued(f"async actors (1 process, {args.async_threads} in flight)", REPO,
-                           running.url, db_url, args.messages, args.async_threads, script)
-            _print(ours, provider_ms)
-            base = _queued(f"threaded actors @{args.baseline_rev} ({args.threads} threads)",
-                           old, running.url, db_url, args.messages, args.threads, script)
-            _print(base, provider_ms)
-    print(ratio_line("messages/s async / threaded", ours.throughput, base.throughput,
-                     " msg/s"))
-    print(ratio_line("messages/s async / proxy ceiling", ours.throughput, ceiling.throughput,
-                     " msg/s"))
+            results: dict[str, LoadResult] = {}
+            if "ceiling" in sides:
+                results["ceiling"] = _ceiling(running.url, args.messages, args.async_threads,
+                                              script)
+                _print(results["ceiling"], provider_ms)
+            if "async" in sides:
+                results["async"] = _queued(
+                    f"async actors (1 process, {args.async_threads} in flight)", REPO,
+                    running.url, db_url, args.messages, args.async_threads, script)
+                _print(results["async"], provider_ms)
+            if "threaded" in sides:
+                results["threaded"] = _queued(
+                    f"threaded actors @{args.baseline_rev} ({args.threads} threads)", old,
+                    running.url, db_url, args.messages, args.threads, script)
+                _print(results["threaded"], provider_ms)
+    for label, other in (("threaded", "threaded"), ("proxy ceiling", "ceiling")):
+        if "async" in results and other in results:
+            print(ratio_line(f"messages/s async / {label}", results["async"].throughput,
+                             results[other].throughput, " msg/s"))
 
 
 if __name__ == "__main__":
