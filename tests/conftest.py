@@ -211,9 +211,20 @@ def pg_url() -> Iterator[str]:
 # ----------------------------------------------------------------- Redis
 
 
+def _xdist_database(url: str) -> str:
+    """Under pytest-xdist (``-n N``), each test process gets a Redis database of its own
+    (``gw0`` -> 1, ``gw1`` -> 2, ...): LiteLLM's router keeps cooldowns and usage in Redis
+    under the deployment's id, which every test config shares, so two proxies running at
+    once must not share a database. A serial run keeps the configured one."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw"):
+        return url
+    return urlunsplit(urlsplit(url)._replace(path=f"/{1 + int(worker[2:]) % 15}"))
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> str:
-    url = os.environ.get("POOL_REDIS_URL", DEFAULT_REDIS_URL)
+    url = _xdist_database(os.environ.get("POOL_REDIS_URL", DEFAULT_REDIS_URL))
     try:
         redis.Redis.from_url(url, socket_connect_timeout=3).ping()
     except redis.RedisError as exc:

@@ -27,7 +27,7 @@ import pytest
 import redis
 import yaml
 from selenium import webdriver
-from selenium.common.exceptions import WebDriverException
+from selenium.common.exceptions import TimeoutException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
@@ -203,9 +203,23 @@ def _load(driver: webdriver.Chrome, url: str, attempts: int = 3) -> None:
                 raise
 
 
-def _submit(driver: webdriver.Chrome, button: str) -> None:
+def _submit(driver: webdriver.Chrome, button: str, attempts: int = 3) -> None:
+    """Click ``button`` and wait for the next page. ChromeDriver, on a loaded machine, may
+    report an error for a click whose navigation already began ("Node with given id does
+    not belong to the document"): then the old page going stale says the click happened,
+    and only a click that did not is retried."""
     old = driver.find_element(By.TAG_NAME, "html")
-    driver.find_element(By.ID, button).click()
+    for attempt in range(attempts):
+        try:
+            driver.find_element(By.ID, button).click()
+            break
+        except WebDriverException:
+            try:
+                WebDriverWait(driver, 5).until(expected_conditions.staleness_of(old))
+                break
+            except TimeoutException:
+                if attempt == attempts - 1:
+                    raise
     WebDriverWait(driver, 60).until(expected_conditions.staleness_of(old))
     WebDriverWait(driver, 60).until(
         lambda d: d.execute_script("return document.readyState") == "complete")
