@@ -20,7 +20,7 @@ import openai
 import pytest
 from litellm import Router
 
-from proxy.plugin import internals
+from proxy.plugin import answers, internals
 
 HI = [{"role": "user", "content": "hi"}]
 STOCK_COOLDOWN = litellm.RouterRateLimitError  # what a cooled-down group answers
@@ -128,3 +128,88 @@ def test_an_unprocessable_entity_naming_no_parameter_is_an_error_not_none(
         asyncio.run(call())
     assert "422" in str(raised.value) or "nprocessable" in str(raised.value), raised.value
     assert len(asked) == 1  # the same request is not sent again
+
+
+# ------------------------------------------------- the alias in answers: hooks, no patch
+
+FALLBACK = {"additional_headers": {"x-litellm-attempted-fallbacks": 1,
+                                   "x-litellm-model-group": "fast"}}
+
+
+def _answered_after_fallback(response: Any) -> Any:
+    response._hidden_params = json.loads(json.dumps(FALLBACK))
+    return response
+
+
+def test_a_streamed_answer_after_a_fallback_names_the_alias(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``proxy_server.async_data_generator`` (what streams chat and Responses answers) runs
+    the gateway's ``async_post_call_streaming_iterator_hook``, then its own restamp, which
+    names the fallback group (``fast``) unless the hook's flag switches it off: the chunk,
+    and a Responses event's ``response``, reach the client naming the alias."""
+    from litellm.proxy import proxy_server
+    from litellm.proxy._types import UserAPIKeyAuth
+    from litellm.types.llms.openai import ResponseCreatedEvent, ResponsesAPIResponse
+    from litellm.types.utils import ModelResponseStream
+
+    from proxy.plugin.gateway import ProxyCallbacks
+
+    monkeypatch.setattr(litellm, "callbacks", [ProxyCallbacks()])
+    chunk = _answered_after_fallback(ModelResponseStream(
+        model="ollama_chat/qwen3:8b", choices=[{"index": 0, "delta": {"content": "hi"}}]))
+    event = ResponseCreatedEvent(type="response.created", response=ResponsesAPIResponse(
+        id="r", created_at=0, model="gpt-5.4", object="response", output=[],
+        status="in_progress"))
+
+    async def provider() -> Any:
+        yield chunk
+        yield event
+
+    async def client() -> list[Any]:
+        data = {"model": "quality", "metadata": {}}
+        lines = [line.decode() if isinstance(line, bytes) else line
+                 async for line in proxy_server.async_data_generator(
+                     provider(), UserAPIKeyAuth(), data)]
+        return [json.loads(line.removeprefix("data: ")) for line in lines
+                if line.startswith("data: {")]
+
+    sent = asyncio.run(client())
+    assert [c.get("model") for c in sent] == ["quality", None]
+    assert sent[1]["response"]["model"] == "quality"
+    # LiteLLM prices the chunks it kept: they still name the provider's model
+    assert (chunk.model, event.response.model) == ("ollama_chat/qwen3:8b", "gpt-5.4")
+
+
+def test_an_answer_after_a_fallback_names_the_alias(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``ProxyLogging.post_call_success_hook`` runs the gateway's
+    ``async_post_call_success_hook``; LiteLLM's restamp that follows it
+    (``_override_openai_response_model``) leaves an answer after a fallback as it finds it:
+    naming the alias."""
+    from litellm.caching import DualCache
+    from litellm.proxy._types import UserAPIKeyAuth
+    from litellm.proxy.common_request_processing import _override_openai_response_model
+    from litellm.proxy.utils import ProxyLogging
+
+    from proxy.plugin.gateway import ProxyCallbacks
+
+    monkeypatch.setattr(litellm, "callbacks", [ProxyCallbacks()])
+    answer = _answered_after_fallback(litellm.ModelResponse(model="ollama_chat/qwen3:8b"))
+
+    async def served() -> Any:
+        hooks = ProxyLogging(user_api_key_cache=DualCache())
+        return await hooks.post_call_success_hook(
+            data={"model": "quality"}, response=answer, user_api_key_dict=UserAPIKeyAuth())
+
+    served_answer = asyncio.run(served())
+    _override_openai_response_model(response_obj=served_answer, requested_model="quality",
+                                    log_context="test")
+    assert served_answer.model == "quality"
+
+
+def test_stamping_copies_and_leaves_bytes_alone() -> None:
+    chunk = {"model": "gpt-5.4", "response": {"model": "gpt-5.4"}}
+    assert answers.stamped(chunk, "quality") == {"model": "quality",
+                                                 "response": {"model": "quality"}}
+    assert chunk == {"model": "gpt-5.4", "response": {"model": "gpt-5.4"}}
+    assert answers.stamped(b"data: {}", "quality") == b"data: {}"
+    assert answers.alias_of({"model": ""}) is None
