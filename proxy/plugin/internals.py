@@ -54,10 +54,6 @@ symbol fails in ``tests/gateway/test_isolation_units.py`` with its name.
 - :func:`cache_missing_otel`: LiteLLM's auth imports its OTel logger inside a ``try`` on
   every request; without ``opentelemetry-sdk`` that import fails, and a failed import is
   not cached by Python: the module was found, read and run again each time.
-- :func:`install_team_config_shortcut`: for every request of a key with a ``team_id``
-  (every tenant key) LiteLLM looks up team settings in the YAML by deep-copying the whole
-  loaded config; with no ``litellm_settings.default_team_settings`` the answer is always
-  empty, and is now given without the copy.
 
 :data:`SIGNATURES` lists each internal symbol with the parameters the gateway relies
 on; ``tests/gateway/test_isolation_units.py`` imports and checks every one.
@@ -90,7 +86,6 @@ __all__ = [
     "install_client_error_policy",
     "install_patches",
     "install_stream_usage_flag",
-    "install_team_config_shortcut",
     "install_unprocessable_fix",
     "is_client_error",
     "is_connection_failure",
@@ -153,7 +148,6 @@ SIGNATURES: dict[str, tuple[str, ...] | None] = {
         "self", "user_api_key_dict", "response", "request_data"),
     "litellm:stream_chunk_builder": ("chunks", "messages", "start_time", "end_time",
                                      "logging_obj"),
-    "litellm.proxy.proxy_server:ProxyConfig.load_team_config": ("self", "team_id"),
     "litellm.proxy.auth.user_api_key_auth:_seed_request_destinations": (
         "user_api_key_dict", "request"),
     **{f"litellm.integrations.prometheus:PrometheusLogger.{name}": ("self",)
@@ -297,12 +291,11 @@ def install_client_error_policy() -> None:
 def install_patches() -> None:
     """Every LiteLLM function the gateway wraps (:func:`install_client_error_policy`,
     :func:`install_unprocessable_fix`, :func:`install_stream_usage_flag`,
-    :func:`install_team_config_shortcut`, :func:`cache_missing_otel`); idempotent.
+    :func:`cache_missing_otel`); idempotent.
     Called by :mod:`proxy.plugin.startup`."""
     install_client_error_policy()
     install_unprocessable_fix()
     install_stream_usage_flag()  # a stream without provider usage: its row is estimated
-    install_team_config_shortcut()  # LiteLLM deep-copied the config per tenant request
     cache_missing_otel()  # a failed import LiteLLM retried per request
 
 
@@ -506,30 +499,6 @@ def _skipping(step: Callable[..., Any]) -> Callable[..., Any]:
         return None
     skipped.__dict__["pool_skipped"] = True
     return skipped
-
-
-def install_team_config_shortcut() -> bool:
-    """Wrap ``litellm.proxy.proxy_server.ProxyConfig.load_team_config``: when the loaded
-    config (``ProxyConfig.config``, read, not copied) has no
-    ``litellm_settings.default_team_settings``, answer ``{}`` (what LiteLLM answers then,
-    after deep-copying the whole config on every request of a key with a team)."""
-    from litellm.proxy.proxy_server import ProxyConfig
-
-    load = ProxyConfig.load_team_config
-    if getattr(load, "pool_wrapped", False):
-        return False
-
-    @functools.wraps(load)
-    def load_team_config(self: Any, team_id: str) -> Any:
-        config = getattr(self, "config", None)
-        settings = config.get("litellm_settings") if isinstance(config, Mapping) else None
-        if isinstance(settings, Mapping) and settings.get("default_team_settings") is None:
-            return {}
-        return load(self, team_id)
-
-    load_team_config.__dict__["pool_wrapped"] = True
-    ProxyConfig.load_team_config = load_team_config  # type: ignore[method-assign]
-    return True
 
 
 OTEL_LOGGER = "litellm.integrations.otel.logger"

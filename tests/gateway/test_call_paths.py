@@ -213,3 +213,33 @@ def test_stamping_copies_and_leaves_bytes_alone() -> None:
     assert chunk == {"model": "gpt-5.4", "response": {"model": "gpt-5.4"}}
     assert answers.stamped(b"data: {}", "quality") == b"data: {}"
     assert answers.alias_of({"model": ""}) is None
+
+
+def test_a_tenant_key_makes_litellm_skip_the_yaml_team_settings_lookup() -> None:
+    """LiteLLM's pre-call (``get_dynamic_logging_metadata``) looks for a keyed team's
+    callbacks in the YAML (``ProxyConfig.load_team_config``: a deep copy of the whole
+    config per request) unless the team says it has none, as the tenant key's
+    ``UserAPIKeyAuth`` does (``team_metadata.logging: []``, proxy/plugin/auth.py)."""
+    from litellm.proxy.litellm_pre_call_utils import get_dynamic_logging_metadata
+    from litellm.proxy.proxy_server import ProxyConfig
+
+    from proxy.plugin.auth import identity_auth
+    from proxy.storage.tenants import KeyIdentity
+
+    looked_up: list[str] = []
+
+    class Config(ProxyConfig):
+        def load_team_config(self, team_id: str) -> Any:
+            looked_up.append(team_id)
+            return {}
+
+    config = object.__new__(Config)
+    tenant = identity_auth(KeyIdentity(key_id=1, label="billing", tenant_id=1, tenant="acme",
+                                       monthly_budget_usd=None, rpm_limit=None,
+                                       tpm_limit=None, revoked=False), "hash")
+    assert tenant.team_id == "acme"  # LiteLLM's metrics label tenants by team
+    assert get_dynamic_logging_metadata(tenant, config) is None
+    assert looked_up == []
+    tenant.team_metadata = None  # the control: without it, LiteLLM looks the team up
+    assert get_dynamic_logging_metadata(tenant, config) is None
+    assert looked_up == ["acme"]

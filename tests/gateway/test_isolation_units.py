@@ -225,29 +225,6 @@ def test_prometheus_skips_the_gauges_of_limiters_and_budgets_the_gateway_does_no
     assert not getattr(PrometheusLogger.async_log_success_event, "pool_skipped", False)
 
 
-def test_team_settings_are_looked_up_without_copying_the_config_when_there_are_none(
-) -> None:
-    from types import MappingProxyType
-
-    from litellm.proxy.proxy_server import ProxyConfig
-
-    internals.install_team_config_shortcut()
-    copies: list[int] = []
-
-    class Config(ProxyConfig):
-        def get_config_state(self) -> Any:
-            copies.append(1)
-            return super().get_config_state()
-
-    config = object.__new__(Config)
-    config.config = MappingProxyType({"litellm_settings": {"drop_params": True}})
-    assert config.load_team_config("acme") == {} and copies == []
-    config.config = MappingProxyType({"litellm_settings": {"default_team_settings": [
-        {"team_id": "acme", "success_callback": ["langfuse"]}]}})
-    assert config.load_team_config("acme")["success_callback"] == ["langfuse"]
-    assert copies == [1]
-
-
 def test_a_missing_otel_sdk_fails_litellms_per_request_import_at_once() -> None:
     import importlib.util
     import sys
