@@ -51,9 +51,6 @@ symbol fails in ``tests/gateway/test_isolation_units.py`` with its name.
   builds label sets for gauges of LiteLLM's own rate limiters and budgets, which the
   gateway does not run (its limits and budgets are its own, :mod:`proxy.admission`):
   40 % of that callback's CPU for series that stay empty. Those steps are skipped.
-- :func:`cache_missing_otel`: LiteLLM's auth imports its OTel logger inside a ``try`` on
-  every request; without ``opentelemetry-sdk`` that import fails, and a failed import is
-  not cached by Python: the module was found, read and run again each time.
 
 :data:`SIGNATURES` lists each internal symbol with the parameters the gateway relies
 on; ``tests/gateway/test_isolation_units.py`` imports and checks every one.
@@ -62,10 +59,8 @@ on; ``tests/gateway/test_isolation_units.py`` imports and checks every one.
 from __future__ import annotations
 
 import functools
-import importlib
 import inspect
 import logging
-import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -81,7 +76,6 @@ __all__ = [
     "SIGNATURES",
     "USAGE_ESTIMATED",
     "anthropic_error_response",
-    "cache_missing_otel",
     "group_deployments",
     "install_client_error_policy",
     "install_patches",
@@ -290,13 +284,12 @@ def install_client_error_policy() -> None:
 
 def install_patches() -> None:
     """Every LiteLLM function the gateway wraps (:func:`install_client_error_policy`,
-    :func:`install_unprocessable_fix`, :func:`install_stream_usage_flag`,
-    :func:`cache_missing_otel`); idempotent.
+    :func:`install_unprocessable_fix`, :func:`install_stream_usage_flag`);
+    idempotent.
     Called by :mod:`proxy.plugin.startup`."""
     install_client_error_policy()
     install_unprocessable_fix()
     install_stream_usage_flag()  # a stream without provider usage: its row is estimated
-    cache_missing_otel()  # a failed import LiteLLM retried per request
 
 
 def install_unprocessable_fix() -> None:
@@ -499,24 +492,3 @@ def _skipping(step: Callable[..., Any]) -> Callable[..., Any]:
         return None
     skipped.__dict__["pool_skipped"] = True
     return skipped
-
-
-OTEL_LOGGER = "litellm.integrations.otel.logger"
-
-
-def cache_missing_otel() -> bool:
-    """Import ``litellm.integrations.otel.logger`` once; when it cannot be imported
-    (``opentelemetry-sdk`` is not installed), record the failure in ``sys.modules`` so
-    that LiteLLM's auth, which imports it inside a ``try`` on every request
-    (``user_api_key_auth._seed_request_destinations``: OTel destinations per tenant,
-    unused here), fails at once instead of finding, reading and compiling the module
-    again each time (5 % of a tenant request's CPU, measured in bench/README.md).
-    True when the failure is now cached."""
-    if OTEL_LOGGER in sys.modules:
-        return sys.modules[OTEL_LOGGER] is None
-    try:
-        importlib.import_module(OTEL_LOGGER)
-    except ImportError:
-        sys.modules[OTEL_LOGGER] = None  # type: ignore[assignment]  # import fails at once
-        return True
-    return False

@@ -243,3 +243,17 @@ def test_a_tenant_key_makes_litellm_skip_the_yaml_team_settings_lookup() -> None
     tenant.team_metadata = None  # the control: without it, LiteLLM looks the team up
     assert get_dynamic_logging_metadata(tenant, config) is None
     assert looked_up == ["acme"]
+
+
+def test_litellms_per_request_otel_import_succeeds_and_is_cached() -> None:
+    """LiteLLM's auth imports its OTel logger on every request
+    (``_seed_request_destinations``, best-effort: a failure is swallowed). Without
+    ``opentelemetry-sdk`` (a dependency of the gateway for this alone) the import failed
+    and Python ran the module again on every request; with it, the module is cached."""
+    import sys
+
+    from litellm.proxy._types import UserAPIKeyAuth
+    from litellm.proxy.auth.user_api_key_auth import _seed_request_destinations
+
+    _seed_request_destinations(UserAPIKeyAuth(team_id="acme"), None)
+    assert sys.modules.get("litellm.integrations.otel.logger") is not None
