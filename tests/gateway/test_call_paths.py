@@ -130,6 +130,67 @@ def test_an_unprocessable_entity_naming_no_parameter_is_an_error_not_none(
     assert len(asked) == 1  # the same request is not sent again
 
 
+def test_a_stream_without_provider_usage_is_flagged_in_the_success_event(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``litellm.stream_chunk_builder``, which LiteLLM's stream wrapper calls at the end of
+    a stream to build the response it logs (counting a stream without usage with its
+    tokenizer, silently): patched, the success callback's ``kwargs`` say so."""
+    from litellm.integrations.custom_logger import CustomLogger
+
+    flagged: list[bool] = []
+
+    class Spy(CustomLogger):
+        async def async_log_success_event(self, kwargs: dict[str, Any], response_obj: Any,
+                                          start_time: Any, end_time: Any) -> None:
+            flagged.append(internals.usage_estimated(kwargs))
+
+    monkeypatch.setattr(litellm, "callbacks", [Spy()])
+
+    async def stream() -> None:  # mock_response: a provider stream that carries no usage
+        answer = await litellm.acompletion(model="openai/x", api_key="k", messages=HI,
+                                           stream=True, mock_response="hello there")
+        async for _ in answer:
+            pass
+        for _ in range(100):
+            if flagged:
+                return
+            await asyncio.sleep(0.02)
+
+    asyncio.run(stream())
+    assert flagged == [True]
+
+
+def test_prometheus_still_calls_the_steps_it_skips(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``PrometheusLogger``'s success event still calls the three gauge steps
+    :func:`internals.trim_prometheus` replaces by no-ops (else the trim is a silent
+    no-op, or the steps moved), and they stay skipped."""
+    from litellm.integrations.prometheus import PrometheusLogger
+
+    assert internals.trim_prometheus()
+    called: list[str] = []
+    for name in internals.PROMETHEUS_UNUSED:
+        step = getattr(PrometheusLogger, name)
+        assert getattr(step, "pool_skipped", False), name
+
+        def spy(*args: Any, name: str = name, step: Any = step, **kwargs: Any) -> Any:
+            called.append(name)
+            return step(*args, **kwargs)  # the no-op: None, or its coroutine
+
+        monkeypatch.setattr(PrometheusLogger, name, spy)
+    monkeypatch.setattr(litellm, "callbacks", [PrometheusLogger()])
+
+    async def served() -> None:
+        await litellm.acompletion(model="openai/x", api_key="k", messages=HI,
+                                  mock_response="hello")
+        for _ in range(100):
+            if set(called) == set(internals.PROMETHEUS_UNUSED):
+                return
+            await asyncio.sleep(0.02)
+
+    asyncio.run(served())
+    assert set(called) == set(internals.PROMETHEUS_UNUSED)
+
+
 # ------------------------------------------------- the alias in answers: hooks, no patch
 
 FALLBACK = {"additional_headers": {"x-litellm-attempted-fallbacks": 1,
