@@ -7,10 +7,13 @@ symbol fails in ``tests/gateway/test_isolation_units.py`` with its name.
 
 - :func:`proxy_app`: the proxy's FastAPI app, which the start-up wraps in the gateway's
   ASGI layers (:mod:`proxy.plugin.startup`; LiteLLM's own middleware stack untouched).
-- :func:`install_patches`: the only changes made to LiteLLM's code, run by the start-up
-  (never at import): four functions wrapped for three decisions (cooldown, fallback, the
-  422 fix), each with a call-path test in ``tests/gateway/test_call_paths.py`` that fails
-  if LiteLLM stops calling it.
+- The only changes made to LiteLLM's code, run by the start-up (never at import), each
+  with a call-path test in ``tests/gateway/test_call_paths.py`` that drives LiteLLM's own
+  code in-process and fails if LiteLLM stops calling it: :func:`install_patches` wraps
+  five functions for four things (cooldown decision: two functions; fallback decision;
+  the 422 fix; the stream-usage flag) and, by :func:`trim_prometheus`, replaces three
+  steps of ``PrometheusLogger`` by no-ops: eight functions in five places. Everything
+  else is read, not changed.
 - :func:`router_api_bases`, :func:`router_aliases`, :func:`group_deployments`: no longer
   LiteLLM's router: read from the YAML the proxy was started with
   (:mod:`proxy.plugin.deployments`), re-exported here under their old names.
@@ -283,13 +286,13 @@ def install_client_error_policy() -> None:
 
 
 def install_patches() -> None:
-    """Every LiteLLM function the gateway wraps (:func:`install_client_error_policy`,
-    :func:`install_unprocessable_fix`, :func:`install_stream_usage_flag`);
-    idempotent.
-    Called by :mod:`proxy.plugin.startup`."""
+    """Every LiteLLM function the gateway changes (:func:`install_client_error_policy`,
+    :func:`install_unprocessable_fix`, :func:`install_stream_usage_flag`,
+    :func:`trim_prometheus`); idempotent. Called by :mod:`proxy.plugin.startup`."""
     install_client_error_policy()
     install_unprocessable_fix()
     install_stream_usage_flag()  # a stream without provider usage: its row is estimated
+    trim_prometheus()  # gauges of LiteLLM's own limiters and budgets, unused here
 
 
 def install_unprocessable_fix() -> None:
