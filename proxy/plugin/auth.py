@@ -4,8 +4,13 @@ Loaded by name from the YAML (``general_settings.custom_auth: proxy.plugin.auth.
 LiteLLM then calls it for every authenticated route, the master key included.
 
 - The master key (``LITELLM_MASTER_KEY``) is the admin key, as without custom auth.
-- A tenant key maps to ``team_id``/``team_alias`` = the tenant name, ``key_alias`` =
-  the key label. The tenant id, budget, rpm/tpm limits and caps travel in ``metadata``
+- A tenant key maps to ``team_id``/``team_alias`` = the tenant name (the ``team`` and
+  ``team_alias`` labels of LiteLLM's metrics), ``key_alias`` = the key label. Its
+  ``team_metadata`` says the team has no logging callbacks of its own (``logging: []``,
+  LiteLLM's team-based logging setting): else, for every request of a key with a
+  ``team_id``, LiteLLM looked for team callbacks in the YAML's
+  ``default_team_settings`` by deep-copying the whole loaded config. The tenant id,
+  budget, rpm/tpm limits and caps travel in ``metadata``
   as one :class:`proxy.context.TenantContext` to the limits hook
   (:mod:`proxy.admission.limits`, per tenant across all its keys and every proxy
   process) and the spend rows.
@@ -242,6 +247,7 @@ def identity_auth(identity: KeyIdentity, key_hash: str) -> UserAPIKeyAuth:
         key_alias=identity.label,
         team_id=identity.tenant,
         team_alias=identity.tenant,
+        team_metadata={"logging": []},  # no team callbacks: no YAML lookup (docstring)
         user_role=LitellmUserRoles.INTERNAL_USER,
     )
     auth.api_key = auth.token = key_hash  # what LiteLLM logs as user_api_key_hash

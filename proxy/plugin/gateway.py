@@ -11,7 +11,9 @@
   to the real cost and journal one spend row per request (Redis Stream drained into
   PostgreSQL, :mod:`proxy.spend.journal`; without Redis, the batched in-process writer,
   :mod:`proxy.spend.rows`);
-- ``async_post_call_response_headers_hook``: ``x-pool-limits: shared|local``.
+- ``async_post_call_response_headers_hook``: ``x-pool-limits: shared|local``;
+- ``async_post_call_success_hook`` / ``async_post_call_streaming_iterator_hook``: every
+  answer names the alias asked for (:mod:`proxy.plugin.answers`).
 
 The state (settings, Redis, PostgreSQL pool, key cache, limits, spend journal and
 writer) is created on first use (:func:`proxy_state`); importing this module creates
@@ -33,7 +35,7 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from types import FrameType
 from typing import Any
 
@@ -53,7 +55,7 @@ from proxy.admission.tickets import TicketBook, ask_for, count_tokens_ask
 from proxy.edge.errors_shape import shape_failure
 from proxy.edge.merged import check_merged
 from proxy.errors import RequestRefused
-from proxy.plugin import internals, metrics
+from proxy.plugin import answers, internals, metrics
 from proxy.plugin.auth import KeyFormats, KeyResolver
 from proxy.plugin.refusals import to_litellm
 from proxy.settings import ProxySettings
@@ -222,6 +224,17 @@ class ProxyCallbacks(CustomLogger):
         if not isinstance(tenant, context.TenantContext):
             return None
         return {"x-pool-limits": proxy_state().limits.mode}
+
+    async def async_post_call_success_hook(self, data: dict[str, Any],
+                                           user_api_key_dict: UserAPIKeyAuth,
+                                           response: Any) -> Any:
+        answers.name_the_alias(data, response)  # the alias in model (proxy/plugin/answers.py)
+
+    async def async_post_call_streaming_iterator_hook(
+            self, user_api_key_dict: UserAPIKeyAuth, response: Any,
+            request_data: dict[str, Any]) -> AsyncGenerator[Any, None]:
+        async for chunk in answers.alias_stream(response, request_data):
+            yield chunk
 
     async def async_post_call_failure_hook(
             self, request_data: dict[str, Any], original_exception: Exception,

@@ -7,10 +7,13 @@ symbol fails in ``tests/gateway/test_isolation_units.py`` with its name.
 
 - :func:`proxy_app`: the proxy's FastAPI app, which the start-up wraps in the gateway's
   ASGI layers (:mod:`proxy.plugin.startup`; LiteLLM's own middleware stack untouched).
-- :func:`install_patches`: the only changes made to LiteLLM's code, run by the start-up
-  (never at import): four functions wrapped for three decisions (cooldown, fallback, the
-  422 fix), each with a call-path test in ``tests/gateway/test_call_paths.py`` that fails
-  if LiteLLM stops calling it.
+- The only changes made to LiteLLM's code, run by the start-up (never at import), each
+  with a call-path test in ``tests/gateway/test_call_paths.py`` that drives LiteLLM's own
+  code in-process and fails if LiteLLM stops calling it: :func:`install_patches` wraps
+  five functions for four things (cooldown decision: two functions; fallback decision;
+  the 422 fix; the stream-usage flag) and, by :func:`trim_prometheus`, replaces three
+  steps of ``PrometheusLogger`` by no-ops: eight functions in five places. Everything
+  else is read, not changed.
 - :func:`router_api_bases`, :func:`router_aliases`, :func:`group_deployments`: no longer
   LiteLLM's router: read from the YAML the proxy was started with
   (:mod:`proxy.plugin.deployments`), re-exported here under their old names.
@@ -40,10 +43,9 @@ symbol fails in ``tests/gateway/test_isolation_units.py`` with its name.
   tenant, key and principal ``custom_auth`` set) into the logging payload.
 - :func:`anthropic_error_response`: LiteLLM's Anthropic error shape, so the gateway's
   own errors on ``/v1/messages`` look like the rest.
-- :func:`install_alias_in_answers`: every answer names the alias the client asked for
-  in ``model``. LiteLLM restamps it, except after a fallback (a non-streamed answer then
-  named the provider's model, ``ollama_chat/qwen3:8b``; a stream, the fallback group)
-  and in the Responses stream's events (``response.model``: the provider's model).
+- :func:`keep_answer_model`: LiteLLM's restamp of a stream chunk's ``model`` switched
+  off for a request by its own metadata flag, so that the alias the gateway's hooks
+  stamp (:mod:`proxy.plugin.answers`) is not replaced by the fallback group's name.
 - :func:`install_stream_usage_flag`: a stream whose provider sent no usage is counted
   by LiteLLM's tokenizer in ``stream_chunk_builder``, silently; the wrapper marks the
   call (:data:`USAGE_ESTIMATED` in the logging object's details, the ``kwargs`` of the
@@ -52,13 +54,6 @@ symbol fails in ``tests/gateway/test_isolation_units.py`` with its name.
   builds label sets for gauges of LiteLLM's own rate limiters and budgets, which the
   gateway does not run (its limits and budgets are its own, :mod:`proxy.admission`):
   40 % of that callback's CPU for series that stay empty. Those steps are skipped.
-- :func:`cache_missing_otel`: LiteLLM's auth imports its OTel logger inside a ``try`` on
-  every request; without ``opentelemetry-sdk`` that import fails, and a failed import is
-  not cached by Python: the module was found, read and run again each time.
-- :func:`install_team_config_shortcut`: for every request of a key with a ``team_id``
-  (every tenant key) LiteLLM looks up team settings in the YAML by deep-copying the whole
-  loaded config; with no ``litellm_settings.default_team_settings`` the answer is always
-  empty, and is now given without the copy.
 
 :data:`SIGNATURES` lists each internal symbol with the parameters the gateway relies
 on; ``tests/gateway/test_isolation_units.py`` imports and checks every one.
@@ -67,10 +62,8 @@ on; ``tests/gateway/test_isolation_units.py`` imports and checks every one.
 from __future__ import annotations
 
 import functools
-import importlib
 import inspect
 import logging
-import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -86,18 +79,16 @@ __all__ = [
     "SIGNATURES",
     "USAGE_ESTIMATED",
     "anthropic_error_response",
-    "cache_missing_otel",
     "group_deployments",
-    "install_alias_in_answers",
     "install_client_error_policy",
     "install_patches",
     "install_stream_usage_flag",
-    "install_team_config_shortcut",
     "install_unprocessable_fix",
     "is_client_error",
     "is_connection_failure",
     "is_rejected_request",
     "is_timeout",
+    "keep_answer_model",
     "key_auth_metadata",
     "litellm_banned_body_params",
     "proxy_app",
@@ -146,14 +137,14 @@ SIGNATURES: dict[str, tuple[str, ...] | None] = {
         "self", "kwargs", "response_obj", "start_time", "end_time"),
     "litellm.integrations.custom_logger:CustomLogger.async_log_failure_event": (
         "self", "kwargs", "response_obj", "start_time", "end_time"),
-    "litellm.proxy.common_request_processing:_override_openai_response_model": (
-        "response_obj", "requested_model", "log_context", "return_raw_model_name"),
+    "litellm.constants:RETURN_RAW_MODEL_NAME_METADATA_KEY": None,
+    "litellm.proxy.common_request_processing:should_return_raw_model_name": ("request_data",),
+    "litellm.integrations.custom_logger:CustomLogger.async_post_call_success_hook": (
+        "self", "data", "user_api_key_dict", "response"),
+    "litellm.integrations.custom_logger:CustomLogger.async_post_call_streaming_iterator_hook": (
+        "self", "user_api_key_dict", "response", "request_data"),
     "litellm:stream_chunk_builder": ("chunks", "messages", "start_time", "end_time",
                                      "logging_obj"),
-    "litellm.proxy.proxy_server:_restamp_streaming_chunk_model": (
-        "chunk", "requested_model_from_client", "request_data", "model_mismatch_logged",
-        "fallback_was_attempted", "fallback_model_from_metadata"),
-    "litellm.proxy.proxy_server:ProxyConfig.load_team_config": ("self", "team_id"),
     "litellm.proxy.auth.user_api_key_auth:_seed_request_destinations": (
         "user_api_key_dict", "request"),
     **{f"litellm.integrations.prometheus:PrometheusLogger.{name}": ("self",)
@@ -295,16 +286,13 @@ def install_client_error_policy() -> None:
 
 
 def install_patches() -> None:
-    """Every LiteLLM function the gateway wraps (:func:`install_client_error_policy`,
-    :func:`install_unprocessable_fix`, :func:`install_alias_in_answers`,
-    :func:`install_stream_usage_flag`, :func:`install_team_config_shortcut`,
-    :func:`cache_missing_otel`); idempotent. Called by :mod:`proxy.plugin.startup`."""
+    """Every LiteLLM function the gateway changes (:func:`install_client_error_policy`,
+    :func:`install_unprocessable_fix`, :func:`install_stream_usage_flag`,
+    :func:`trim_prometheus`); idempotent. Called by :mod:`proxy.plugin.startup`."""
     install_client_error_policy()
     install_unprocessable_fix()
-    install_alias_in_answers()  # every answer names the alias asked for (#23)
     install_stream_usage_flag()  # a stream without provider usage: its row is estimated
-    install_team_config_shortcut()  # LiteLLM deep-copied the config per tenant request
-    cache_missing_otel()  # a failed import LiteLLM retried per request
+    trim_prometheus()  # gauges of LiteLLM's own limiters and budgets, unused here
 
 
 def install_unprocessable_fix() -> None:
@@ -329,59 +317,22 @@ def install_unprocessable_fix() -> None:
     setattr(module, name, drop_or_raise)
 
 
-def _stamp(obj: Any, alias: str) -> None:
-    """``obj.model = alias`` (a dict or an object that has ``model``)."""
-    if isinstance(obj, dict):
-        if "model" in obj:
-            obj["model"] = alias
-    elif getattr(obj, "model", None) is not None:
-        try:
-            obj.model = alias
-        except Exception:  # a frozen object: left as it is
-            log.debug("could not name the alias on %s", type(obj).__name__)
+def keep_answer_model(request_data: dict[str, Any]) -> None:
+    """Switch LiteLLM's restamp of ``model`` off for this request: set
+    ``litellm.constants.RETURN_RAW_MODEL_NAME_METADATA_KEY`` (its complexity router's
+    "return the raw model name" flag) in the request's metadata, which
+    ``common_request_processing.should_return_raw_model_name`` reads before each
+    restamp (``proxy_server._restamp_streaming_chunk_model``: per stream chunk, after the
+    callbacks' hooks, naming the fallback group after a fallback). The gateway's own
+    hooks name the alias instead (:mod:`proxy.plugin.answers`)."""
+    from litellm.constants import RETURN_RAW_MODEL_NAME_METADATA_KEY
 
-
-def install_alias_in_answers() -> None:
-    """Replace ``common_request_processing._override_openai_response_model`` (non-streamed
-    answers: the alias always, fallback or not) and wrap ``proxy_server.
-    _restamp_streaming_chunk_model`` (stream chunks: the alias, not the fallback group;
-    a Responses event's ``response.model`` too). Both are looked up as module globals
-    at call time."""
-    from litellm.proxy import common_request_processing as common
-    from litellm.proxy import proxy_server
-
-    if not getattr(common._override_openai_response_model, "pool_wrapped", False):
-        def name_the_alias(*, response_obj: object, requested_model: str, log_context: str,
-                           return_raw_model_name: bool = False) -> None:
-            if requested_model:  # (a raw-model-name request gets the alias too)
-                _stamp(response_obj, requested_model)
-
-        name_the_alias.__dict__["pool_wrapped"] = True
-        common._override_openai_response_model = name_the_alias
-
-    restamp = proxy_server._restamp_streaming_chunk_model
-    if getattr(restamp, "pool_wrapped", False):
-        return
-
-    @functools.wraps(restamp)
-    def restamp_with_the_alias(*, chunk: object, requested_model_from_client: str,
-                               request_data: dict[str, Any], model_mismatch_logged: bool,
-                               fallback_was_attempted: bool = False,
-                               fallback_model_from_metadata: str | None = None,
-                               ) -> tuple[object, bool]:
-        chunk, logged = restamp(
-            chunk=chunk, requested_model_from_client=requested_model_from_client,
-            request_data=request_data, model_mismatch_logged=model_mismatch_logged)
-        if requested_model_from_client:
-            _stamp(chunk, requested_model_from_client)
-            nested = chunk.get("response") if isinstance(chunk, dict) \
-                else getattr(chunk, "response", None)
-            if nested is not None:
-                _stamp(nested, requested_model_from_client)
-        return chunk, logged
-
-    restamp_with_the_alias.__dict__["pool_wrapped"] = True
-    proxy_server._restamp_streaming_chunk_model = restamp_with_the_alias
+    for name in ("litellm_metadata", "metadata"):
+        bucket = request_data.get(name)
+        if isinstance(bucket, dict):
+            bucket[RETURN_RAW_MODEL_NAME_METADATA_KEY] = True
+            return
+    request_data["litellm_metadata"] = {RETURN_RAW_MODEL_NAME_METADATA_KEY: True}
 
 
 def _reported_usage(chunk: Any) -> bool:
@@ -544,48 +495,3 @@ def _skipping(step: Callable[..., Any]) -> Callable[..., Any]:
         return None
     skipped.__dict__["pool_skipped"] = True
     return skipped
-
-
-def install_team_config_shortcut() -> bool:
-    """Wrap ``litellm.proxy.proxy_server.ProxyConfig.load_team_config``: when the loaded
-    config (``ProxyConfig.config``, read, not copied) has no
-    ``litellm_settings.default_team_settings``, answer ``{}`` (what LiteLLM answers then,
-    after deep-copying the whole config on every request of a key with a team)."""
-    from litellm.proxy.proxy_server import ProxyConfig
-
-    load = ProxyConfig.load_team_config
-    if getattr(load, "pool_wrapped", False):
-        return False
-
-    @functools.wraps(load)
-    def load_team_config(self: Any, team_id: str) -> Any:
-        config = getattr(self, "config", None)
-        settings = config.get("litellm_settings") if isinstance(config, Mapping) else None
-        if isinstance(settings, Mapping) and settings.get("default_team_settings") is None:
-            return {}
-        return load(self, team_id)
-
-    load_team_config.__dict__["pool_wrapped"] = True
-    ProxyConfig.load_team_config = load_team_config  # type: ignore[method-assign]
-    return True
-
-
-OTEL_LOGGER = "litellm.integrations.otel.logger"
-
-
-def cache_missing_otel() -> bool:
-    """Import ``litellm.integrations.otel.logger`` once; when it cannot be imported
-    (``opentelemetry-sdk`` is not installed), record the failure in ``sys.modules`` so
-    that LiteLLM's auth, which imports it inside a ``try`` on every request
-    (``user_api_key_auth._seed_request_destinations``: OTel destinations per tenant,
-    unused here), fails at once instead of finding, reading and compiling the module
-    again each time (5 % of a tenant request's CPU, measured in bench/README.md).
-    True when the failure is now cached."""
-    if OTEL_LOGGER in sys.modules:
-        return sys.modules[OTEL_LOGGER] is None
-    try:
-        importlib.import_module(OTEL_LOGGER)
-    except ImportError:
-        sys.modules[OTEL_LOGGER] = None  # type: ignore[assignment]  # import fails at once
-        return True
-    return False

@@ -49,8 +49,6 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge
 
-from proxy.plugin import internals
-
 __all__ = ["POLL_SECONDS", "Instrumented", "instrument"]
 
 POLL_SECONDS = 1.0  # how often the gauges are refreshed from the gateway's state
@@ -171,10 +169,9 @@ def _wrap_keys(resolver: Any) -> None:
 
 
 def instrument(gateway: Any, *, poll: bool = True) -> Instrumented:
-    """Hook the gateway's key resolver and budget tracker, start the poller thread, and
-    trim LiteLLM's Prometheus callback of the gauges it never fills here
-    (:func:`proxy.plugin.internals.trim_prometheus`)."""
-    internals.trim_prometheus()
+    """Hook the gateway's key resolver and budget tracker, start the poller thread.
+    (LiteLLM's Prometheus callback is trimmed of the gauges it never fills here by the
+    start-up: :func:`proxy.plugin.internals.trim_prometheus`.)"""
     state = Instrumented(gateway)
     _wrap_budget(state)
     if getattr(gateway, "keys", None) is not None:

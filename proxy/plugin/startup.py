@@ -9,7 +9,8 @@ runs ``python -m proxy.plugin.startup --config YAML --host H --port P --workers 
 2. :func:`quiet_startup_lines`: a log filter for LiteLLM's start-up lines that are false
    for this gateway (:data:`MISLEADING`), those exact messages only (#21).
 3. :func:`proxy.plugin.internals.install_patches`: the LiteLLM functions the gateway
-   wraps (cooldown and fallback decisions, the 422 fix), each said why there.
+   changes (cooldown and fallback decisions, the 422 fix, the flag of a stream without
+   usage, three Prometheus gauge steps skipped), each said why there.
    :func:`proxy.plugin.deployments.load`: the YAML's deployments (aliases, prices,
    upstream URLs), read by the gateway itself rather than from LiteLLM's router.
 4. :func:`proxy.plugin.auth.wire`: what ``custom_auth`` needs (the process state and

@@ -20,7 +20,7 @@ import openai
 import pytest
 from litellm import Router
 
-from proxy.plugin import internals
+from proxy.plugin import answers, internals
 
 HI = [{"role": "user", "content": "hi"}]
 STOCK_COOLDOWN = litellm.RouterRateLimitError  # what a cooled-down group answers
@@ -128,3 +128,193 @@ def test_an_unprocessable_entity_naming_no_parameter_is_an_error_not_none(
         asyncio.run(call())
     assert "422" in str(raised.value) or "nprocessable" in str(raised.value), raised.value
     assert len(asked) == 1  # the same request is not sent again
+
+
+def test_a_stream_without_provider_usage_is_flagged_in_the_success_event(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``litellm.stream_chunk_builder``, which LiteLLM's stream wrapper calls at the end of
+    a stream to build the response it logs (counting a stream without usage with its
+    tokenizer, silently): patched, the success callback's ``kwargs`` say so."""
+    from litellm.integrations.custom_logger import CustomLogger
+
+    flagged: list[bool] = []
+
+    class Spy(CustomLogger):
+        async def async_log_success_event(self, kwargs: dict[str, Any], response_obj: Any,
+                                          start_time: Any, end_time: Any) -> None:
+            flagged.append(internals.usage_estimated(kwargs))
+
+    monkeypatch.setattr(litellm, "callbacks", [Spy()])
+
+    async def stream() -> None:  # mock_response: a provider stream that carries no usage
+        answer = await litellm.acompletion(model="openai/x", api_key="k", messages=HI,
+                                           stream=True, mock_response="hello there")
+        async for _ in answer:
+            pass
+        for _ in range(100):
+            if flagged:
+                return
+            await asyncio.sleep(0.02)
+
+    asyncio.run(stream())
+    assert flagged == [True]
+
+
+def test_prometheus_still_calls_the_steps_it_skips(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``PrometheusLogger``'s success event still calls the three gauge steps
+    :func:`internals.trim_prometheus` replaces by no-ops (else the trim is a silent
+    no-op, or the steps moved), and they stay skipped."""
+    from litellm.integrations.prometheus import PrometheusLogger
+
+    assert internals.trim_prometheus()
+    called: list[str] = []
+    for name in internals.PROMETHEUS_UNUSED:
+        step = getattr(PrometheusLogger, name)
+        assert getattr(step, "pool_skipped", False), name
+
+        def spy(*args: Any, name: str = name, step: Any = step, **kwargs: Any) -> Any:
+            called.append(name)
+            return step(*args, **kwargs)  # the no-op: None, or its coroutine
+
+        monkeypatch.setattr(PrometheusLogger, name, spy)
+    monkeypatch.setattr(litellm, "callbacks", [PrometheusLogger()])
+
+    async def served() -> None:
+        await litellm.acompletion(model="openai/x", api_key="k", messages=HI,
+                                  mock_response="hello")
+        for _ in range(100):
+            if set(called) == set(internals.PROMETHEUS_UNUSED):
+                return
+            await asyncio.sleep(0.02)
+
+    asyncio.run(served())
+    assert set(called) == set(internals.PROMETHEUS_UNUSED)
+
+
+# ------------------------------------------------- the alias in answers: hooks, no patch
+
+FALLBACK = {"additional_headers": {"x-litellm-attempted-fallbacks": 1,
+                                   "x-litellm-model-group": "fast"}}
+
+
+def _answered_after_fallback(response: Any) -> Any:
+    response._hidden_params = json.loads(json.dumps(FALLBACK))
+    return response
+
+
+def test_a_streamed_answer_after_a_fallback_names_the_alias(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``proxy_server.async_data_generator`` (what streams chat and Responses answers) runs
+    the gateway's ``async_post_call_streaming_iterator_hook``, then its own restamp, which
+    names the fallback group (``fast``) unless the hook's flag switches it off: the chunk,
+    and a Responses event's ``response``, reach the client naming the alias."""
+    from litellm.proxy import proxy_server
+    from litellm.proxy._types import UserAPIKeyAuth
+    from litellm.types.llms.openai import ResponseCreatedEvent, ResponsesAPIResponse
+    from litellm.types.utils import ModelResponseStream
+
+    from proxy.plugin.gateway import ProxyCallbacks
+
+    monkeypatch.setattr(litellm, "callbacks", [ProxyCallbacks()])
+    chunk = _answered_after_fallback(ModelResponseStream(
+        model="ollama_chat/qwen3:8b", choices=[{"index": 0, "delta": {"content": "hi"}}]))
+    event = ResponseCreatedEvent(type="response.created", response=ResponsesAPIResponse(
+        id="r", created_at=0, model="gpt-5.4", object="response", output=[],
+        status="in_progress"))
+
+    async def provider() -> Any:
+        yield chunk
+        yield event
+
+    async def client() -> list[Any]:
+        data = {"model": "quality", "metadata": {}}
+        lines = [line.decode() if isinstance(line, bytes) else line
+                 async for line in proxy_server.async_data_generator(
+                     provider(), UserAPIKeyAuth(), data)]
+        return [json.loads(line.removeprefix("data: ")) for line in lines
+                if line.startswith("data: {")]
+
+    sent = asyncio.run(client())
+    assert [c.get("model") for c in sent] == ["quality", None]
+    assert sent[1]["response"]["model"] == "quality"
+    # LiteLLM prices the chunks it kept: they still name the provider's model
+    assert (chunk.model, event.response.model) == ("ollama_chat/qwen3:8b", "gpt-5.4")
+
+
+def test_an_answer_after_a_fallback_names_the_alias(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``ProxyLogging.post_call_success_hook`` runs the gateway's
+    ``async_post_call_success_hook``; LiteLLM's restamp that follows it
+    (``_override_openai_response_model``) leaves an answer after a fallback as it finds it:
+    naming the alias."""
+    from litellm.caching import DualCache
+    from litellm.proxy._types import UserAPIKeyAuth
+    from litellm.proxy.common_request_processing import _override_openai_response_model
+    from litellm.proxy.utils import ProxyLogging
+
+    from proxy.plugin.gateway import ProxyCallbacks
+
+    monkeypatch.setattr(litellm, "callbacks", [ProxyCallbacks()])
+    answer = _answered_after_fallback(litellm.ModelResponse(model="ollama_chat/qwen3:8b"))
+
+    async def served() -> Any:
+        hooks = ProxyLogging(user_api_key_cache=DualCache())
+        return await hooks.post_call_success_hook(
+            data={"model": "quality"}, response=answer, user_api_key_dict=UserAPIKeyAuth())
+
+    served_answer = asyncio.run(served())
+    _override_openai_response_model(response_obj=served_answer, requested_model="quality",
+                                    log_context="test")
+    assert served_answer.model == "quality"
+
+
+def test_stamping_copies_and_leaves_bytes_alone() -> None:
+    chunk = {"model": "gpt-5.4", "response": {"model": "gpt-5.4"}}
+    assert answers.stamped(chunk, "quality") == {"model": "quality",
+                                                 "response": {"model": "quality"}}
+    assert chunk == {"model": "gpt-5.4", "response": {"model": "gpt-5.4"}}
+    assert answers.stamped(b"data: {}", "quality") == b"data: {}"
+    assert answers.alias_of({"model": ""}) is None
+
+
+def test_a_tenant_key_makes_litellm_skip_the_yaml_team_settings_lookup() -> None:
+    """LiteLLM's pre-call (``get_dynamic_logging_metadata``) looks for a keyed team's
+    callbacks in the YAML (``ProxyConfig.load_team_config``: a deep copy of the whole
+    config per request) unless the team says it has none, as the tenant key's
+    ``UserAPIKeyAuth`` does (``team_metadata.logging: []``, proxy/plugin/auth.py)."""
+    from litellm.proxy.litellm_pre_call_utils import get_dynamic_logging_metadata
+    from litellm.proxy.proxy_server import ProxyConfig
+
+    from proxy.plugin.auth import identity_auth
+    from proxy.storage.tenants import KeyIdentity
+
+    looked_up: list[str] = []
+
+    class Config(ProxyConfig):
+        def load_team_config(self, team_id: str) -> Any:
+            looked_up.append(team_id)
+            return {}
+
+    config = object.__new__(Config)
+    tenant = identity_auth(KeyIdentity(key_id=1, label="billing", tenant_id=1, tenant="acme",
+                                       monthly_budget_usd=None, rpm_limit=None,
+                                       tpm_limit=None, revoked=False), "hash")
+    assert tenant.team_id == "acme"  # LiteLLM's metrics label tenants by team
+    assert get_dynamic_logging_metadata(tenant, config) is None
+    assert looked_up == []
+    tenant.team_metadata = None  # the control: without it, LiteLLM looks the team up
+    assert get_dynamic_logging_metadata(tenant, config) is None
+    assert looked_up == ["acme"]
+
+
+def test_litellms_per_request_otel_import_succeeds_and_is_cached() -> None:
+    """LiteLLM's auth imports its OTel logger on every request
+    (``_seed_request_destinations``, best-effort: a failure is swallowed). Without
+    ``opentelemetry-sdk`` (a dependency of the gateway for this alone) the import failed
+    and Python ran the module again on every request; with it, the module is cached."""
+    import sys
+
+    from litellm.proxy._types import UserAPIKeyAuth
+    from litellm.proxy.auth.user_api_key_auth import _seed_request_destinations
+
+    _seed_request_destinations(UserAPIKeyAuth(team_id="acme"), None)
+    assert sys.modules.get("litellm.integrations.otel.logger") is not None

@@ -7,7 +7,6 @@ import asyncio
 import importlib
 import inspect
 import json
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -223,49 +222,6 @@ def test_prometheus_skips_the_gauges_of_limiters_and_budgets_the_gateway_does_no
         assert (asyncio.run(done) if inspect.isawaitable(done) else done) is None
     assert PrometheusLogger.async_log_success_event.__name__ == "async_log_success_event"
     assert not getattr(PrometheusLogger.async_log_success_event, "pool_skipped", False)
-
-
-def test_team_settings_are_looked_up_without_copying_the_config_when_there_are_none(
-) -> None:
-    from types import MappingProxyType
-
-    from litellm.proxy.proxy_server import ProxyConfig
-
-    internals.install_team_config_shortcut()
-    copies: list[int] = []
-
-    class Config(ProxyConfig):
-        def get_config_state(self) -> Any:
-            copies.append(1)
-            return super().get_config_state()
-
-    config = object.__new__(Config)
-    config.config = MappingProxyType({"litellm_settings": {"drop_params": True}})
-    assert config.load_team_config("acme") == {} and copies == []
-    config.config = MappingProxyType({"litellm_settings": {"default_team_settings": [
-        {"team_id": "acme", "success_callback": ["langfuse"]}]}})
-    assert config.load_team_config("acme")["success_callback"] == ["langfuse"]
-    assert copies == [1]
-
-
-def test_a_missing_otel_sdk_fails_litellms_per_request_import_at_once() -> None:
-    import importlib.util
-    import sys
-
-    if importlib.util.find_spec("opentelemetry.sdk") is not None:
-        pytest.skip("opentelemetry-sdk is installed: LiteLLM's import succeeds")
-    sys.modules.pop(internals.OTEL_LOGGER, None)
-    assert internals.cache_missing_otel() and internals.cache_missing_otel()
-    assert sys.modules[internals.OTEL_LOGGER] is None
-    with pytest.raises(ImportError):
-        from litellm.integrations.otel.logger import fan_out_provider  # noqa: F401
-    from litellm.proxy._types import UserAPIKeyAuth
-    from litellm.proxy.auth.user_api_key_auth import _seed_request_destinations
-
-    started = time.perf_counter()
-    for _ in range(200):  # LiteLLM's per-request call: best-effort, so it just returns
-        _seed_request_destinations(UserAPIKeyAuth(), None)
-    assert (time.perf_counter() - started) / 200 < 0.001  # re-running the module: ~2-7 ms
 
 
 def test_client_errors_and_connection_failures_are_told_apart() -> None:
