@@ -79,7 +79,7 @@ def main() -> int:
         env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
         argv = [str(python), "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider",
                 *args.pytest_args, *SUITES]
-        log = venv.with_suffix(".log")  # beside the venv, kept: follow it with tail -f
+        log = venv.with_name(f"{venv.name}.log")  # beside the venv, kept: tail -f it
         print("+", " ".join(argv), f"> {log}", flush=True)
         with log.open("w") as out:
             done = subprocess.run(argv, cwd=ROOT, env=env, stdout=out,
