@@ -48,6 +48,14 @@ symbol fails in ``tests/gateway/test_isolation_units.py`` with its name.
   by LiteLLM's tokenizer in ``stream_chunk_builder``, silently; the wrapper marks the
   call (:data:`USAGE_ESTIMATED` in the logging object's details, the ``kwargs`` of the
   success callback) so its spend row says ``estimated``.
+- :func:`log_every_attempt`: LiteLLM logs one failure per request (``has_logged_async_failure``
+  on the logging object all of a request's attempts share), so a second failed provider call
+  of one request (a retry, or a stream cut on the sibling after a first failure) reached no
+  callback and had no spend row; the gateway clears that flag once it has recorded a failed
+  attempt (:mod:`proxy.plugin.gateway`), so each attempt's failure reaches it.
+- :func:`stream_incomplete`: a Messages stream (native Anthropic) that ended in an
+  ``event: error`` (or without ``message_stop``) is logged by LiteLLM as a success; the
+  ``prompt_cache_response_complete`` flag it sets in the call's details says so.
 - :func:`trim_prometheus`: LiteLLM's ``prometheus`` callback, per successful request,
   builds label sets for gauges of LiteLLM's own rate limiters and budgets, which the
   gateway does not run (its limits and budgets are its own, :mod:`proxy.admission`):
@@ -100,12 +108,14 @@ __all__ = [
     "is_timeout",
     "key_auth_metadata",
     "litellm_banned_body_params",
+    "log_every_attempt",
     "proxy_app",
     "read_request_body",
     "replace_request_headers",
     "request_route",
     "router_aliases",
     "router_api_bases",
+    "stream_incomplete",
     "trim_prometheus",
     "usage_estimated",
 ]
@@ -403,6 +413,23 @@ def usage_estimated(details: Mapping[str, Any]) -> bool:
         if isinstance(hidden, dict) and hidden.get(USAGE_ESTIMATED):
             return True
     return False
+
+
+FAILURE_LOGGED = "has_logged_async_failure"  # Logging.should_run_logging's once-per-request flag
+STREAM_COMPLETE = "prompt_cache_response_complete"  # set by the Anthropic stream logging
+
+
+def log_every_attempt(details: dict[str, Any]) -> None:
+    """Let the next failed attempt of this request reach the failure callbacks too (see
+    the module docstring): ``details`` is the call's ``model_call_details``, the
+    ``kwargs`` of ``async_log_failure_event``."""
+    details.pop(FAILURE_LOGGED, None)
+
+
+def stream_incomplete(details: Mapping[str, Any]) -> bool:
+    """A Messages stream LiteLLM logs as a success that ended in the provider's error event
+    or without ``message_stop`` (False: complete, or not such a stream)."""
+    return details.get(STREAM_COMPLETE) is False
 
 
 def install_stream_usage_flag() -> None:
