@@ -244,7 +244,7 @@ class ProxyCallbacks(CustomLogger):
     async def _record(self, kwargs: dict[str, Any], failed: bool = False) -> None:
         """One spend row per provider attempt: LiteLLM logs a request's first failure
         only, so once a failed attempt that reached a provider is recorded, the next
-        attempt's failure is let through (:func:`internals.log_every_attempt`; the same
+        attempt's failure is let through (:func:`internals.forget_failed_attempt`; the same
         exception logged twice settles once, :meth:`TicketBook.settle`)."""
         try:
             row = row_from_payload(kwargs.get("standard_logging_object"),
@@ -256,7 +256,7 @@ class ProxyCallbacks(CustomLogger):
                 await proxy_state().call_ids.settle(row.request_id.split("/attempt-")[0],
                                                     row.tenant_id, row.status == "ok")
             if failed and row is not None and row.deployment is not None:
-                internals.log_every_attempt(kwargs)
+                internals.forget_failed_attempt(kwargs)
         except Exception:  # a logging hook must never break a request
             log.exception("spend: could not record a request")
 

@@ -48,11 +48,13 @@ symbol fails in ``tests/gateway/test_isolation_units.py`` with its name.
   by LiteLLM's tokenizer in ``stream_chunk_builder``, silently; the wrapper marks the
   call (:data:`USAGE_ESTIMATED` in the logging object's details, the ``kwargs`` of the
   success callback) so its spend row says ``estimated``.
-- :func:`log_every_attempt`: LiteLLM logs one failure per request (``has_logged_async_failure``
-  on the logging object all of a request's attempts share), so a second failed provider call
-  of one request (a retry, or a stream cut on the sibling after a first failure) reached no
-  callback and had no spend row; the gateway clears that flag once it has recorded a failed
-  attempt (:mod:`proxy.plugin.gateway`), so each attempt's failure reaches it.
+- :func:`forget_failed_attempt`: all of a request's attempts share one logging object.
+  LiteLLM logs one failure per request on it (``has_logged_async_failure``), so a second
+  failed provider call of one request (a retry, or a stream cut on the sibling after a first
+  failure) reached no callback and had no spend row; and a stream cut mid-answer leaves its
+  partial usage there (``combined_usage_object``), which the next attempt's log reported as
+  its own (the answer after a fallback carried the cut attempt's tokens). Once the gateway
+  has recorded a failed attempt (:mod:`proxy.plugin.gateway`) it clears both.
 - :func:`stream_incomplete`: a Messages stream (native Anthropic) that ended in an
   ``event: error`` (or without ``message_stop``) is logged by LiteLLM as a success; the
   ``prompt_cache_response_complete`` flag it sets in the call's details says so.
@@ -95,6 +97,7 @@ __all__ = [
     "USAGE_ESTIMATED",
     "anthropic_error_response",
     "cache_missing_otel",
+    "forget_failed_attempt",
     "group_deployments",
     "install_alias_in_answers",
     "install_client_error_policy",
@@ -108,7 +111,6 @@ __all__ = [
     "is_timeout",
     "key_auth_metadata",
     "litellm_banned_body_params",
-    "log_every_attempt",
     "proxy_app",
     "read_request_body",
     "replace_request_headers",
@@ -416,14 +418,17 @@ def usage_estimated(details: Mapping[str, Any]) -> bool:
 
 
 FAILURE_LOGGED = "has_logged_async_failure"  # Logging.should_run_logging's once-per-request flag
+PARTIAL_USAGE = "combined_usage_object"  # Logging.record_partial_usage_for_failure's
 STREAM_COMPLETE = "prompt_cache_response_complete"  # set by the Anthropic stream logging
 
 
-def log_every_attempt(details: dict[str, Any]) -> None:
-    """Let the next failed attempt of this request reach the failure callbacks too (see
-    the module docstring): ``details`` is the call's ``model_call_details``, the
+def forget_failed_attempt(details: dict[str, Any]) -> None:
+    """Once a failed attempt is recorded: let the request's next failed attempt reach the
+    failure callbacks too, and keep this one's partial usage out of the next attempt's log
+    (see the module docstring). ``details`` is the call's ``model_call_details``, the
     ``kwargs`` of ``async_log_failure_event``."""
     details.pop(FAILURE_LOGGED, None)
+    details.pop(PARTIAL_USAGE, None)
 
 
 def stream_incomplete(details: Mapping[str, Any]) -> bool:

@@ -107,7 +107,7 @@ class _Callbacks(gateway.ProxyCallbacks):
         self.settled.append((row, error))
 
 
-def test_after_a_failed_provider_attempt_the_next_failure_is_let_through(
+def test_after_a_failed_provider_attempt_the_next_is_logged_on_its_own(
         monkeypatch: pytest.MonkeyPatch) -> None:
     async def settle_id(*args: Any) -> None:
         return None
@@ -117,9 +117,11 @@ def test_after_a_failed_provider_attempt_the_next_failure_is_let_through(
     callbacks, error = _Callbacks(), RuntimeError("503")
     failed = {"standard_logging_object": _payload(status="failure", prompt_tokens=0,
                                                   completion_tokens=0, response_cost=0.0),
-              "exception": error, internals.FAILURE_LOGGED: True}
+              "exception": error, internals.FAILURE_LOGGED: True,
+              internals.PARTIAL_USAGE: object()}  # a cut stream's usage
     asyncio.run(callbacks.async_log_failure_event(failed, None, None, None))
     assert internals.FAILURE_LOGGED not in failed  # LiteLLM logs the next attempt's too
+    assert internals.PARTIAL_USAGE not in failed  # and not as the next attempt's usage
     assert [(r.status, e) for r, e in callbacks.settled] == [("error", error)]
     # rejected before any deployment: not an attempt, the flag stays
     refused = {"standard_logging_object": _payload(status="failure", api_base=""),

@@ -422,6 +422,55 @@ def test_a_stream_overloaded_mid_answer_bills_the_cut_attempt_and_names_the_alia
                 float(row["cost_usd"])) == ("error", 0, 0, False, 0.0), row
 
 
+@pytest.mark.parametrize("route", ROUTES)
+def test_a_stream_cut_before_its_answer_falls_over_and_the_answer_bills_only_its_own(
+        production_proxy: ProxyProcess, scripted: ScriptedProvider, tenant_key: str,
+        pg_url: str, route: str) -> None:
+    """Anthropic sends message_start (900 prompt tokens), then an overloaded error event,
+    before any text: another deployment answers. The cut attempt keeps its row (the prompt,
+    estimated); the answer's row carries the answering deployment's own tokens only (the
+    cut stream's usage, left on the logging object the attempts share, was reported as the
+    answer's)."""
+    anthropic = _deployment("quality-anthropic")
+    steer(production_proxy.url, tenant_key, scripted, anthropic)
+    scripted.clear_requests()
+    cut = {"text": "Oslo is the capital of Norway.", "stream_error": "overloaded_error",
+           "cut_after": 1, "prompt_tokens": 900, "completion_tokens": 700}
+    whole = {"text": "Oslo is the capital.", "prompt_tokens": 50, "completion_tokens": 7}
+    script = {"by_model": {"claude-*": cut, "*": whole}}
+    body = request_body(route, "quality", "tell me about Oslo [[script:" + json.dumps(script)
+                        + "]]", stream=True, tools=False)
+    response = _post(production_proxy, tenant_key, route, body)
+    assert response.status_code == 200, response.text
+    assert read_answer(route, response, stream=True).text == "Oslo is the capital.", \
+        response.text
+    tried = [r["model"] for r in scripted.requests()]
+    assert anthropic.upstream_model in tried[:-1] and tried[-1] != anthropic.upstream_model, \
+        tried  # cut, then another deployment
+    by_model = {d.upstream_model: d for d in deployments() if d.alias in ("quality", "fast")}
+    answering = by_model[tried[-1]]
+    assert answering.id == response.headers["x-litellm-model-id"] != anthropic.id
+    call_id = response.headers["x-litellm-call-id"]
+    answer = wait_for_rows(pg_url, [call_id], status="ok")[call_id]
+    assert (answer["deployment"], answer["prompt_tokens"], answer["completion_tokens"],
+            answer["estimated"]) == (answering.id, 50, 7, False), answer
+    assert float(answer["cost_usd"]) == pytest.approx(expected_cost(answering, 50, 7), rel=1e-9)
+    rows = _attempt_rows(pg_url, call_id, len(tried))[1:]
+    assert sorted(r["request_id"] for r in rows) == [
+        f"{call_id}/attempt-{n}" for n in range(1, len(tried))]
+    assert sorted(r["deployment"] for r in rows) == sorted(
+        by_model[m].id for m in tried[:-1]), rows
+    for row in rows:
+        if row["deployment"] == anthropic.id:  # each cut: billed its prompt, estimated
+            assert (row["status"], row["prompt_tokens"], row["estimated"]) == (
+                "error", 900, True), row
+            assert float(row["cost_usd"]) == pytest.approx(expected_cost(
+                anthropic, 900, row["completion_tokens"]), rel=1e-9)
+        else:  # refused (still overloaded) before any work
+            assert (row["status"], row["prompt_tokens"], float(row["cost_usd"])) == (
+                "error", 0, 0.0), row
+
+
 def test_a_failed_call_then_a_stream_cut_mid_answer_each_keep_their_own_row(
         production_proxy: ProxyProcess, scripted: ScriptedProvider, tenant_key: str,
         pg_url: str) -> None:
