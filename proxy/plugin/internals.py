@@ -54,7 +54,11 @@ symbol fails in ``tests/gateway/test_isolation_units.py`` with its name.
   failure) reached no callback and had no spend row; and a stream cut mid-answer leaves its
   partial usage there (``combined_usage_object``), which the next attempt's log reported as
   its own (the answer after a fallback carried the cut attempt's tokens). Once the gateway
-  has recorded a failed attempt (:mod:`proxy.plugin.gateway`) it clears both.
+  has recorded a failed attempt (:mod:`proxy.plugin.gateway`) it clears both, and the sync
+  twin of that flag (``has_logged_sync_failure``): the router counts a deployment's failures
+  toward its cooldown in a sync failure callback, and counted a fallback deployment's only
+  while the async flag stayed set; now each attempt's failure counts once, retries within a
+  group included.
 - :func:`stream_incomplete`: a Messages stream (native Anthropic) that ended in an
   ``event: error`` (or without ``message_stop``) is logged by LiteLLM as a success; the
   ``prompt_cache_response_complete`` flag it sets in the call's details says so.
@@ -418,6 +422,7 @@ def usage_estimated(details: Mapping[str, Any]) -> bool:
 
 
 FAILURE_LOGGED = "has_logged_async_failure"  # Logging.should_run_logging's once-per-request flag
+SYNC_FAILURE_LOGGED = "has_logged_sync_failure"  # its twin: the router's cooldown count runs there
 PARTIAL_USAGE = "combined_usage_object"  # Logging.record_partial_usage_for_failure's
 STREAM_COMPLETE = "prompt_cache_response_complete"  # set by the Anthropic stream logging
 
@@ -428,6 +433,7 @@ def forget_failed_attempt(details: dict[str, Any]) -> None:
     (see the module docstring). ``details`` is the call's ``model_call_details``, the
     ``kwargs`` of ``async_log_failure_event``."""
     details.pop(FAILURE_LOGGED, None)
+    details.pop(SYNC_FAILURE_LOGGED, None)
     details.pop(PARTIAL_USAGE, None)
 
 

@@ -118,9 +118,11 @@ def test_after_a_failed_provider_attempt_the_next_is_logged_on_its_own(
     failed = {"standard_logging_object": _payload(status="failure", prompt_tokens=0,
                                                   completion_tokens=0, response_cost=0.0),
               "exception": error, internals.FAILURE_LOGGED: True,
+              internals.SYNC_FAILURE_LOGGED: True,  # the router's cooldown count's flag
               internals.PARTIAL_USAGE: object()}  # a cut stream's usage
     asyncio.run(callbacks.async_log_failure_event(failed, None, None, None))
     assert internals.FAILURE_LOGGED not in failed  # LiteLLM logs the next attempt's too
+    assert internals.SYNC_FAILURE_LOGGED not in failed
     assert internals.PARTIAL_USAGE not in failed  # and not as the next attempt's usage
     assert [(r.status, e) for r, e in callbacks.settled] == [("error", error)]
     # rejected before any deployment: not an attempt, the flag stays

@@ -504,22 +504,30 @@ def test_a_failed_call_then_a_stream_cut_mid_answer_each_keep_their_own_row(
         economy, cut_row["prompt_tokens"], cut_row["completion_tokens"]), rel=1e-9)
 
 
-def test_three_failed_calls_of_one_request_leave_three_rows(
+def test_three_failed_calls_of_one_request_leave_three_rows_and_count_three_faults(
         production_proxy: ProxyProcess, scripted: ScriptedProvider, tenant_key: str,
         pg_url: str) -> None:
-    """economy (one deployment, num_retries 2) refuses three times: the request fails with
-    a 503 in the alias's name and each of the three calls keeps its row, as the config's
-    comment promises. (Last in this module: economy cools down after it.)"""
-    economy = _deployment("economy-openai")
-    scripted.add_rule(economy.upstream_model, {"status": 503}, times=3)
-    body = request_body("/v1/chat/completions", "economy", "hello", stream=False, tools=False)
+    """`local` (one deployment, num_retries 2, allowed_fails 3) refuses three times: the
+    request fails with a 503 in the alias's name and each of the three calls keeps its row,
+    as the config's comment promises. Each also counts as a provider fault: the next one
+    (the 4th) cools the deployment down, so that request's retries are not sent and the
+    request after it is refused (LiteLLM counted a request's first failure only)."""
+    local = _deployment("local-ollama")
+    scripted.add_rule(local.upstream_model, {"status": 503}, times=4)
+    body = request_body("/v1/chat/completions", "local", "hello", stream=False, tools=False)
     response = _post(production_proxy, tenant_key, "/v1/chat/completions", body)
     assert response.status_code == 503, response.text
     error = response.json()["error"]
     assert error["type"] == "service_unavailable_error", error
-    assert "'economy'" in error["message"] and not LEAKS.search(error["message"]), error
-    assert [r["model"] for r in scripted.requests()] == [economy.upstream_model] * 3
+    assert "'local'" in error["message"] and not LEAKS.search(error["message"]), error
+    assert [r["model"] for r in scripted.requests()] == [local.upstream_model] * 3
     call_id = response.headers["x-litellm-call-id"]
     rows = _attempt_rows(pg_url, call_id, 3)
-    assert [(r["request_id"], r["deployment"], r["status"], r["error_class"]) for r in rows] \
-        == [(i, economy.id, "error", "ServiceUnavailableError") for i in _attempt_ids(call_id, 3)]
+    assert [(r["request_id"], r["deployment"], r["status"]) for r in rows] == [
+        (i, local.id, "error") for i in _attempt_ids(call_id, 3)]
+    assert all(r["error_class"] for r in rows), rows
+    fourth = _post(production_proxy, tenant_key, "/v1/chat/completions", body)
+    assert fourth.status_code >= 429, fourth.text
+    assert len(scripted.requests()) == 4  # cooled down after the 4th fault: no retry sent
+    cooled = _post(production_proxy, tenant_key, "/v1/chat/completions", body)
+    assert cooled.status_code == 429 and "cooldown" in cooled.text, cooled.text
