@@ -511,7 +511,7 @@ def test_three_failed_calls_of_one_request_leave_three_rows_and_count_three_faul
     request fails with a 503 in the alias's name and each of the three calls keeps its row,
     as the config's comment promises. Each also counts as a provider fault: the next one
     (the 4th) cools the deployment down, so that request's retries are not sent and the
-    request after it is refused (LiteLLM counted a request's first failure only)."""
+    request after it is refused (LiteLLM counted a request's retries as one fault)."""
     local = _deployment("local-ollama")
     scripted.add_rule(local.upstream_model, {"status": 503}, times=4)
     body = request_body("/v1/chat/completions", "local", "hello", stream=False, tools=False)
