@@ -164,5 +164,12 @@ class TicketBook:
         number = len(entry.failures)
         return Settlement(release, row if number == 1 else _attempt(row, number))
 
+    def request_over(self, request_id: str) -> None:
+        """The request has failed for good: its attempts' exceptions, kept to spot one
+        logged twice, are let go (they hold tracebacks; its entry may stay until ``ttl``)."""
+        entry = self._entries.get(request_id)
+        if entry is not None:
+            entry.errors.clear()
+
     def __len__(self) -> int:
         return len(self._entries)

@@ -228,7 +228,9 @@ class ProxyCallbacks(CustomLogger):
             user_api_key_dict: UserAPIKeyAuth, traceback_str: str | None = None,
     ) -> HTTPException | None:
         """LiteLLM rejects a request carrying ``api_base``/credentials with a ValueError
-        that, without Prisma installed, reaches the client as a bare 500: make it a 400."""
+        that, without Prisma installed, reaches the client as a bare 500: make it a 400.
+        (The request is over: its ticket lets go of its attempts' exceptions.)"""
+        proxy_state().tickets.request_over(str(request_data.get("litellm_call_id") or ""))
         if internals.is_rejected_request(original_exception):
             return HTTPException(status_code=400, detail=str(original_exception))
         return shape_failure(request_data, original_exception)  # proxy/edge/errors_shape.py

@@ -67,6 +67,9 @@ def test_each_failed_attempt_settles_once_even_if_logged_twice() -> None:
     assert book.settle(_row(prompt=900, completion=5, cost=0.002775), cut) is None
     third = book.settle(_row(error="ServiceUnavailableError"), RuntimeError("503 again"))
     assert third is not None and third.row.request_id == "call/attempt-3"
+    book.request_over("call")  # failed for good: the exceptions (and tracebacks) let go
+    assert book._entries["call"].errors == []
+    book.request_over("unknown")
 
 
 def _payload(**overrides: Any) -> dict[str, Any]:
