@@ -1,5 +1,6 @@
-"""Spend rows: one per proxied request, built from LiteLLM's ``standard_logging_object``
-and written to PostgreSQL in batches, off the request path.
+"""Spend rows: one per proxied request and one per failed provider attempt of it
+(:mod:`proxy.admission.tickets`), built from LiteLLM's ``standard_logging_object`` and
+written to PostgreSQL in batches, off the request path.
 
 :class:`SpendWriter` keeps rows in a bounded in-process buffer. A background task
 flushes them every ``flush_interval`` seconds, or as soon as ``batch_size`` rows
