@@ -471,25 +471,33 @@ def test_a_stream_cut_before_its_answer_falls_over_and_the_answer_bills_only_its
                 "error", 0, 0.0), row
 
 
+@pytest.mark.parametrize("route", ["/v1/chat/completions", "/v1/messages"])
 def test_a_failed_call_then_a_stream_cut_mid_answer_each_keep_their_own_row(
         production_proxy: ProxyProcess, scripted: ScriptedProvider, tenant_key: str,
-        pg_url: str) -> None:
+        pg_url: str, route: str) -> None:
     """economy (one deployment): its first call is refused (503), LiteLLM's retry streams
     part of the answer and is cut by an error event. LiteLLM logs a request's first failure
     only; the gateway lets each through: both calls keep a row, the cut one billed what it
-    streamed (estimated), and the client's last event names the alias."""
+    streamed (estimated), and the client's last event names the alias (on Messages,
+    Anthropic's overloaded_error)."""
     economy = _deployment("economy-openai")
     scripted.add_rule(economy.upstream_model, {"status": 503}, times=1)
     cut = {"text": "Oslo is the capital of Norway. " * 40, "stream_error": "server_error",
            "cut_after": 6}
     text = "tell me about Oslo " * 30
-    body = request_body("/v1/chat/completions", "economy",
+    body = request_body(route, "economy",
                         text + "[[script:" + json.dumps({"steps": [cut]}) + "]]",
                         stream=True, tools=False)
-    response = _post(production_proxy, tenant_key, "/v1/chat/completions", body)
+    response = _post(production_proxy, tenant_key, route, body)
     assert response.status_code == 200, response.text
-    assert read_answer("/v1/chat/completions", response, stream=True).text, response.text
-    _chat_stream_error(response, "economy")
+    assert read_answer(route, response, stream=True).text, response.text
+    if route == "/v1/chat/completions":
+        _chat_stream_error(response, "economy")
+    else:
+        error = sse_payloads(response.text)[-1]
+        assert (error["type"], error["error"]["type"]) == ("error", "overloaded_error"), error
+        message = error["error"]["message"]
+        assert "'economy'" in message and not LEAKS.search(message), error
     assert [r["model"] for r in scripted.requests()] == [economy.upstream_model] * 2
     call_id = response.headers["x-litellm-call-id"]
     refused, cut_row = _attempt_rows(pg_url, call_id, 2)
