@@ -7,7 +7,9 @@ usage: its row is charged at least the prompt's cost at the alias's input price,
 flagged ``estimated``, and counts against the budget like any other. Each failed
 attempt LiteLLM reports (one event per attempt, all with the request's id) keeps a
 row: the request's final outcome under its id, earlier attempts under
-``<id>/attempt-<n>``.
+``<id>/attempt-<n>``. A failed attempt that streamed part of an answer before it was cut
+(or ended by the provider's error event) is charged what LiteLLM counted of it, flagged
+``estimated``: the provider's own count of it never came.
 """
 
 from __future__ import annotations
@@ -67,16 +69,30 @@ def count_tokens_ask(tenant: TenantContext, body: Mapping[str, Any]) -> Ask:
                input_price=0.0, output_price=0.0)
 
 
+def _with_prompt(row: SpendRow, ask: Ask) -> SpendRow:
+    """The prompt's bound, at the alias's input price, added to a row LiteLLM could not
+    count the prompt of."""
+    if row.prompt_tokens:
+        return row
+    return replace(row, prompt_tokens=ask.prompt_tokens,
+                   cost_usd=row.cost_usd + ask.prompt_tokens * ask.input_price)
+
+
 def costed(row: SpendRow, ask: Ask) -> SpendRow:
     """An error row of a call that timed out or was cut at the provider, with no cost
-    reported: charged the prompt at least, flagged estimated. A stream answered without
-    usage (flagged estimated, counted by LiteLLM's tokenizer) whose prompt LiteLLM could
-    not count: the prompt's bound, at the alias's input price, is added."""
-    if row.status == "ok" and row.estimated and row.prompt_tokens == 0:
-        return replace(row, prompt_tokens=ask.prompt_tokens,
-                       cost_usd=row.cost_usd + ask.prompt_tokens * ask.input_price)
-    if (row.status == "ok" or row.deployment is None or row.cost_usd > 0
-            or row.error_class not in ESTIMATED_ERRORS):
+    reported: charged the prompt at least, flagged estimated. An error row with usage (a
+    stream cut or ended by an error event mid-answer: what LiteLLM counted of what was
+    streamed, the provider's own count never came) is flagged estimated, the prompt's
+    bound added if LiteLLM had no prompt count. A stream answered without usage (flagged
+    estimated, counted by LiteLLM's tokenizer) whose prompt LiteLLM could not count: the
+    prompt's bound, at the alias's input price, is added."""
+    if row.status == "ok":
+        return _with_prompt(row, ask) if row.estimated else row
+    if row.deployment is None:
+        return row
+    if row.prompt_tokens or row.completion_tokens or row.cost_usd > 0:
+        return replace(_with_prompt(row, ask), estimated=True)
+    if row.error_class not in ESTIMATED_ERRORS:
         return row
     prompt = max(row.prompt_tokens, ask.prompt_tokens)
     return replace(row, prompt_tokens=prompt, cost_usd=prompt * ask.input_price,
@@ -100,6 +116,7 @@ class _Entry:
     created: float
     ticket: Ticket
     failures: list[SpendRow] = field(default_factory=list)
+    errors: list[object] = field(default_factory=list)  # the failures' exceptions
 
 
 def _attempt(row: SpendRow, number: int) -> SpendRow:
@@ -122,10 +139,17 @@ class TicketBook:
             self._entries.popitem(last=False)
         self._entries[request_id] = _Entry(now, ticket)
 
-    def settle(self, row: SpendRow) -> Settlement:
+    def settle(self, row: SpendRow, error: object = None) -> Settlement | None:
+        """``error``: the exception of a failed attempt; the same exception logged again
+        (the gateway lets every attempt's failure through, :mod:`proxy.plugin.gateway`)
+        settles nothing (None)."""
         entry = self._entries.get(row.request_id)
         if entry is None:
             return Settlement(None, row)
+        if error is not None and row.status == "error":
+            if any(seen is error for seen in entry.errors):
+                return None
+            entry.errors.append(error)
         ticket = entry.ticket
         row = costed(row, ticket.ask)
         release = None if ticket.settled else ticket
@@ -139,6 +163,13 @@ class TicketBook:
         entry.failures.append(row)
         number = len(entry.failures)
         return Settlement(release, row if number == 1 else _attempt(row, number))
+
+    def request_over(self, request_id: str) -> None:
+        """The request has failed for good: its attempts' exceptions, kept to spot one
+        logged twice, are let go (they hold tracebacks; its entry may stay until ``ttl``)."""
+        entry = self._entries.get(request_id)
+        if entry is not None:
+            entry.errors.clear()
 
     def __len__(self) -> int:
         return len(self._entries)

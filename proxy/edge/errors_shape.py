@@ -16,6 +16,12 @@ turns a provider failure into:
 - any other provider error (400, 404, 413, 422 ...): its status, the provider's own
   words with the provider's and LiteLLM's prefixes and the fallback chain cut off.
 
+A stream that fails once its answer has begun (a provider's error event or a cut mid-answer,
+no fallback possible any more) ends with a last ``data: {"error": ...}`` event that LiteLLM
+builds from the exception, not from the hook's answer: the exception is rewritten in place,
+so that event says the same (``"code": "503"``, ``"type": "service_unavailable_error"``, the
+alias's name). The HTTP status was sent already (200).
+
 The gateway's own refusals (``RequestRefused``: budget, limits, caps) are left as they
 are, except that a 429 without ``Retry-After`` gets one: the budget refusal's is the
 time until the budget's month starts again (UTC). ``Retry-After`` otherwise comes from
@@ -191,4 +197,25 @@ def shape_failure(request_data: Mapping[str, Any], exc: BaseException) -> HTTPEx
         return None
     status, message, wait = _provider_failure(alias, exc)
     headers = {"retry-after": str(wait)} if wait is not None else None
-    return HTTPException(status_code=status, detail=message, headers=headers)
+    kind = OPENAI_TYPES.get(status)
+    if request_data.get("stream"):  # failed mid-stream: LiteLLM's error event reads exc
+        _rewrite(exc, status, message, kind)
+    shaped = HTTPException(status_code=status, detail=message, headers=headers)
+    if kind is not None:
+        shaped.type = kind  # type: ignore[attr-defined]  # LiteLLM reads error.type from it
+    return shaped
+
+
+# error.type of the gateway's provider failures on the OpenAI-shaped routes (LiteLLM's own
+# default for a 5xx is internal_server_error)
+OPENAI_TYPES = {503: "service_unavailable_error", 429: "rate_limit_error"}
+
+
+def _rewrite(exc: BaseException, status: int, message: str, kind: str | None) -> None:
+    """A stream that fails after its answer began: LiteLLM sends the error as a last
+    ``data: {"error": ...}`` event built from the exception itself (``message``, ``type``,
+    ``status_code``) and ignores the hook's answer, so the exception is rewritten in place."""
+    exc.message = message  # type: ignore[attr-defined]
+    exc.status_code = status  # type: ignore[attr-defined]
+    if kind is not None:
+        exc.type = kind  # type: ignore[attr-defined]

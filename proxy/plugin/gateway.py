@@ -8,9 +8,9 @@
   reserves its estimated cost against its monthly budget (429 ``rate_limit_error``
   / ``budget_exceeded``, see :mod:`proxy.admission.limits`);
 - ``async_log_success_event`` / ``async_log_failure_event``: settle the reservation
-  to the real cost and journal one spend row per request (Redis Stream drained into
-  PostgreSQL, :mod:`proxy.spend.journal`; without Redis, the batched in-process writer,
-  :mod:`proxy.spend.rows`);
+  to the real cost and journal one spend row per request and per failed provider attempt
+  (Redis Stream drained into PostgreSQL, :mod:`proxy.spend.journal`; without Redis, the
+  batched in-process writer, :mod:`proxy.spend.rows`);
 - ``async_post_call_response_headers_hook``: ``x-pool-limits: shared|local``;
 - ``async_post_call_success_hook`` / ``async_post_call_streaming_iterator_hook``: every
   answer names the alias asked for (:mod:`proxy.plugin.answers`).
@@ -241,7 +241,9 @@ class ProxyCallbacks(CustomLogger):
             user_api_key_dict: UserAPIKeyAuth, traceback_str: str | None = None,
     ) -> HTTPException | None:
         """LiteLLM rejects a request carrying ``api_base``/credentials with a ValueError
-        that, without Prisma installed, reaches the client as a bare 500: make it a 400."""
+        that, without Prisma installed, reaches the client as a bare 500: make it a 400.
+        (The request is over: its ticket lets go of its attempts' exceptions.)"""
+        proxy_state().tickets.request_over(str(request_data.get("litellm_call_id") or ""))
         if internals.is_rejected_request(original_exception):
             return HTTPException(status_code=400, detail=str(original_exception))
         return shape_failure(request_data, original_exception)  # proxy/edge/errors_shape.py
@@ -252,25 +254,34 @@ class ProxyCallbacks(CustomLogger):
 
     async def async_log_failure_event(self, kwargs: dict[str, Any], response_obj: Any,
                                       start_time: Any, end_time: Any) -> None:
-        await self._record(kwargs)
+        await self._record(kwargs, failed=True)
 
-    async def _record(self, kwargs: dict[str, Any]) -> None:
+    async def _record(self, kwargs: dict[str, Any], failed: bool = False) -> None:
+        """One spend row per provider attempt: LiteLLM logs a request's first failure
+        only, so once a failed attempt that reached a provider is recorded, the next
+        attempt's failure is let through (:func:`internals.forget_failed_attempt`; the same
+        exception logged twice settles once, :meth:`TicketBook.settle`)."""
         try:
             row = row_from_payload(kwargs.get("standard_logging_object"),
-                                   usage_estimated=internals.usage_estimated(kwargs))
+                                   usage_estimated=internals.usage_estimated(kwargs),
+                                   stream_incomplete=internals.stream_incomplete(kwargs))
             if row is not None:
-                await self._settle(row)
+                await self._settle(row, kwargs.get("exception") if failed else None)
             if row is not None and row.tenant_id is not None:
                 await proxy_state().call_ids.settle(row.request_id.split("/attempt-")[0],
                                                     row.tenant_id, row.status == "ok")
+            if failed and row is not None and row.deployment is not None:
+                internals.forget_failed_attempt(kwargs)
         except Exception:  # a logging hook must never break a request
             log.exception("spend: could not record a request")
 
-    async def _settle(self, row: SpendRow) -> None:
+    async def _settle(self, row: SpendRow, error: object = None) -> None:
         """Settle the request's reservation to its real (or estimated) cost and journal
         its spend row(s); without Redis the rows go to the in-process writer."""
         gw = proxy_state()
-        settled = gw.tickets.settle(row)
+        settled = gw.tickets.settle(row, error)
+        if settled is None:  # this attempt's failure is recorded already
+            return
         row = settled.row
         await self._journal(row, settled.release, Outcome(
             tokens=row.prompt_tokens + row.completion_tokens, cost=row.cost_usd,

@@ -50,6 +50,20 @@ symbol fails in ``tests/gateway/test_isolation_units.py`` with its name.
   by LiteLLM's tokenizer in ``stream_chunk_builder``, silently; the wrapper marks the
   call (:data:`USAGE_ESTIMATED` in the logging object's details, the ``kwargs`` of the
   success callback) so its spend row says ``estimated``.
+- :func:`forget_failed_attempt`: all of a request's attempts share one logging object.
+  LiteLLM logs one failure per request on it (``has_logged_async_failure``), so a second
+  failed provider call of one request (a retry, or a stream cut on the sibling after a first
+  failure) reached no callback and had no spend row; and a stream cut mid-answer leaves its
+  partial usage there (``combined_usage_object``), which the next attempt's log reported as
+  its own (the answer after a fallback carried the cut attempt's tokens). Once the gateway
+  has recorded a failed attempt (:mod:`proxy.plugin.gateway`) it clears both, and the sync
+  twin of that flag (``has_logged_sync_failure``): the router counts a deployment's failures
+  toward its cooldown in a sync failure callback, and counted a fallback deployment's only
+  while the async flag stayed set; now each attempt's failure counts once, retries within a
+  group included.
+- :func:`stream_incomplete`: a Messages stream (native Anthropic) that ended in an
+  ``event: error`` (or without ``message_stop``) is logged by LiteLLM as a success; the
+  ``prompt_cache_response_complete`` flag it sets in the call's details says so.
 - :func:`trim_prometheus`: LiteLLM's ``prometheus`` callback, per successful request,
   builds label sets for gauges of LiteLLM's own rate limiters and budgets, which the
   gateway does not run (its limits and budgets are its own, :mod:`proxy.admission`):
@@ -79,6 +93,7 @@ __all__ = [
     "SIGNATURES",
     "USAGE_ESTIMATED",
     "anthropic_error_response",
+    "forget_failed_attempt",
     "group_deployments",
     "install_client_error_policy",
     "install_patches",
@@ -97,6 +112,7 @@ __all__ = [
     "request_route",
     "router_aliases",
     "router_api_bases",
+    "stream_incomplete",
     "trim_prometheus",
     "usage_estimated",
 ]
@@ -354,6 +370,28 @@ def usage_estimated(details: Mapping[str, Any]) -> bool:
         if isinstance(hidden, dict) and hidden.get(USAGE_ESTIMATED):
             return True
     return False
+
+
+FAILURE_LOGGED = "has_logged_async_failure"  # Logging.should_run_logging's once-per-request flag
+SYNC_FAILURE_LOGGED = "has_logged_sync_failure"  # its twin: the router's cooldown count runs there
+PARTIAL_USAGE = "combined_usage_object"  # Logging.record_partial_usage_for_failure's
+STREAM_COMPLETE = "prompt_cache_response_complete"  # set by the Anthropic stream logging
+
+
+def forget_failed_attempt(details: dict[str, Any]) -> None:
+    """Once a failed attempt is recorded: let the request's next failed attempt reach the
+    failure callbacks too, and keep this one's partial usage out of the next attempt's log
+    (see the module docstring). ``details`` is the call's ``model_call_details``, the
+    ``kwargs`` of ``async_log_failure_event``."""
+    details.pop(FAILURE_LOGGED, None)
+    details.pop(SYNC_FAILURE_LOGGED, None)
+    details.pop(PARTIAL_USAGE, None)
+
+
+def stream_incomplete(details: Mapping[str, Any]) -> bool:
+    """A Messages stream LiteLLM logs as a success that ended in the provider's error event
+    or without ``message_stop`` (False: complete, or not such a stream)."""
+    return details.get(STREAM_COMPLETE) is False
 
 
 def install_stream_usage_flag() -> None:

@@ -1,5 +1,6 @@
-"""Spend rows: one per proxied request, built from LiteLLM's ``standard_logging_object``
-and written to PostgreSQL in batches, off the request path.
+"""Spend rows: one per proxied request and one per failed provider attempt of it
+(:mod:`proxy.admission.tickets`), built from LiteLLM's ``standard_logging_object`` and
+written to PostgreSQL in batches, off the request path.
 
 :class:`SpendWriter` keeps rows in a bounded in-process buffer. A background task
 flushes them every ``flush_interval`` seconds, or as soon as ``batch_size`` rows
@@ -41,8 +42,8 @@ from psycopg_pool import AsyncConnectionPool
 from proxy.context import TenantContext, from_metadata
 from proxy.plugin import internals
 
-__all__ = ["SpendRow", "SpendWriter", "WriterStats", "dedupe", "insert_rows", "row_from_json",
-           "row_from_payload", "row_to_json"]
+__all__ = ["STREAM_ERROR", "SpendRow", "SpendWriter", "WriterStats", "dedupe", "insert_rows",
+           "row_from_json", "row_from_payload", "row_to_json"]
 
 log = logging.getLogger("llm_pool.spend")
 
@@ -111,11 +112,18 @@ def _int(value: Any) -> int:
     return int(value) if isinstance(value, int | float) else 0
 
 
-def row_from_payload(payload: Mapping[str, Any] | None,
-                     usage_estimated: bool = False) -> SpendRow | None:
+STREAM_ERROR = "StreamError"  # error_class of a stream logged as a success that did not end
+STREAM_ERROR_MESSAGE = ("the provider's stream ended in an error event (or without its end "
+                        "event); billed what it had streamed")
+
+
+def row_from_payload(payload: Mapping[str, Any] | None, usage_estimated: bool = False,
+                     stream_incomplete: bool = False) -> SpendRow | None:
     """The row for one ``StandardLoggingPayload``; None when the request was not made
     by a principal of ours (e.g. rejected by ``custom_auth`` itself). ``usage_estimated``:
-    the provider reported no usage (a stream without it), LiteLLM counted the tokens."""
+    the provider reported no usage (a stream without it), LiteLLM counted the tokens.
+    ``stream_incomplete``: a success event of a stream that ended in the provider's error
+    event: an error row (:data:`STREAM_ERROR`), its usage what LiteLLM had, estimated."""
     if not payload:
         return None
     context = from_metadata(internals.key_auth_metadata(payload))
@@ -123,18 +131,20 @@ def row_from_payload(payload: Mapping[str, Any] | None,
     if context is None or not request_id:
         return None
     tenant = context if isinstance(context, TenantContext) else None
-    ok = payload.get("status") == "success"
+    called_ok = payload.get("status") == "success"
+    ok = called_ok and not stream_incomplete
     # a deployment was called: its api_base is set (empty when rejected before any
     # deployment), or it answered (LiteLLM's Ollama embedding payload has no api_base)
-    called = bool(payload.get("api_base")) or (ok and bool(payload.get("model_id")))
+    called = bool(payload.get("api_base")) or (called_ok and bool(payload.get("model_id")))
     error = payload.get("error_information") or {}
     start, end = payload.get("startTime"), payload.get("endTime")
     latency = (end - start) * 1000.0 if isinstance(start, float) and isinstance(end, float) \
         else None
     first = payload.get("completionStartTime")
-    ttfb = (first - start) * 1000.0 if ok and isinstance(start, float) and \
+    ttfb = (first - start) * 1000.0 if called_ok and isinstance(start, float) and \
         isinstance(first, float) and first >= start else None
-    message = None if ok else str(error.get("error_message") or "")[:ERROR_MESSAGE_MAX] or None
+    message = None if ok else STREAM_ERROR_MESSAGE if called_ok else \
+        str(error.get("error_message") or "")[:ERROR_MESSAGE_MAX] or None
     metadata = payload.get("metadata") or {}
     label = metadata.get("user_api_key_alias") or ("master key" if tenant is None else None)
     return SpendRow(
@@ -150,11 +160,12 @@ def row_from_payload(payload: Mapping[str, Any] | None,
         cost_usd=float(payload.get("response_cost") or 0.0),
         latency_ms=latency,
         status="ok" if ok else "error",
-        error_class=None if ok else (error.get("error_class") or "UnknownError"),
+        error_class=None if ok else STREAM_ERROR if called_ok else (
+            error.get("error_class") or "UnknownError"),
         tags=[str(t) for t in payload.get("request_tags") or []],
         created_at=datetime.fromtimestamp(start, UTC) if isinstance(start, float)
         else datetime.now(UTC),
-        estimated=ok and usage_estimated,
+        estimated=called_ok and (usage_estimated or stream_incomplete),
         ttfb_ms=ttfb,
         error_message=message,
     )

@@ -64,9 +64,13 @@ def test_timed_out_request_counts_against_the_budget(
     tenant, key = new_tenant(pg_url, "timeout-budget", budget="0.00002")  # < one prompt
     failed = _chat(fault_proxy, key)
     assert failed.status_code == 408
-    [row] = _rows(pg_url, tenant, 1)
-    assert row["request_id"] == failed.headers["x-litellm-call-id"]
+    call_id = failed.headers["x-litellm-call-id"]
+    rows = {r["request_id"]: r for r in _rows(pg_url, tenant, 2)}  # primary's, then backup's
+    assert set(rows) == {call_id, f"{call_id}/attempt-2"}
+    row, backup = rows[call_id], rows[f"{call_id}/attempt-2"]
     assert _is_estimated_timeout(row)
     assert float(row["cost_usd"]) > 0.00002
+    assert (backup["deployment"], backup["error_class"], backup["estimated"]) == (
+        "backup-1", "Timeout", True) and float(backup["cost_usd"]) > 0
     refused = _chat(fault_proxy, key)
     assert refused.status_code == 429 and refused.json()["error"]["type"] == "budget_exceeded"

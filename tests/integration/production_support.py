@@ -170,7 +170,7 @@ class Answer:
     tool_calls: list[tuple[str, dict[str, Any]]]
 
 
-def _sse_payloads(raw: str) -> list[dict[str, Any]]:
+def sse_payloads(raw: str) -> list[dict[str, Any]]:
     out = []
     for line in raw.splitlines():
         if line.startswith("data:"):
@@ -183,7 +183,7 @@ def _sse_payloads(raw: str) -> list[dict[str, Any]]:
 def read_answer(route: str, response: httpx.Response, stream: bool) -> Answer:
     if not stream:
         return _read_json(route, response.json())
-    events = _sse_payloads(response.text)
+    events = sse_payloads(response.text)
     if route == "/v1/chat/completions":
         return _read_chat_stream(events)
     if route == "/v1/messages":

@@ -10,6 +10,7 @@ map (or the price the YAML declares), cache reads/writes and reasoning tokens in
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +34,8 @@ from tests.integration.production_support import (
     prices,
     read_answer,
     request_body,
+    siblings,
+    sse_payloads,
     start_production_proxy,
     steer,
 )
@@ -340,3 +343,199 @@ def test_a_stream_without_provider_usage_is_estimated_never_free(
         expected_cost(target, reported["prompt_tokens"], reported["completion_tokens"]),
         rel=1e-9)
 
+
+
+# ----------------------------------------------------------------- failed attempts, a row each
+
+# what a tenant must never read in an error: providers, provider models, LiteLLM's chain
+LEAKS = re.compile(r"anthropic|openai|ollama|claude|gpt-|qwen|exception|litellm|fallback|"
+                   r"model group|retried", re.IGNORECASE)
+
+
+def _attempt_rows(pg_url: str, call_id: str, count: int) -> list[dict[str, object]]:
+    """The request's rows, its own first, then ``<id>/attempt-<n>``, once ``count`` are
+    written (and a moment later still: a row too many would show by then)."""
+    where, params = "s.request_id = %s OR s.request_id LIKE %s", (call_id, call_id + "/attempt-%")
+    deadline = time.monotonic() + 15
+    while len(spend_rows(pg_url, where, params)) < count:
+        assert time.monotonic() < deadline, spend_rows(pg_url, where, params)
+        time.sleep(0.2)
+    time.sleep(1.0)
+    return sorted(spend_rows(pg_url, where, params),
+                  key=lambda r: (r["request_id"] != call_id, str(r["request_id"])))
+
+
+def _attempt_ids(call_id: str, count: int) -> list[str]:
+    return [call_id] + [f"{call_id}/attempt-{n}" for n in range(2, count + 1)]
+
+
+def _chat_stream_error(response: httpx.Response, alias: str) -> None:
+    """The last event of a chat stream that failed mid-answer: a 503-class overload in the
+    alias's name, no provider named."""
+    error = sse_payloads(response.text)[-1]["error"]
+    assert (error["code"], error["type"]) == ("503", "service_unavailable_error"), error
+    assert f"'{alias}'" in error["message"] and not LEAKS.search(error["message"]), error
+
+
+@pytest.mark.parametrize("route", ["/v1/chat/completions", "/v1/messages"])
+def test_a_stream_overloaded_mid_answer_bills_the_cut_attempt_and_names_the_alias(
+        production_proxy: ProxyProcess, scripted: ScriptedProvider, tenant_key: str,
+        pg_url: str, route: str) -> None:
+    """Anthropic starts the answer, then sends an overloaded error event. Once text has
+    reached the client no other deployment may take over (LiteLLM's rule), so the stream
+    ends in an error: on chat completions an overload in the alias's name, on Messages
+    Anthropic's own event. The cut attempt keeps an error row billed what it streamed (the
+    prompt from message_start), flagged estimated; a sibling's call that failed before it
+    (quality-openai, still overloaded, when the router tried it first) keeps its own row."""
+    anthropic = _deployment("quality-anthropic")
+    steer(production_proxy.url, tenant_key, scripted, anthropic)
+    scripted.clear_requests()
+    cut = {"text": "Oslo is the capital of Norway. " * 40, "stream_error": "overloaded_error",
+           "cut_after": 6, "prompt_tokens": 900, "completion_tokens": 700}
+    script = {"by_model": {"claude-*": cut}}
+    body = request_body(route, "quality", "tell me about Oslo [[script:" + json.dumps(script)
+                        + "]]", stream=True, tools=False)
+    response = _post(production_proxy, tenant_key, route, body)
+    assert response.status_code == 200, response.text
+    assert read_answer(route, response, stream=True).text == "Oslo is the ", response.text
+    if route == "/v1/chat/completions":
+        _chat_stream_error(response, "quality")
+    else:
+        assert sse_payloads(response.text)[-1] == {
+            "type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    tried = [r["model"] for r in scripted.requests()]
+    assert tried[-1:] == [anthropic.upstream_model] and tried.count(tried[-1]) == 1, tried
+    call_id = response.headers["x-litellm-call-id"]
+    rows = _attempt_rows(pg_url, call_id, len(tried))
+    ids = {d.upstream_model: d.id for d in [anthropic, *siblings(anthropic)]}
+    assert [(r["request_id"], r["deployment"]) for r in rows] == list(
+        zip(_attempt_ids(call_id, len(tried)), [ids[m] for m in tried], strict=True))
+    *failed, cut_row = rows
+    assert cut_row["status"] == "error" and cut_row["estimated"], cut_row
+    assert cut_row["error_class"] == ("StreamError" if route == "/v1/messages"
+                                      else "AnthropicError"), cut_row
+    assert cut_row["prompt_tokens"] == 900 and cut_row["completion_tokens"] >= 1, cut_row
+    assert float(cut_row["cost_usd"]) == pytest.approx(expected_cost(
+        anthropic, cut_row["prompt_tokens"], cut_row["completion_tokens"]), rel=1e-9)
+    for row in failed:  # refused (503) before any work: nothing billed
+        assert (row["status"], row["prompt_tokens"], row["completion_tokens"], row["estimated"],
+                float(row["cost_usd"])) == ("error", 0, 0, False, 0.0), row
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_a_stream_cut_before_its_answer_falls_over_and_the_answer_bills_only_its_own(
+        production_proxy: ProxyProcess, scripted: ScriptedProvider, tenant_key: str,
+        pg_url: str, route: str) -> None:
+    """Anthropic sends message_start (900 prompt tokens), then an overloaded error event,
+    before any text: another deployment answers. The cut attempt keeps its row (the prompt,
+    estimated); the answer's row carries the answering deployment's own tokens only (the
+    cut stream's usage, left on the logging object the attempts share, was reported as the
+    answer's)."""
+    anthropic = _deployment("quality-anthropic")
+    steer(production_proxy.url, tenant_key, scripted, anthropic)
+    scripted.clear_requests()
+    cut = {"text": "Oslo is the capital of Norway.", "stream_error": "overloaded_error",
+           "cut_after": 1, "prompt_tokens": 900, "completion_tokens": 700}
+    whole = {"text": "Oslo is the capital.", "prompt_tokens": 50, "completion_tokens": 7}
+    script = {"by_model": {"claude-*": cut, "*": whole}}
+    body = request_body(route, "quality", "tell me about Oslo [[script:" + json.dumps(script)
+                        + "]]", stream=True, tools=False)
+    response = _post(production_proxy, tenant_key, route, body)
+    assert response.status_code == 200, response.text
+    assert read_answer(route, response, stream=True).text == "Oslo is the capital.", \
+        response.text
+    tried = [r["model"] for r in scripted.requests()]
+    assert anthropic.upstream_model in tried[:-1] and tried[-1] != anthropic.upstream_model, \
+        tried  # cut, then another deployment
+    by_model = {d.upstream_model: d for d in deployments() if d.alias in ("quality", "fast")}
+    answering = by_model[tried[-1]]
+    assert answering.id == response.headers["x-litellm-model-id"] != anthropic.id
+    call_id = response.headers["x-litellm-call-id"]
+    answer = wait_for_rows(pg_url, [call_id], status="ok")[call_id]
+    assert (answer["deployment"], answer["prompt_tokens"], answer["completion_tokens"],
+            answer["estimated"]) == (answering.id, 50, 7, False), answer
+    assert float(answer["cost_usd"]) == pytest.approx(expected_cost(answering, 50, 7), rel=1e-9)
+    rows = _attempt_rows(pg_url, call_id, len(tried))[1:]
+    assert sorted(r["request_id"] for r in rows) == [
+        f"{call_id}/attempt-{n}" for n in range(1, len(tried))]
+    assert sorted(r["deployment"] for r in rows) == sorted(
+        by_model[m].id for m in tried[:-1]), rows
+    for row in rows:
+        if row["deployment"] == anthropic.id:  # each cut: billed its prompt, estimated
+            assert (row["status"], row["prompt_tokens"], row["estimated"]) == (
+                "error", 900, True), row
+            assert float(row["cost_usd"]) == pytest.approx(expected_cost(
+                anthropic, 900, row["completion_tokens"]), rel=1e-9)
+        else:  # refused (still overloaded) before any work
+            assert (row["status"], row["prompt_tokens"], float(row["cost_usd"])) == (
+                "error", 0, 0.0), row
+
+
+@pytest.mark.parametrize("route", ["/v1/chat/completions", "/v1/messages"])
+def test_a_failed_call_then_a_stream_cut_mid_answer_each_keep_their_own_row(
+        production_proxy: ProxyProcess, scripted: ScriptedProvider, tenant_key: str,
+        pg_url: str, route: str) -> None:
+    """economy (one deployment): its first call is refused (503), LiteLLM's retry streams
+    part of the answer and is cut by an error event. LiteLLM logs a request's first failure
+    only; the gateway lets each through: both calls keep a row, the cut one billed what it
+    streamed (estimated), and the client's last event names the alias (on Messages,
+    Anthropic's overloaded_error)."""
+    economy = _deployment("economy-openai")
+    scripted.add_rule(economy.upstream_model, {"status": 503}, times=1)
+    cut = {"text": "Oslo is the capital of Norway. " * 40, "stream_error": "server_error",
+           "cut_after": 6}
+    text = "tell me about Oslo " * 30
+    body = request_body(route, "economy",
+                        text + "[[script:" + json.dumps({"steps": [cut]}) + "]]",
+                        stream=True, tools=False)
+    response = _post(production_proxy, tenant_key, route, body)
+    assert response.status_code == 200, response.text
+    assert read_answer(route, response, stream=True).text, response.text
+    if route == "/v1/chat/completions":
+        _chat_stream_error(response, "economy")
+    else:
+        error = sse_payloads(response.text)[-1]
+        assert (error["type"], error["error"]["type"]) == ("error", "overloaded_error"), error
+        message = error["error"]["message"]
+        assert "'economy'" in message and not LEAKS.search(message), error
+    assert [r["model"] for r in scripted.requests()] == [economy.upstream_model] * 2
+    call_id = response.headers["x-litellm-call-id"]
+    refused, cut_row = _attempt_rows(pg_url, call_id, 2)
+    assert [refused["request_id"], cut_row["request_id"]] == _attempt_ids(call_id, 2)
+    assert (refused["deployment"], refused["status"], refused["error_class"],
+            float(refused["cost_usd"]), refused["estimated"]) == (
+        economy.id, "error", "ServiceUnavailableError", 0.0, False), refused
+    assert (cut_row["deployment"], cut_row["status"], cut_row["estimated"]) == (
+        economy.id, "error", True), cut_row
+    assert cut_row["prompt_tokens"] > 100 and cut_row["completion_tokens"] > 0, cut_row
+    assert float(cut_row["cost_usd"]) == pytest.approx(expected_cost(
+        economy, cut_row["prompt_tokens"], cut_row["completion_tokens"]), rel=1e-9)
+
+
+def test_three_failed_calls_of_one_request_leave_three_rows_and_count_three_faults(
+        production_proxy: ProxyProcess, scripted: ScriptedProvider, tenant_key: str,
+        pg_url: str) -> None:
+    """`local` (one deployment, num_retries 2, allowed_fails 3) refuses three times: the
+    request fails with a 503 in the alias's name and each of the three calls keeps its row,
+    as the config's comment promises. Each also counts as a provider fault: the next one
+    (the 4th) cools the deployment down, so that request's retries are not sent and the
+    request after it is refused (LiteLLM counted a request's retries as one fault)."""
+    local = _deployment("local-ollama")
+    scripted.add_rule(local.upstream_model, {"status": 503}, times=4)
+    body = request_body("/v1/chat/completions", "local", "hello", stream=False, tools=False)
+    response = _post(production_proxy, tenant_key, "/v1/chat/completions", body)
+    assert response.status_code == 503, response.text
+    error = response.json()["error"]
+    assert error["type"] == "service_unavailable_error", error
+    assert "'local'" in error["message"] and not LEAKS.search(error["message"]), error
+    assert [r["model"] for r in scripted.requests()] == [local.upstream_model] * 3
+    call_id = response.headers["x-litellm-call-id"]
+    rows = _attempt_rows(pg_url, call_id, 3)
+    assert [(r["request_id"], r["deployment"], r["status"]) for r in rows] == [
+        (i, local.id, "error") for i in _attempt_ids(call_id, 3)]
+    assert all(r["error_class"] for r in rows), rows
+    fourth = _post(production_proxy, tenant_key, "/v1/chat/completions", body)
+    assert fourth.status_code >= 429, fourth.text
+    assert len(scripted.requests()) == 4  # cooled down after the 4th fault: no retry sent
+    cooled = _post(production_proxy, tenant_key, "/v1/chat/completions", body)
+    assert cooled.status_code == 429 and "cooldown" in cooled.text, cooled.text
