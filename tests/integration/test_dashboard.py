@@ -163,7 +163,24 @@ def _traffic(proxy: ProxyProcess, pg_url: str, scripted: ScriptedProvider, redis
     assert shared.exists(cooldown_key), "LiteLLM never cooled quality-a down"
     _wait(lambda: _count(pg_url, "s.status = 'error' AND s.deployment = 'economy-1'") > 0
           and _count(pg_url, "s.status = 'error' AND s.deployment = 'quality-a'") > 0)
+    _settled(pg_url)
     return {"tenant": tenant, "other": other_tenant, "other_key": other}
+
+
+def _settled(pg_url: str, quiet: float = 1.0, timeout: float = 30.0) -> None:
+    """Wait until the spend table stops changing for ``quiet`` seconds: a request whose first
+    attempt failed shows that attempt's error row under its id until the answer's row
+    replaces it, and the pages must be compared with the SQL of the final rows."""
+    def state() -> tuple[Any, ...]:
+        return tuple(_sql(pg_url, "SELECT count(*), count(*) FILTER (WHERE status = 'ok'), "
+                                  "COALESCE(sum(cost_usd), 0) FROM spend")[0])
+
+    deadline, last, since = time.monotonic() + timeout, state(), time.monotonic()
+    while time.monotonic() - since < quiet:
+        assert time.monotonic() < deadline, "spend rows still changing"
+        time.sleep(0.2)
+        if (now := state()) != last:
+            last, since = now, time.monotonic()
 
 
 def _wait(condition: Any, timeout: float = 60.0) -> None:

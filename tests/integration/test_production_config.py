@@ -88,7 +88,7 @@ def test_anthropic_overloaded_every_quality_request_answered_by_openai(
     assert answered == ["quality-openai"] * 8
     tried = [r["model"] for r in scripted.requests()]
     assert "claude-sonnet-4-6" in tried and "qwen3:8b" not in tried, tried
-    rows = wait_for_rows(pg_url, ids)
+    rows = wait_for_rows(pg_url, ids, status="ok")
     assert {r["deployment"] for r in rows.values()} == {"quality-openai"}
     # each failed Anthropic call keeps a row of its own: <request id>/attempt-<n>
     attempts = [f"{i}/attempt-1" for i in ids]
@@ -156,7 +156,7 @@ def test_every_deployment_answers_every_route_and_bills_by_the_price_map(
     assert all(tenant_key not in json.dumps(c) for c in scripted.requests())
 
     call_id = response.headers["x-litellm-call-id"]
-    row = wait_for_rows(pg_url, [call_id])[call_id]
+    row = wait_for_rows(pg_url, [call_id], status="ok")[call_id]
     prompt, cost = _usage_expected(deployment)
     assert (row["model_alias"], row["deployment"], row["provider_model"], row["status"]) == (
         deployment.alias, deployment.id, deployment.model, "ok")
@@ -181,7 +181,7 @@ def test_embeddings_on_each_wire_billed_by_the_price_map(
     paths = [r["path"] for r in scripted.requests(deployment.upstream_model)]
     assert paths == ["embeddings" if deployment.prefix == "openai" else "ollama_embed"]
     call_id = response.headers["x-litellm-call-id"]
-    row = wait_for_rows(pg_url, [call_id])[call_id]
+    row = wait_for_rows(pg_url, [call_id], status="ok")[call_id]
     assert (row["model_alias"], row["prompt_tokens"]) == (deployment.alias, 10 + 20)
     # the deployment that answered, also on Ollama (whose embedding payload has no api_base)
     assert (row["deployment"], row["provider_model"]) == (deployment.id, deployment.model)
