@@ -139,3 +139,37 @@ def test_readiness_names_an_unreachable_redis(monkeypatch: pytest.MonkeyPatch) -
     assert asyncio.run(health._redis()).startswith("unreachable: ")
     monkeypatch.delenv("POOL_REDIS_URL")
     assert asyncio.run(health._redis()) == "not configured"
+
+
+def test_metrics_mounted_as_litellm_mounts_it_once_the_logger_is_loaded(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The start-up mounts LiteLLM's ``/metrics`` app (its series and the gateway's) only
+    when LiteLLM loaded the YAML's ``proxy.plugin.metrics.prometheus`` as a callback (as
+    LiteLLM does for the ``"prometheus"`` string), once."""
+    import httpx
+    import litellm
+    from litellm.integrations.prometheus import PrometheusLogger
+    from starlette.routing import Mount
+
+    from proxy.plugin import internals
+
+    app = internals.proxy_app()
+    monkeypatch.setattr(app.router, "routes", list(app.router.routes))  # restored after
+    monkeypatch.setattr(litellm, "callbacks", [])
+    assert not internals.mount_metrics()
+    loaded = metrics.prometheus
+    assert isinstance(loaded, PrometheusLogger) and loaded is metrics.prometheus
+    monkeypatch.setattr(litellm, "callbacks", [loaded])
+    assert internals.mount_metrics() and internals.mount_metrics()
+    mounts = [r for r in app.router.routes if isinstance(r, Mount) and r.path == "/metrics"]
+    assert len(mounts) == 1
+
+    async def scrape() -> httpx.Response:
+        transport = httpx.ASGITransport(app=mounts[0].app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://proxy") as http:
+            return await http.get("/")
+
+    scraped = asyncio.run(scrape())
+    assert scraped.status_code == 200
+    assert "litellm_requests_metric" in scraped.text and "pool_spend_buffer_rows" in scraped.text
+    assert "litellm_remaining_api_key_budget_metric" in scraped.text  # declared, left empty
