@@ -56,6 +56,9 @@ symbol fails in ``tests/gateway/test_isolation_units.py`` with its name.
   ``PrometheusLogger`` overrides those three steps (private methods: their names are
   checked by a call-path test) and the YAML's ``callbacks`` name it instead of the
   ``"prometheus"`` string (``proxy.plugin.metrics.prometheus``).
+- :func:`prometheus_settings_first`: the YAML's ``prometheus_*`` settings applied before
+  LiteLLM makes that logger (it applies them in the YAML's order, the string's logger
+  is made later, ours at ``callbacks``).
 - :func:`mount_metrics`: LiteLLM mounts ``/metrics`` only for that string; the start-up
   calls the same private static, ``PrometheusLogger._mount_metrics_endpoint``.
 
@@ -68,6 +71,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from proxy.errors import ProxyError
@@ -97,6 +101,7 @@ __all__ = [
     "mount_metrics",
     "prometheus_logger",
     "prometheus_logger_class",
+    "prometheus_settings_first",
     "proxy_app",
     "read_request_body",
     "replace_request_headers",
@@ -493,6 +498,25 @@ def prometheus_logger() -> Any:
     """The process's one :func:`prometheus_logger_class` instance (made at first use:
     making it registers LiteLLM's series in ``prometheus_client``'s registry)."""
     return prometheus_logger_class()()
+
+
+def prometheus_settings_first(config: Path) -> None:
+    """Set every ``litellm_settings`` key of ``config`` that names ``prometheus`` (labels
+    excluded, buckets, series caps, ...) on ``litellm`` now, as LiteLLM sets them (plain
+    ``setattr``, ``proxy_server.ProxyConfig.load_config``). LiteLLM applies the YAML's
+    ``litellm_settings`` in order, and :func:`prometheus_logger`, made when it reaches
+    ``callbacks``, reads them in its ``__init__`` (its collectors' label names are fixed
+    then): a ``prometheus_exclude_labels`` after ``callbacks`` (or a YAML written with
+    sorted keys) would be ignored. LiteLLM's ``"prometheus"`` string is made at first
+    use, after all of them."""
+    import litellm
+    import yaml
+
+    loaded = yaml.safe_load(config.read_text()) or {}
+    settings = loaded.get("litellm_settings") if isinstance(loaded, Mapping) else None
+    for key, value in (settings or {}).items():
+        if isinstance(key, str) and "prometheus" in key:
+            setattr(litellm, key, value)
 
 
 METRICS_PATH = "/metrics"  # where PrometheusLogger._mount_metrics_endpoint mounts

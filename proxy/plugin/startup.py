@@ -13,6 +13,8 @@ runs ``python -m proxy.plugin.startup --config YAML --host H --port P --workers 
    usage), each said why there.
    :func:`proxy.plugin.deployments.load`: the YAML's deployments (aliases, prices,
    upstream URLs), read by the gateway itself rather than from LiteLLM's router.
+   :func:`proxy.plugin.internals.prometheus_settings_first`: the YAML's ``prometheus_*``
+   settings, set before LiteLLM makes the gateway's Prometheus logger (it reads them then).
 4. :func:`proxy.plugin.auth.wire`: what ``custom_auth`` needs (the process state and
    the count-tokens admission), handed over here rather than imported by auth.
 5. LiteLLM's FastAPI app wrapped in the gateway's ASGI layers, outermost first:
@@ -109,7 +111,9 @@ def create_app() -> ASGIApp:
 
     quiet_startup_lines()
     internals.install_patches()
-    deployments.load(Path(os.environ["CONFIG_FILE_PATH"]))
+    config = Path(os.environ["CONFIG_FILE_PATH"])
+    deployments.load(config)
+    internals.prometheus_settings_first(config)  # before LiteLLM makes the Prometheus logger
     auth.wire(gateway.proxy_state, gateway.callbacks.admit_count_tokens)
 
     def settings() -> Any:
