@@ -277,6 +277,13 @@ def test_stamping_copies_and_leaves_bytes_alone() -> None:
     assert chunk == {"model": "gpt-5.4", "response": {"model": "gpt-5.4"}}
     assert answers.stamped(b"data: {}", "quality") == b"data: {}"
     assert answers.alias_of({"model": ""}) is None
+    from litellm.types.utils import ModelResponseStream
+
+    provider = ModelResponseStream(model="gpt-5.4", choices=[])
+    provider.response = {"model": "gpt-5.4"}  # an extra field, as a pass-through event's
+    renamed = answers.stamped(provider, "quality")
+    assert (renamed.model, renamed.response) == ("quality", {"model": "quality"})
+    assert (provider.model, provider.response) == ("gpt-5.4", {"model": "gpt-5.4"})
 
 
 def test_a_tenant_key_makes_litellm_skip_the_yaml_team_settings_lookup() -> None:
