@@ -519,9 +519,6 @@ def prometheus_settings_first(config: Path) -> None:
             setattr(litellm, key, value)
 
 
-METRICS_PATH = "/metrics"  # where PrometheusLogger._mount_metrics_endpoint mounts
-
-
 def mount_metrics() -> bool:
     """``PrometheusLogger._mount_metrics_endpoint()``: LiteLLM's ``/metrics`` app (its
     registry, or with ``PROMETHEUS_MULTIPROC_DIR`` every worker's files added up, rendered
@@ -532,8 +529,11 @@ def mount_metrics() -> bool:
     import litellm
     from litellm.integrations.prometheus import PrometheusLogger
 
+    from proxy.edge.routes import METRICS_ROUTES
+
+    mounted = {path.rstrip("/") for _, path in METRICS_ROUTES}  # LiteLLM's mount point
     app = proxy_app()
-    if any(getattr(r, "path", None) == METRICS_PATH for r in app.router.routes):
+    if any(getattr(r, "path", None) in mounted for r in app.router.routes):
         return True
     if prometheus_logger.cache_info().currsize == 0 or not any(
             c is prometheus_logger() for c in litellm.callbacks):
