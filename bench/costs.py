@@ -54,6 +54,7 @@ from llm_pool.settings import DEFAULT_REDIS_URL
 CHAT = "/v1/chat/completions"
 START_TIMEOUT = 3 * PROXY_START_TIMEOUT  # several proxies start on a shared, busy machine
 OURS = "proxy.plugin.gateway.callbacks"
+PROMETHEUS = "proxy.plugin.metrics.prometheus"  # LiteLLM's Prometheus integration, trimmed
 
 
 def variant_config(directory: Path, off: str) -> Path:
@@ -62,7 +63,7 @@ def variant_config(directory: Path, off: str) -> Path:
     settings = config["litellm_settings"]
     callbacks = [c for c in settings["callbacks"] if c != OURS]
     if off == "prometheus":
-        callbacks = [c for c in callbacks if c != "prometheus"]
+        callbacks = [c for c in callbacks if c != PROMETHEUS]
     if off == "message_logging":
         settings["turn_off_message_logging"] = False
     settings["callbacks"] = ["bench.switches.callbacks", *callbacks]

@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 PROBE = r"""
 import importlib, json, pkgutil, signal, sys
+from prometheus_client import REGISTRY
 from litellm.llms.openai import openai as openai_module
 from litellm.proxy.proxy_server import app
 from litellm.router import Router
@@ -40,6 +41,8 @@ def snapshot():
         "signals": {s.name: repr(signal.getsignal(s)) for s in (signal.SIGTERM, signal.SIGINT)},
         "loggers": {n: len(__import__("logging").getLogger(n).filters)
                     for n in ("LiteLLM Proxy", "LiteLLM", "LiteLLM Router")},
+        # LiteLLM's Prometheus series: registered when LiteLLM loads the YAML's callback
+        "series": sorted(m.name for m in REGISTRY.collect() if m.name.startswith("litellm_")),
     }
 
 before = snapshot()

@@ -59,11 +59,25 @@ def _copy_with_model(obj: Any, alias: str) -> Any:
     return obj.model_copy(update={"model": alias})
 
 
+def _nested_response(chunk: Any) -> Any:
+    """A Responses event's ``response`` (a field, or a pydantic extra), else None. Read
+    from the instance's fields: ``getattr`` on a pydantic model that lacks the attribute
+    (every chat chunk) raises and catches an ``AttributeError``, as long as the copy."""
+    if isinstance(chunk, dict):
+        return chunk.get("response")
+    fields = getattr(chunk, "__dict__", None)
+    found = fields.get("response") if isinstance(fields, dict) else None
+    if found is None:
+        extra = getattr(chunk, "__pydantic_extra__", None)
+        found = extra.get("response") if isinstance(extra, dict) else None
+    return found
+
+
 def stamped(chunk: Any, alias: str) -> Any:
     """A stream chunk naming ``alias``: its ``model`` and its ``response.model`` (the
     Responses API's events carry the whole response); bytes and text pass unchanged."""
     chunk = _copy_with_model(chunk, alias)
-    nested = chunk.get("response") if isinstance(chunk, dict) else getattr(chunk, "response", None)
+    nested = _nested_response(chunk)
     if nested is None:
         return chunk
     renamed = _copy_with_model(nested, alias)
@@ -78,7 +92,10 @@ async def alias_stream(response: AsyncIterator[Any],
                        request_data: dict[str, Any]) -> AsyncIterator[Any]:
     """The stream with every chunk naming the alias (see the module's docstring)."""
     alias = alias_of(request_data)
-    if alias is not None:
-        internals.keep_answer_model(request_data)
+    if alias is None:
+        async for chunk in response:
+            yield chunk
+        return
+    internals.keep_answer_model(request_data)
     async for chunk in response:
-        yield chunk if alias is None else stamped(chunk, alias)
+        yield stamped(chunk, alias)

@@ -11,9 +11,8 @@ symbol fails in ``tests/gateway/test_isolation_units.py`` with its name.
   with a call-path test in ``tests/gateway/test_call_paths.py`` that drives LiteLLM's own
   code in-process and fails if LiteLLM stops calling it: :func:`install_patches` wraps
   five functions for four things (cooldown decision: two functions; fallback decision;
-  the 422 fix; the stream-usage flag) and, by :func:`trim_prometheus`, replaces three
-  steps of ``PrometheusLogger`` by no-ops: eight functions in five places. Everything
-  else is read, not changed.
+  the 422 fix; the stream-usage flag): five functions in four places. Everything else
+  is read, subclassed or called, not changed.
 - :func:`router_api_bases`, :func:`router_aliases`, :func:`group_deployments`: no longer
   LiteLLM's router: read from the YAML the proxy was started with
   (:mod:`proxy.plugin.deployments`), re-exported here under their old names.
@@ -64,10 +63,18 @@ symbol fails in ``tests/gateway/test_isolation_units.py`` with its name.
 - :func:`stream_incomplete`: a Messages stream (native Anthropic) that ended in an
   ``event: error`` (or without ``message_stop``) is logged by LiteLLM as a success; the
   ``prompt_cache_response_complete`` flag it sets in the call's details says so.
-- :func:`trim_prometheus`: LiteLLM's ``prometheus`` callback, per successful request,
+- :func:`prometheus_logger`: LiteLLM's ``prometheus`` callback, per successful request,
   builds label sets for gauges of LiteLLM's own rate limiters and budgets, which the
   gateway does not run (its limits and budgets are its own, :mod:`proxy.admission`):
-  40 % of that callback's CPU for series that stay empty. Those steps are skipped.
+  40 % of that callback's CPU for series that stay empty. A subclass of
+  ``PrometheusLogger`` overrides those three steps (private methods: their names are
+  checked by a call-path test) and the YAML's ``callbacks`` name it instead of the
+  ``"prometheus"`` string (``proxy.plugin.metrics.prometheus``).
+- :func:`prometheus_settings_first`: the YAML's ``prometheus_*`` settings applied before
+  LiteLLM makes that logger (it applies them in the YAML's order, the string's logger
+  is made later, ours at ``callbacks``).
+- :func:`mount_metrics`: LiteLLM mounts ``/metrics`` only for that string; the start-up
+  calls the same private static, ``PrometheusLogger._mount_metrics_endpoint``.
 
 :data:`SIGNATURES` lists each internal symbol with the parameters the gateway relies
 on; ``tests/gateway/test_isolation_units.py`` imports and checks every one.
@@ -76,9 +83,9 @@ on; ``tests/gateway/test_isolation_units.py`` imports and checks every one.
 from __future__ import annotations
 
 import functools
-import inspect
 import logging
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from proxy.errors import ProxyError
@@ -106,6 +113,10 @@ __all__ = [
     "keep_answer_model",
     "key_auth_metadata",
     "litellm_banned_body_params",
+    "mount_metrics",
+    "prometheus_logger",
+    "prometheus_logger_class",
+    "prometheus_settings_first",
     "proxy_app",
     "read_request_body",
     "replace_request_headers",
@@ -113,7 +124,6 @@ __all__ = [
     "router_aliases",
     "router_api_bases",
     "stream_incomplete",
-    "trim_prometheus",
     "usage_estimated",
 ]
 
@@ -163,10 +173,7 @@ SIGNATURES: dict[str, tuple[str, ...] | None] = {
                                      "logging_obj"),
     "litellm.proxy.auth.user_api_key_auth:_seed_request_destinations": (
         "user_api_key_dict", "request"),
-    **{f"litellm.integrations.prometheus:PrometheusLogger.{name}": ("self",)
-       for name in ("_set_v3_rate_limit_allowed_and_used_metrics",
-                    "_set_virtual_key_rate_limit_metrics",
-                    "_increment_remaining_budget_metrics")},
+    "litellm.integrations.prometheus:PrometheusLogger._mount_metrics_endpoint": None,
 }
 
 USAGE_ESTIMATED = "pool_usage_estimated"  # set in a call's details: no provider usage
@@ -303,12 +310,11 @@ def install_client_error_policy() -> None:
 
 def install_patches() -> None:
     """Every LiteLLM function the gateway changes (:func:`install_client_error_policy`,
-    :func:`install_unprocessable_fix`, :func:`install_stream_usage_flag`,
-    :func:`trim_prometheus`); idempotent. Called by :mod:`proxy.plugin.startup`."""
+    :func:`install_unprocessable_fix`, :func:`install_stream_usage_flag`);
+    idempotent. Called by :mod:`proxy.plugin.startup`."""
     install_client_error_policy()
     install_unprocessable_fix()
     install_stream_usage_flag()  # a stream without provider usage: its row is estimated
-    trim_prometheus()  # gauges of LiteLLM's own limiters and budgets, unused here
 
 
 def install_unprocessable_fix() -> None:
@@ -499,37 +505,77 @@ PROMETHEUS_UNUSED = ("_set_v3_rate_limit_allowed_and_used_metrics",
                      "_increment_remaining_budget_metrics")
 
 
-def trim_prometheus() -> bool:
-    """Skip :data:`PROMETHEUS_UNUSED` in ``litellm.integrations.prometheus.PrometheusLogger``
-    (by class attribute: every instance, whenever it was made). Requests, failures,
-    tokens, spend, latency, time to first token, deployment state, fallbacks and
-    cooldowns are recorded as before. False when this LiteLLM has none of those steps."""
-    try:
-        from litellm.integrations.prometheus import PrometheusLogger
-    except ImportError:  # pragma: no cover - prometheus_client missing
-        return False
-    found = False
-    for name in PROMETHEUS_UNUSED:
-        step = getattr(PrometheusLogger, name, None)
-        if step is None:
-            continue
-        found = True
-        if not getattr(step, "pool_skipped", False):
-            setattr(PrometheusLogger, name, _skipping(step))
-    return found
+@functools.cache
+def prometheus_logger_class() -> type[Any]:
+    """A subclass of ``litellm.integrations.prometheus.PrometheusLogger`` whose
+    :data:`PROMETHEUS_UNUSED` steps do nothing (an override, not a patch: LiteLLM's class
+    is left as it is). Requests, failures, tokens, spend, latency, time to first token,
+    deployment state, fallbacks and cooldowns are recorded as LiteLLM records them."""
+    from litellm.integrations.prometheus import PrometheusLogger
 
+    class GatewayPrometheusLogger(PrometheusLogger):
+        """LiteLLM's ``prometheus`` callback less the gauges of limiters and budgets the
+        gateway does not run (``internals.PROMETHEUS_UNUSED``)."""
 
-def _skipping(step: Callable[..., Any]) -> Callable[..., Any]:
-    """A no-op with ``step``'s name and signature (sync or async, as ``step``)."""
-    if inspect.iscoroutinefunction(step):
-        @functools.wraps(step)
-        async def skipped_async(*args: Any, **kwargs: Any) -> None:
+        def _set_v3_rate_limit_allowed_and_used_metrics(self, *args: Any,
+                                                         **kwargs: Any) -> None:
             return None
-        skipped_async.__dict__["pool_skipped"] = True
-        return skipped_async
 
-    @functools.wraps(step)
-    def skipped(*args: Any, **kwargs: Any) -> None:
-        return None
-    skipped.__dict__["pool_skipped"] = True
-    return skipped
+        def _set_virtual_key_rate_limit_metrics(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
+        async def _increment_remaining_budget_metrics(self, *args: Any,
+                                                      **kwargs: Any) -> None:
+            return None
+
+    return GatewayPrometheusLogger
+
+
+@functools.cache
+def prometheus_logger() -> Any:
+    """The process's one :func:`prometheus_logger_class` instance (made at first use:
+    making it registers LiteLLM's series in ``prometheus_client``'s registry)."""
+    return prometheus_logger_class()()
+
+
+def prometheus_settings_first(config: Path) -> None:
+    """Set every ``litellm_settings`` key of ``config`` that names ``prometheus`` (labels
+    excluded, buckets, series caps, ...) on ``litellm`` now, as LiteLLM sets them (plain
+    ``setattr``, ``proxy_server.ProxyConfig.load_config``). LiteLLM applies the YAML's
+    ``litellm_settings`` in order, and :func:`prometheus_logger`, made when it reaches
+    ``callbacks``, reads them in its ``__init__`` (its collectors' label names are fixed
+    then): a ``prometheus_exclude_labels`` after ``callbacks`` (or a YAML written with
+    sorted keys) would be ignored. LiteLLM's ``"prometheus"`` string is made at first
+    use, after all of them."""
+    import litellm
+    import yaml
+
+    loaded = yaml.safe_load(config.read_text()) or {}
+    settings = loaded.get("litellm_settings") if isinstance(loaded, Mapping) else None
+    for key, value in (settings or {}).items():
+        if isinstance(key, str) and "prometheus" in key:
+            setattr(litellm, key, value)
+
+
+def mount_metrics() -> bool:
+    """``PrometheusLogger._mount_metrics_endpoint()``: LiteLLM's ``/metrics`` app (its
+    registry, or with ``PROMETHEUS_MULTIPROC_DIR`` every worker's files added up, rendered
+    off the event loop) mounted on the proxy's app, as LiteLLM mounts it for the
+    ``"prometheus"`` callback string only. Done when LiteLLM loaded :func:`prometheus_logger`
+    as a callback (the YAML names ``proxy.plugin.metrics.prometheus``), once; True if
+    ``/metrics`` is mounted."""
+    import litellm
+    from litellm.integrations.prometheus import PrometheusLogger
+
+    from proxy.edge.routes import METRICS_ROUTES
+
+    mounted = {path.rstrip("/") for _, path in METRICS_ROUTES}  # LiteLLM's mount point
+    app = proxy_app()
+    if any(getattr(r, "path", None) in mounted for r in app.router.routes):
+        return True
+    if prometheus_logger.cache_info().currsize == 0 or not any(
+            c is prometheus_logger() for c in litellm.callbacks):
+        return False
+    mount: Callable[[], None] = PrometheusLogger._mount_metrics_endpoint  # untyped
+    mount()
+    return True

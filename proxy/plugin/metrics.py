@@ -1,7 +1,10 @@
 """The gateway's own Prometheus metrics, served on the proxy's ``/metrics`` beside LiteLLM's.
 
-``litellm_settings.callbacks: ["prometheus", ...]`` turns on LiteLLM's integration: it
-mounts ``/metrics`` and counts requests, failures by exception class, tokens, spend,
+``litellm_settings.callbacks: [..., "proxy.plugin.metrics.prometheus"]`` turns on LiteLLM's
+integration (:data:`prometheus`, LiteLLM's ``PrometheusLogger`` less the gauges of its own
+rate limiters and budgets, :func:`proxy.plugin.internals.prometheus_logger`; the start-up
+then mounts LiteLLM's ``/metrics`` app, as LiteLLM does for its ``"prometheus"`` string).
+It counts requests, failures by exception class, tokens, spend,
 latency, time to first token, fallbacks and cooldowns, labelled by tenant (``team``,
 ``team_alias``), key label (``api_key_alias``), alias (``model_group``) and deployment
 (``model_id``). No label takes a value a tenant chooses freely: the YAML's
@@ -48,6 +51,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import Counter, Gauge
+
+from proxy.plugin import internals
 
 __all__ = ["POLL_SECONDS", "Instrumented", "instrument"]
 
@@ -169,9 +174,7 @@ def _wrap_keys(resolver: Any) -> None:
 
 
 def instrument(gateway: Any, *, poll: bool = True) -> Instrumented:
-    """Hook the gateway's key resolver and budget tracker, start the poller thread.
-    (LiteLLM's Prometheus callback is trimmed of the gauges it never fills here by the
-    start-up: :func:`proxy.plugin.internals.trim_prometheus`.)"""
+    """Hook the gateway's key resolver and budget tracker, start the poller thread."""
     state = Instrumented(gateway)
     _wrap_budget(state)
     if getattr(gateway, "keys", None) is not None:
@@ -179,3 +182,12 @@ def instrument(gateway: Any, *, poll: bool = True) -> Instrumented:
     if poll:
         threading.Thread(target=state.run, name="pool-metrics", daemon=True).start()
     return state
+
+
+def __getattr__(name: str) -> Any:
+    """``prometheus``: the YAML's callback (``proxy.plugin.metrics.prometheus``), LiteLLM's
+    Prometheus integration made when LiteLLM loads the YAML, not at import (making it
+    registers LiteLLM's series): :func:`proxy.plugin.internals.prometheus_logger`."""
+    if name == "prometheus":
+        return internals.prometheus_logger()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

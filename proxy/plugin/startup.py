@@ -10,9 +10,11 @@ runs ``python -m proxy.plugin.startup --config YAML --host H --port P --workers 
    for this gateway (:data:`MISLEADING`), those exact messages only (#21).
 3. :func:`proxy.plugin.internals.install_patches`: the LiteLLM functions the gateway
    changes (cooldown and fallback decisions, the 422 fix, the flag of a stream without
-   usage, three Prometheus gauge steps skipped), each said why there.
+   usage), each said why there.
    :func:`proxy.plugin.deployments.load`: the YAML's deployments (aliases, prices,
    upstream URLs), read by the gateway itself rather than from LiteLLM's router.
+   :func:`proxy.plugin.internals.prometheus_settings_first`: the YAML's ``prometheus_*``
+   settings, set before LiteLLM makes the gateway's Prometheus logger (it reads them then).
 4. :func:`proxy.plugin.auth.wire`: what ``custom_auth`` needs (the process state and
    the count-tokens admission), handed over here rather than imported by auth.
 5. LiteLLM's FastAPI app wrapped in the gateway's ASGI layers, outermost first:
@@ -21,9 +23,12 @@ runs ``python -m proxy.plugin.startup --config YAML --host H --port P --workers 
    JSON-object body check (:mod:`proxy.edge.objects`). LiteLLM's own middleware stays
    as LiteLLM built it.
 6. uvicorn runs the app's lifespan: LiteLLM loads the YAML (its router, ``custom_auth``,
-   the callbacks); once it reports the start-up complete, :func:`proxy.plugin.gateway.start_serving`
-   says which state is shared, chains the spend flush in front of uvicorn's signal
-   handlers and starts the journal drainer.
+   the callbacks); once it reports the start-up complete,
+   :func:`proxy.plugin.internals.mount_metrics` mounts LiteLLM's ``/metrics`` app if the
+   YAML's callbacks loaded the gateway's Prometheus logger (LiteLLM itself mounts it only
+   for the ``"prometheus"`` string, :mod:`proxy.plugin.metrics`), and
+   :func:`proxy.plugin.gateway.start_serving` says which state is shared, chains the
+   spend flush in front of uvicorn's signal handlers and starts the journal drainer.
 
 Importing this module (or any other of ``proxy``) changes nothing: the steps run when
 uvicorn calls :func:`create_app`. A bare ``litellm --config config/config.yaml`` skips
@@ -106,7 +111,9 @@ def create_app() -> ASGIApp:
 
     quiet_startup_lines()
     internals.install_patches()
-    deployments.load(Path(os.environ["CONFIG_FILE_PATH"]))
+    config = Path(os.environ["CONFIG_FILE_PATH"])
+    deployments.load(config)
+    internals.prometheus_settings_first(config)  # before LiteLLM makes the Prometheus logger
     auth.wire(gateway.proxy_state, gateway.callbacks.admit_count_tokens)
 
     def settings() -> Any:
@@ -118,7 +125,12 @@ def create_app() -> ASGIApp:
                        edge.Redactor(internals.router_api_bases),
                        lambda: settings().metrics_key, lambda: settings().max_request_bytes)
     app = anthropic_errors.install(app)  # outermost: the edge's answers reshaped too
-    return OnStarted(app, gateway.start_serving)
+
+    def started() -> None:  # step 6
+        internals.mount_metrics()
+        gateway.start_serving()
+
+    return OnStarted(app, started)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -160,24 +160,27 @@ def test_a_stream_without_provider_usage_is_flagged_in_the_success_event(
     assert flagged == [True]
 
 
-def test_prometheus_still_calls_the_steps_it_skips(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``PrometheusLogger``'s success event still calls the three gauge steps
-    :func:`internals.trim_prometheus` replaces by no-ops (else the trim is a silent
-    no-op, or the steps moved), and they stay skipped."""
+def test_prometheus_still_calls_the_steps_the_gateway_logger_skips(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``PrometheusLogger``'s success event, on the gateway's subclass
+    (:func:`internals.prometheus_logger`), calls the three gauge steps the subclass
+    overrides by no-ops: if LiteLLM renamed or stopped calling one, its override would be
+    dead code (and a renamed step would run again, unseen)."""
     from litellm.integrations.prometheus import PrometheusLogger
 
-    assert internals.trim_prometheus()
+    trimmed = internals.prometheus_logger_class()
     called: list[str] = []
     for name in internals.PROMETHEUS_UNUSED:
-        step = getattr(PrometheusLogger, name)
-        assert getattr(step, "pool_skipped", False), name
+        assert name in vars(PrometheusLogger) and name in vars(trimmed), name
+        step = vars(trimmed)[name]
 
-        def spy(*args: Any, name: str = name, step: Any = step, **kwargs: Any) -> Any:
+        def spy(self: Any, *args: Any, name: str = name, step: Any = step,
+                **kwargs: Any) -> Any:
             called.append(name)
-            return step(*args, **kwargs)  # the no-op: None, or its coroutine
+            return step(self, *args, **kwargs)  # the no-op: None, or its coroutine
 
-        monkeypatch.setattr(PrometheusLogger, name, spy)
-    monkeypatch.setattr(litellm, "callbacks", [PrometheusLogger()])
+        monkeypatch.setattr(trimmed, name, spy)
+    monkeypatch.setattr(litellm, "callbacks", [internals.prometheus_logger()])
 
     async def served() -> None:
         await litellm.acompletion(model="openai/x", api_key="k", messages=HI,
@@ -274,6 +277,13 @@ def test_stamping_copies_and_leaves_bytes_alone() -> None:
     assert chunk == {"model": "gpt-5.4", "response": {"model": "gpt-5.4"}}
     assert answers.stamped(b"data: {}", "quality") == b"data: {}"
     assert answers.alias_of({"model": ""}) is None
+    from litellm.types.utils import ModelResponseStream
+
+    provider = ModelResponseStream(model="gpt-5.4", choices=[])
+    provider.response = {"model": "gpt-5.4"}  # an extra field, as a pass-through event's
+    renamed = answers.stamped(provider, "quality")
+    assert (renamed.model, renamed.response) == ("quality", {"model": "quality"})
+    assert (provider.model, provider.response) == ("gpt-5.4", {"model": "gpt-5.4"})
 
 
 def test_a_tenant_key_makes_litellm_skip_the_yaml_team_settings_lookup() -> None:

@@ -139,3 +139,61 @@ def test_readiness_names_an_unreachable_redis(monkeypatch: pytest.MonkeyPatch) -
     assert asyncio.run(health._redis()).startswith("unreachable: ")
     monkeypatch.delenv("POOL_REDIS_URL")
     assert asyncio.run(health._redis()) == "not configured"
+
+
+def test_metrics_mounted_as_litellm_mounts_it_once_the_logger_is_loaded(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The start-up mounts LiteLLM's ``/metrics`` app (its series and the gateway's) only
+    when LiteLLM loaded the YAML's ``proxy.plugin.metrics.prometheus`` as a callback (as
+    LiteLLM does for the ``"prometheus"`` string), once."""
+    import httpx
+    import litellm
+    from litellm.integrations.prometheus import PrometheusLogger
+    from starlette.routing import Mount
+
+    from proxy.plugin import internals
+
+    app = internals.proxy_app()
+    monkeypatch.setattr(app.router, "routes", list(app.router.routes))  # restored after
+    monkeypatch.setattr(litellm, "callbacks", [])
+    assert not internals.mount_metrics()
+    loaded = metrics.prometheus
+    assert isinstance(loaded, PrometheusLogger) and loaded is metrics.prometheus
+    monkeypatch.setattr(litellm, "callbacks", [loaded])
+    assert internals.mount_metrics() and internals.mount_metrics()
+    mounts = [r for r in app.router.routes if isinstance(r, Mount) and r.path == "/metrics"]
+    assert len(mounts) == 1
+
+    async def scrape() -> httpx.Response:
+        transport = httpx.ASGITransport(app=mounts[0].app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://proxy") as http:
+            return await http.get("/")
+
+    scraped = asyncio.run(scrape())
+    assert scraped.status_code == 200
+    assert "litellm_requests_metric" in scraped.text and "pool_spend_buffer_rows" in scraped.text
+    assert "litellm_remaining_api_key_budget_metric" in scraped.text  # declared, left empty
+
+
+def test_prometheus_settings_are_set_before_litellm_makes_the_logger(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """LiteLLM applies ``litellm_settings`` in the YAML's order and makes the gateway's
+    logger (its collectors' label names fixed) at ``callbacks``: the start-up sets the
+    ``prometheus`` settings first, wherever the YAML has them."""
+    import litellm
+
+    from proxy.plugin import internals
+
+    config = tmp_path / "proxy.yaml"
+    config.write_text("litellm_settings:\n"
+                      "  callbacks: [proxy.plugin.metrics.prometheus]\n"
+                      "  drop_params: true\n"
+                      "  prometheus_exclude_labels: [end_user, user_agent]\n"
+                      "  custom_prometheus_tags: [team-a]\n")
+    for name in ("prometheus_exclude_labels", "custom_prometheus_tags", "drop_params"):
+        monkeypatch.setattr(litellm, name, getattr(litellm, name))  # restored after
+    litellm.drop_params = False
+    internals.prometheus_settings_first(config)
+    assert litellm.prometheus_exclude_labels == ["end_user", "user_agent"]
+    assert litellm.custom_prometheus_tags == ["team-a"]
+    assert litellm.drop_params is False  # only the prometheus settings: LiteLLM sets the rest
