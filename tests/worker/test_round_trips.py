@@ -27,6 +27,9 @@ from worker.models import InboundMessage
 from worker.redis_store import RedisStore
 from worker.service import ConversationService
 from worker.settings import WorkerSettings
+from worker.tenant_keys import GATEWAY_SHARDS, gateways_by_tenant
+
+pytestmark = pytest.mark.integration
 
 # one message whose agent makes three LLM calls (tool, tool, reply), first delivery.
 # Before the CPU cuts of #19: 22 statements (a look-up and 3 statements for each claim, 2
@@ -200,3 +203,18 @@ def test_begin_run_reads_outcome_memory_and_journal_on_one_connection(pg_url: st
                                         {"role": "user", "content": "go"}]
     finally:
         db.close()
+
+
+def test_each_key_has_its_own_gateways_handed_out_in_turn() -> None:
+    """Several HTTP connection pools per key (httpcore scans a pool's connections on
+    every request: one pool of a hundred cost more CPU than the rest of the worker)."""
+    gateway_for = gateways_by_tenant("http://127.0.0.1:9", "sk-default", {"acme": "sk-acme"},
+                                     shards=3)
+    acme = [gateway_for("acme") for _ in range(6)]
+    others = [gateway_for(tenant) for tenant in ("globex", "initech", "globex", "globex")]
+    assert acme[:3] == acme[3:] and len({id(g) for g in acme}) == 3  # in turn, 3 pools
+    assert len({id(g.client._client) for g in acme}) == 3  # each its own httpx client
+    assert {g.client.api_key for g in acme} == {"sk-acme"}
+    assert {g.client.api_key for g in others} == {"sk-default"}
+    assert others[3] is others[0] and not {id(g) for g in others} & {id(g) for g in acme}
+    assert GATEWAY_SHARDS == 8
