@@ -14,7 +14,8 @@ One Dramatiq worker process runs them:
   one thread per conversation, ``--threads``), exported with ``git archive`` and
   run from there, on the same proxy, database and Redis;
 - **proxy ceiling**: the same N agent runs in this process with ``AsyncGateway`` /
-  ``Agent.arun``, ``--async-threads`` at once, no queue: what the proxy can serve.
+  ``Agent.arun``, ``--async-threads`` at once, no queue: what the proxy can serve
+  (with the worker's ``GATEWAY_SHARDS`` clients, so that the client is not the limit).
 
 Reports messages/s, end-to-end p50/p99 minus the provider's time (3 x delay), loss
 (sent - replied; must be 0), and CPU per message: the CPU seconds (user + system,
@@ -29,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import signal
@@ -62,6 +64,7 @@ from worker.broker import build_broker
 from worker.models import InboundMessage
 from worker.redis_store import RedisStore
 from worker.settings import WorkerSettings
+from worker.tenant_keys import GATEWAY_SHARDS
 
 BASELINE_REV = "9681611"  # the last commit with threaded (sync) actors
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -116,14 +119,18 @@ def _script(delay: float) -> str:
 
 def _ceiling(url: str, n: int, concurrency: int, script: str) -> Side:
     async def main() -> list[float | None]:
-        gateway = AsyncGateway(base_url=url, api_key=MASTER_KEY)
-        agent = Agent(name="Testy", alias="fast", tools=[add, lookup], gateway=gateway)
+        # as many connection pools as the worker has (worker.tenant_keys): one pool with
+        # 100 requests in flight makes the client, not the proxy, the limit
+        agents = itertools.cycle([
+            Agent(name="Testy", alias="fast", tools=[add, lookup],
+                  gateway=AsyncGateway(base_url=url, api_key=MASTER_KEY))
+            for _ in range(GATEWAY_SHARDS)])
         gate = asyncio.Semaphore(concurrency)
 
         async def one() -> float | None:  # from submission, as for queued messages
             async with gate:
                 try:
-                    done = (await agent.arun(f"go {script}")).text == "done"
+                    done = (await next(agents).arun(f"go {script}")).text == "done"
                 except SDKError:  # a timeout under load: counted, not fatal
                     done = False
             return (time.monotonic() - started) * 1000 if done else None
