@@ -14,10 +14,15 @@ One Dramatiq worker process runs them:
   one thread per conversation, ``--threads``), exported with ``git archive`` and
   run from there, on the same proxy, database and Redis;
 - **proxy ceiling**: the same N agent runs in this process with ``AsyncGateway`` /
-  ``Agent.arun``, ``--async-threads`` at once, no queue: what the proxy can serve.
+  ``Agent.arun``, ``--async-threads`` at once, no queue: what the proxy can serve
+  (with the worker's ``GATEWAY_SHARDS`` clients, so that the client is not the limit).
 
-Reports messages/s, end-to-end p50/p99 minus the provider's time (3 x delay), and
-loss (sent - replied; must be 0).
+Reports messages/s, end-to-end p50/p99 minus the provider's time (3 x delay), loss
+(sent - replied; must be 0), and CPU per message: the CPU seconds (user + system,
+from ``/proc/<pid>/stat``) the side's own processes spent while its messages ran,
+divided by the messages. For async/threaded that is the Dramatiq process tree (its
+session: the main process and its worker processes), for the ceiling this benchmark
+process. Unlike msg/s, it hardly depends on what else the machine is running.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import signal
@@ -33,7 +39,8 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +64,50 @@ from worker.broker import build_broker
 from worker.models import InboundMessage
 from worker.redis_store import RedisStore
 from worker.settings import WorkerSettings
+from worker.tenant_keys import GATEWAY_SHARDS
 
 BASELINE_REV = "9681611"  # the last commit with threaded (sync) actors
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Side:
+    """One side's figures: the load result and the CPU seconds its processes used."""
+
+    result: LoadResult
+    cpu_seconds: float
+
+    @property
+    def cpu_ms_per_message(self) -> float:
+        return self.cpu_seconds * 1000 / self.result.requests
+
+
+def _stat(pid: int | str) -> list[str]:
+    """``/proc/<pid>/stat``'s fields after the command name (index 0 = field 3, state)."""
+    raw = Path(f"/proc/{pid}/stat").read_text()
+    return raw[raw.rindex(")") + 2:].split()
+
+
+def session_pids(session: int) -> list[int]:
+    """The live processes of a session (``start_new_session``: the leader's pid)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                if int(_stat(entry.name)[3]) == session:  # field 6, session id
+                    found.append(int(entry.name))
+    return found
+
+
+def cpu_seconds(pids: Iterable[int]) -> float:
+    """User + system CPU seconds the processes have used so far (all their threads; a
+    process gone meanwhile counts 0)."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = _stat(pid)
+            total += int(fields[11]) + int(fields[12])  # fields 14, 15: utime, stime
+    return total / CLOCK_TICKS
 
 
 def _script(delay: float) -> str:
@@ -68,27 +117,32 @@ def _script(delay: float) -> str:
     return "[[script:" + json.dumps({"steps": steps}) + "]]"
 
 
-def _ceiling(url: str, n: int, concurrency: int, script: str) -> LoadResult:
+def _ceiling(url: str, n: int, concurrency: int, script: str) -> Side:
     async def main() -> list[float | None]:
-        gateway = AsyncGateway(base_url=url, api_key=MASTER_KEY)
-        agent = Agent(name="Testy", alias="fast", tools=[add, lookup], gateway=gateway)
+        # as many connection pools as the worker has (worker.tenant_keys): one pool with
+        # 100 requests in flight makes the client, not the proxy, the limit
+        agents = itertools.cycle([
+            Agent(name="Testy", alias="fast", tools=[add, lookup],
+                  gateway=AsyncGateway(base_url=url, api_key=MASTER_KEY))
+            for _ in range(GATEWAY_SHARDS)])
         gate = asyncio.Semaphore(concurrency)
 
         async def one() -> float | None:  # from submission, as for queued messages
             async with gate:
                 try:
-                    done = (await agent.arun(f"go {script}")).text == "done"
+                    done = (await next(agents).arun(f"go {script}")).text == "done"
                 except SDKError:  # a timeout under load: counted, not fatal
                     done = False
             return (time.monotonic() - started) * 1000 if done else None
 
         return list(await asyncio.gather(*(one() for _ in range(n))))
 
-    started = time.monotonic()
+    started, cpu = time.monotonic(), cpu_seconds([os.getpid()])
     results = asyncio.run(main())
     latencies = [r for r in results if r is not None]
-    return LoadResult(f"proxy ceiling (in-process, {concurrency} at once)", n,
-                      n - len(latencies), time.monotonic() - started, latencies)
+    return Side(LoadResult(f"proxy ceiling (in-process, {concurrency} at once)", n,
+                           n - len(latencies), time.monotonic() - started, latencies),
+                cpu_seconds([os.getpid()]) - cpu)
 
 
 @contextlib.contextmanager
@@ -102,7 +156,7 @@ def _exported(rev: str) -> Iterator[Path]:
 
 
 def _queued(label: str, code: Path, url: str, db_url: str, n: int, threads: int,
-            script: str) -> LoadResult:
+            script: str) -> Side:
     namespace = f"bench-{uuid.uuid4().hex[:8]}"
     redis_url = os.environ.get("POOL_REDIS_URL", DEFAULT_REDIS_URL)
     env = {"POOL_DATABASE_URL": db_url, "POOL_REDIS_URL": redis_url, "POOL_NAMESPACE": namespace,
@@ -124,7 +178,9 @@ def _queued(label: str, code: Path, url: str, db_url: str, n: int, threads: int,
                 if proc.poll() is not None:
                     raise RuntimeError(log.read_text()[-3000:])
                 time.sleep(0.1)
-            return _drive(label, actors, store, n, script)
+            cpu = cpu_seconds(session_pids(proc.pid))
+            result = _drive(label, actors, store, n, script)
+            return Side(result, cpu_seconds(session_pids(proc.pid)) - cpu)
         finally:
             proc.terminate()  # the main process only: it stops its worker process itself
             try:
@@ -158,10 +214,12 @@ def _drive(label: str, actors: Any, store: RedisStore, n: int, script: str) -> L
     return LoadResult(label, n, len(sent_at), time.monotonic() - started, latencies)
 
 
-def _print(result: LoadResult, provider_ms: float) -> None:
+def _print(side: Side, provider_ms: float) -> None:
+    result = side.result
     print(f"{result.label:<52} {result.throughput:8.2f} msg/s   e2e-provider p50 "
           f"{result.pct(50) - provider_ms:8.1f} ms   p99 {result.pct(99) - provider_ms:8.1f}"
-          f" ms   lost {result.errors}/{result.requests}", flush=True)
+          f" ms   lost {result.errors}/{result.requests}   CPU "
+          f"{side.cpu_ms_per_message:6.1f} ms/msg", flush=True)
 
 
 def main() -> None:
@@ -187,7 +245,7 @@ def main() -> None:
                "POOL_DATABASE_URL": db_url}
         with proxy(REPO / "config" / "offline.yaml", env, workers=args.proxy_workers,
                    start_timeout=args.proxy_start_timeout) as running:
-            results: dict[str, LoadResult] = {}
+            results: dict[str, Side] = {}
             if "ceiling" in sides:
                 results["ceiling"] = _ceiling(running.url, args.messages, args.async_threads,
                                               script)
@@ -204,8 +262,12 @@ def main() -> None:
                 _print(results["threaded"], provider_ms)
     for label, other in (("threaded", "threaded"), ("proxy ceiling", "ceiling")):
         if "async" in results and other in results:
-            print(ratio_line(f"messages/s async / {label}", results["async"].throughput,
-                             results[other].throughput, " msg/s"))
+            print(ratio_line(f"messages/s async / {label}", results["async"].result.throughput,
+                             results[other].result.throughput, " msg/s"))
+    if "async" in results and "ceiling" in results:
+        print(ratio_line("CPU/message async / proxy ceiling",
+                         results["async"].cpu_ms_per_message,
+                         results["ceiling"].cpu_ms_per_message, " ms"))
 
 
 if __name__ == "__main__":

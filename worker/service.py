@@ -49,6 +49,7 @@ What a gateway failure becomes (the truth, not one polite reply for all):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -166,23 +167,26 @@ class ConversationService:
         if isinstance(ran, Reply):
             return ran
         # the turn starts after the system prompt and the memory
-        return await self._io(self._after_run, message, emit, ran, 1 + len(memory))
+        return await self._io(turn.after_flush, self._after_run, message, emit, ran,
+                              1 + len(memory))
 
     def _start_run(self, message: InboundMessage, emit: Emitter, lease: Lease
                    ) -> Reply | tuple[Turn, list[dict[str, Any]]]:
         """(off the loop) The stored answer of a message handled before, or the turn
         and the conversation's memory to run it with."""
-        done = self.db.get_outcome(message.message_id)
+        known = self.agents.get(message.agent_id)
+        turn = self._turn(message, emit, known[0].alias, lease) if known else None
+        done, memory, journaled = self.db.begin_run(
+            message.message_id, message.conversation_id,
+            turn.interrupted_row() if turn is not None else None)  # + interrupted calls audited
         if done is not None:
             return self._still_pending(self._resend(done, emit))
         emit("received", {"agent_id": message.agent_id})
-        if message.agent_id not in self.agents:
+        if turn is None:
             return self._finish(message, emit, "failed",
                                 f"Sorry, there is no agent called {message.agent_id!r} here.")
-        spec, _ = self.agents[message.agent_id]
-        memory = self.db.load_memory(message.conversation_id)
-        turn = self._turn(message, emit, spec.alias, lease)
-        turn.audit_interrupted()
+        turn.fresh = journaled == 0  # no earlier delivery sent an LLM call: no tool results
+        turn.defer = True  # a plain run: reporting events ride on the next hop
         return turn, memory
 
     def _still_pending(self, reply: Reply) -> Reply:
@@ -204,9 +208,7 @@ class ConversationService:
         status: EndStatus = ("max_iterations" if result.outcome is not Outcome.COMPLETED
                              else "declined" if all_declined else "completed")
         text = result.text or "I could not finish that within my step limit."
-        self.db.save_turn(message.conversation_id, message.tenant, message.message_id, new,
-                          self.settings.memory_max_messages)
-        return self._finish(message, emit, status, text)
+        return self._finish(message, emit, status, text, memory=new)
 
     def _pause(self, message: InboundMessage, emit: Emitter, pending: PendingConfirmation,
                history_len: int, text: str) -> Reply:
@@ -445,7 +447,12 @@ class ConversationService:
         try:
             return await run
         except GatewayError as exc:
-            return await self._io(self._gateway_failed, exc, message, emit, turn)
+            return await self._io(turn.after_flush, self._gateway_failed, exc, message, emit,
+                                  turn)
+        except Exception:  # the deferred events (see worker.turn) are written all the same
+            with contextlib.suppress(Exception):
+                await self._io(turn.flush)
+            raise
 
     def _gateway_failed(self, exc: GatewayError, message: InboundMessage, emit: Emitter,
                         turn: Turn) -> Reply:
@@ -484,10 +491,8 @@ class ConversationService:
     def _failed(self, message: InboundMessage, emit: Emitter, status: EndStatus,
                 text: str) -> Reply:
         user = {"role": "user", "content": message.text}
-        self.db.save_turn(message.conversation_id, message.tenant, message.message_id,
-                          [user, {"role": "assistant", "content": text}],
-                          self.settings.memory_max_messages)
-        return self._finish(message, emit, status, text)
+        return self._finish(message, emit, status, text,
+                            memory=[user, {"role": "assistant", "content": text}])
 
     # ------------------------------------------------------------ shared
 
@@ -514,13 +519,20 @@ class ConversationService:
                      tags=[f"conversation:{turn.conversation_id}", f"agent:{agent_id}"])
 
     def _finish(self, message: InboundMessage, emit: Emitter, status: EndStatus,
-                text: str) -> Reply:
-        """The turn's final outcome: stored, counted (once: a message handled before
-        is answered by :meth:`_resend`), sent."""
-        self.db.set_outcome(message_id=message.message_id,
-                            conversation_id=message.conversation_id, tenant=message.tenant,
-                            agent_id=message.agent_id, status=status, reply=text,
-                            resumed_by=emit.decision_id)
+                text: str, memory: list[dict[str, Any]] | None = None) -> Reply:
+        """The turn's final outcome: stored (with the turn's ``memory`` messages, in one
+        transaction), counted (once: a message handled before is answered by
+        :meth:`_resend`), sent."""
+        if memory is not None:
+            self.db.finish_turn(message.conversation_id, message.tenant, message.message_id,
+                                memory, self.settings.memory_max_messages,
+                                agent_id=message.agent_id, status=status, reply=text,
+                                resumed_by=emit.decision_id)
+        else:
+            self.db.set_outcome(message_id=message.message_id,
+                                conversation_id=message.conversation_id,
+                                tenant=message.tenant, agent_id=message.agent_id,
+                                status=status, reply=text, resumed_by=emit.decision_id)
         self.counters.turn(self._agent_label(message.agent_id), status)
         reply = Reply(conversation_id=message.conversation_id, message_id=message.message_id,
                       status=status, text=text)

@@ -12,14 +12,29 @@ For the worker's traffic, audit rows and the gateway's spend rows match one to o
 Tool calls (see docs/workers.md): the turn is the agent's :class:`~sdk.ToolCallClaims`.
 A call is claimed in ``audit_tool_calls`` (``running``, ``claimed_by`` = the run's
 lease token) right before it runs, only while the run's lease is held, and its result
-recorded after; a finished call's record is reused instead of running it again.
+recorded after; a finished call's record is reused instead of running it again. A
+*fresh* run (no delivery of its message ever journaled an LLM call, so none can have
+recorded a tool call: a tool call follows the LLM answer that asked for it) skips
+the look-up before the claim (:meth:`Turn.aget`): one PostgreSQL round trip and one
+thread hop fewer per tool call; the claim itself still finds a finished call.
+
+Thread hops (each costs the worker CPU: GIL hand-offs, wake-ups): in a plain run
+(``defer``; not a resume, whose resume store finishes before the run's last hop),
+the events that only report (:class:`~sdk.LLMCallFinished`: its audit row and
+``llm_call`` event; :class:`~sdk.ToolCalled`) are queued and written, in order, at
+the start of the turn's next hop: the journal row of the next LLM call, a tool
+claim, or the run's end (:meth:`Turn.flush`, called by the service before it stores
+the outcome). Nothing that must happen *before* a step is deferred: the journal row
+before its request, the claim before its tool, the tool's result right after it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import logging
+import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -110,20 +125,44 @@ class Turn:
     tool_names: frozenset[str] = frozenset()  # the agent's tools (metric labels)
     lease: Lease | None = None  # the run's lease (None: unit tests without Redis)
     io: Executor | None = None  # where the async methods run the sync writes
+    # no delivery of the message journaled an LLM call before this one started (set by
+    # the service from begin_run): no tool call of it can be recorded but this turn's own
+    fresh: bool = False
+    written: set[str] = field(default_factory=set)  # tool call ids this turn wrote
+    defer: bool = False  # queue the reporting events for the next hop (module docstring)
+    deferred: collections.deque[AgentEvent] = field(default_factory=collections.deque)
+    flushing: threading.Lock = field(default_factory=threading.Lock)
 
     # -- async twins (the agent's AsyncToolCallClaims and async on_event): the same
     # PostgreSQL/Redis work, on the bounded I/O threads instead of the event loop
     async def aget(self, call_id: str) -> ToolCallRecord | None:
+        if self.fresh and call_id not in self.written:
+            return None  # nothing recorded it: no round trip (see the module docstring)
         return await off_loop(self.io, self.get, call_id)
 
     async def aput(self, record: ToolCallRecord) -> None:
-        await off_loop(self.io, self.put, record)
+        await off_loop(self.io, self.after_flush, self.put, record)
 
     async def aclaim(self, call: ToolCall) -> ToolCallRecord | None:
-        return await off_loop(self.io, self.claim, call)
+        return await off_loop(self.io, self.after_flush, self.claim, call)
 
     async def aon_event(self, event: AgentEvent) -> None:
-        await off_loop(self.io, self.on_event, event)
+        if self.defer and isinstance(event, (LLMCallFinished, ToolCalled)):
+            self.deferred.append(event)  # written at the start of the next hop
+            return
+        await off_loop(self.io, self.after_flush, self.on_event, event)
+
+    def flush(self) -> None:
+        """Write the deferred events, in order (one flusher at a time: a run's tool
+        calls are claimed concurrently)."""
+        with self.flushing:
+            while self.deferred:
+                self.on_event(self.deferred.popleft())
+
+    def after_flush(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` after :meth:`flush` (one hop for both)."""
+        self.flush()
+        return fn(*args)
 
     # -- the ToolResultCache protocol, backed by audit_tool_calls (its outcome is the
     # record's ok: the result text says nothing about it)
@@ -145,6 +184,7 @@ class Turn:
         owner = self._owner()
         if self.lease is not None:
             self.lease.check()
+        self.written.add(call.id)
         found = self.db.claim_tool_call(
             self._tool_values(call.id, call.name, dict(call.arguments), "running", None),
             owner)
@@ -163,6 +203,7 @@ class Turn:
 
     def tool_row(self, call_id: str, name: str, arguments: dict[str, Any], outcome: str,
                  result: str | None, confirmation: str | None = None) -> None:
+        self.written.add(call_id)
         self.db.audit_tool_call({**self._tool_values(call_id, name, arguments, outcome, result,
                                                      confirmation),
                                  "claimed_by": self._owner()})
@@ -233,7 +274,10 @@ class Turn:
 
     def audit_interrupted(self) -> None:
         """Audit the calls an earlier (crashed) run of this message left in flight."""
-        self.db.audit_interrupted({"tenant": self.tenant,
-                                   "conversation_id": self.conversation_id,
-                                   "agent_id": self.agent_id, "message_id": self.message_id,
-                                   "alias": self.alias})
+        self.db.audit_interrupted(self.interrupted_row())
+
+    def interrupted_row(self) -> dict[str, Any]:
+        """The fields of this turn's ``interrupted`` audit rows (see
+        :meth:`~worker.db.WorkerDB.audit_interrupted`)."""
+        return {"tenant": self.tenant, "conversation_id": self.conversation_id,
+                "agent_id": self.agent_id, "message_id": self.message_id, "alias": self.alias}
