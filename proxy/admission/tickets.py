@@ -7,9 +7,11 @@ usage: its row is charged at least the prompt's cost at the alias's input price,
 flagged ``estimated``, and counts against the budget like any other. Each failed
 attempt LiteLLM reports (one event per attempt, all with the request's id) keeps a
 row: the request's final outcome under its id, earlier attempts under
-``<id>/attempt-<n>``. A failed attempt that streamed part of an answer before it was cut
-(or ended by the provider's error event) is charged what LiteLLM counted of it, flagged
-``estimated``: the provider's own count of it never came.
+``<id>/attempt-<n>``; a retry or fallback for which the router found no deployment (all
+cooling down) called no provider and keeps no row of its own. A failed attempt that
+streamed part of an answer before it was cut (or ended by the provider's error event) is
+charged what LiteLLM counted of it, flagged ``estimated``: the provider's own count of it
+never came.
 """
 
 from __future__ import annotations
@@ -150,6 +152,8 @@ class TicketBook:
             if any(seen is error for seen in entry.errors):
                 return None
             entry.errors.append(error)
+        if row.deployment is None and row.status == "error" and entry.failures:
+            return None  # no deployment picked for a retry: the request's row stays its last call's
         ticket = entry.ticket
         row = costed(row, ticket.ask)
         release = None if ticket.settled else ticket

@@ -270,7 +270,8 @@ class ProxyCallbacks(CustomLogger):
             if row is not None and row.tenant_id is not None:
                 await proxy_state().call_ids.settle(row.request_id.split("/attempt-")[0],
                                                     row.tenant_id, row.status == "ok")
-            if failed and row is not None and row.deployment is not None:
+            if failed and row is not None and (row.deployment is not None
+                                               or row.error_class in internals.UNROUTED_ERRORS):
                 internals.forget_failed_attempt(kwargs)
         except Exception:  # a logging hook must never break a request
             log.exception("spend: could not record a request")

@@ -60,6 +60,11 @@ symbol fails in ``tests/gateway/test_isolation_units.py`` with its name.
   toward its cooldown in a sync failure callback, and counted a fallback deployment's only
   while the async flag stayed set; now each attempt's failure counts once, retries within a
   group included.
+- :data:`UNROUTED_ERRORS`: the errors the router raises when it picked no deployment
+  (every one cooling down; none that takes the request's parameters). A request's attempts
+  share one logging object, whose ``api_base`` and ``model_id`` are those of another
+  attempt when such an error is logged after a provider call (a retry or fallback of the
+  same request): the row must name no deployment (:mod:`proxy.spend.rows`).
 - :func:`stream_incomplete`: a Messages stream (native Anthropic) that ended in an
   ``event: error`` (or without ``message_stop``) is logged by LiteLLM as a success; the
   ``prompt_cache_response_complete`` flag it sets in the call's details says so.
@@ -98,6 +103,7 @@ __all__ = [
     "CLIENT_ERROR_STATUSES",
     "REJECTED_REQUEST",
     "SIGNATURES",
+    "UNROUTED_ERRORS",
     "USAGE_ESTIMATED",
     "anthropic_error_response",
     "forget_failed_attempt",
@@ -174,8 +180,16 @@ SIGNATURES: dict[str, tuple[str, ...] | None] = {
     "litellm.proxy.auth.user_api_key_auth:_seed_request_destinations": (
         "user_api_key_dict", "request"),
     "litellm.integrations.prometheus:PrometheusLogger._mount_metrics_endpoint": None,
+    # UNROUTED_ERRORS, matched by class name in the logging payload
+    "litellm.types.router:RouterRateLimitError": None,
+    "litellm.types.router:RouterRateLimitErrorBasic": None,
+    "litellm.exceptions:UnsupportedParamsError": None,
 }
 
+# the router found no deployment to call: all cooling down (RouterRateLimitError; its
+# Basic twin inside the router), or none supports the request's parameters
+UNROUTED_ERRORS = frozenset({"RouterRateLimitError", "RouterRateLimitErrorBasic",
+                             "UnsupportedParamsError"})
 USAGE_ESTIMATED = "pool_usage_estimated"  # set in a call's details: no provider usage
 REJECTED_REQUEST = "Rejected Request"  # how LiteLLM's body-safety ValueErrors begin
 AUTH_METADATA_KEY = "user_api_key_auth_metadata"  # StandardLoggingMetadata's key

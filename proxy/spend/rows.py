@@ -133,10 +133,14 @@ def row_from_payload(payload: Mapping[str, Any] | None, usage_estimated: bool = 
     tenant = context if isinstance(context, TenantContext) else None
     called_ok = payload.get("status") == "success"
     ok = called_ok and not stream_incomplete
-    # a deployment was called: its api_base is set (empty when rejected before any
-    # deployment), or it answered (LiteLLM's Ollama embedding payload has no api_base)
-    called = bool(payload.get("api_base")) or (called_ok and bool(payload.get("model_id")))
     error = payload.get("error_information") or {}
+    # a deployment was called: its api_base is set (empty when rejected before any
+    # deployment), or it answered (LiteLLM's Ollama embedding payload has no api_base);
+    # not when the router picked none (a retry or fallback of a request that called one
+    # before: the attempts' shared details still name that one, or the next)
+    called = (bool(payload.get("api_base"))
+              and error.get("error_class") not in internals.UNROUTED_ERRORS) or (
+        called_ok and bool(payload.get("model_id")))
     start, end = payload.get("startTime"), payload.get("endTime")
     latency = (end - start) * 1000.0 if isinstance(start, float) and isinstance(end, float) \
         else None

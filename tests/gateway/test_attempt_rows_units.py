@@ -72,6 +72,50 @@ def test_each_failed_attempt_settles_once_even_if_logged_twice() -> None:
     book.request_over("unknown")
 
 
+def test_a_retry_the_router_found_no_deployment_for_keeps_no_row_of_its_own() -> None:
+    """Provider failure, then a retry with every deployment cooling down, then a fallback
+    that answers: two rows (the answer, the provider's failure as attempt-1)."""
+    book = TicketBook(900)
+    book.add("call", Ticket(_ask(), True, 0, 0.0))
+    first = book.settle(_row(error="ServiceUnavailableError"), RuntimeError("503"))
+    assert first is not None and first.row.request_id == "call"
+    unrouted = _row(deployment=None, error="RouterRateLimitError")
+    assert book.settle(unrouted, RuntimeError("no deployments")) is None
+    answer = book.settle(_row(status="ok", error=None, prompt=10, completion=2))
+    assert answer is not None and answer.row.request_id == "call"
+    assert [r.request_id for r in answer.earlier] == ["call/attempt-1"]
+    # the router's refusal before any provider call is the request's row (it may be final)
+    book.add("call", Ticket(_ask(), True, 0, 0.0))
+    alone = book.settle(unrouted, RuntimeError("no deployments"))
+    assert alone is not None and alone.row.request_id == "call"
+    then = book.settle(_row(error="ServiceUnavailableError"), RuntimeError("503"))
+    assert then is not None and then.row.request_id == "call"  # replaces it: a call
+
+
+def test_an_unrouted_error_names_no_deployment_though_the_details_still_hold_one(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The attempts' shared logging details hold the api_base and model_id of another
+    attempt when the router's no-deployment error is logged: the row names none, and the
+    next attempt's failure is let through as after any failure the gateway recorded."""
+    stale = _payload(status="failure", prompt_tokens=0, completion_tokens=0, response_cost=0.0,
+                     error_information={"error_class": "RouterRateLimitError"})
+    row = row_from_payload(stale)
+    assert row is not None and (row.deployment, row.provider_model, row.status) == (
+        None, None, "error")
+    provider = row_from_payload({**stale, "error_information": {"error_class": "APIError"}})
+    assert provider is not None and provider.deployment == "quality-anthropic"
+
+    async def settle_id(*args: Any) -> None:
+        return None
+
+    monkeypatch.setattr(gateway, "proxy_state",
+                        lambda: SimpleNamespace(call_ids=SimpleNamespace(settle=settle_id)))
+    details = {"standard_logging_object": stale, "exception": RuntimeError("no deployments"),
+               internals.FAILURE_LOGGED: True, internals.SYNC_FAILURE_LOGGED: True}
+    asyncio.run(_Callbacks().async_log_failure_event(details, None, None, None))
+    assert internals.FAILURE_LOGGED not in details and internals.SYNC_FAILURE_LOGGED not in details
+
+
 def _payload(**overrides: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
         "litellm_call_id": "call", "call_type": "anthropic_messages", "status": "success",
