@@ -149,7 +149,8 @@ def test_every_group_down_is_a_clear_typed_error_never_a_hang(
     assert sorted(r["request_id"] for r in rows if "/" in r["request_id"]) == \
         [f"{i}/attempt-2" for i in firsts] and len(firsts) == REQUESTS
     if name != "stream-cut":  # LiteLLM logs a stream's failure from a task that runs once
-        # the router has moved on to the backup: that row names the backup (open, #23)
+        # the router has moved on to the backup: that row names the backup (left open: a fix
+        # needs an attempt-scoped copy of the logging details, i.e. a LiteLLM patch)
         assert sorted(r["request_id"] for r in rows if r["deployment"] == "primary-1") == firsts
 
 
