@@ -457,7 +457,7 @@ def test_a_stream_cut_before_its_answer_falls_over_and_the_answer_bills_only_its
     assert float(answer["cost_usd"]) == pytest.approx(expected_cost(answering, 50, 7), rel=1e-9)
     rows = _attempt_rows(pg_url, call_id, len(tried))[1:]
     assert sorted(r["request_id"] for r in rows) == [
-        f"{call_id}/attempt-{n}" for n in range(1, len(tried))]
+        f"{call_id}/attempt-{n}" for n in range(1, len(tried))], (tried, rows)
     assert sorted(r["deployment"] for r in rows) == sorted(
         by_model[m].id for m in tried[:-1]), rows
     for row in rows:
