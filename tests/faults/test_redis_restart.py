@@ -144,6 +144,20 @@ def _reply(message: Any, seconds: float) -> dict[str, Any] | None:
             time.sleep(0.2)
 
 
+def _run_state(pg_url: str, server: RedisServer, message_id: str) -> str:
+    """What is known of a run that never answered: its outcome, its tool calls, its LLM
+    journal, and its lease in Redis (who holds it, for how long more)."""
+    outcome = rows(pg_url, "SELECT status, updated_at FROM message_outcomes"
+                   " WHERE message_id = %s", message_id)
+    calls = rows(pg_url, "SELECT tool_call_id, outcome, claimed_by, attempts FROM"
+                 " audit_tool_calls WHERE message_id = %s", message_id)
+    journal = rows(pg_url, "SELECT count(*) FROM llm_journal WHERE message_id = %s", message_id)
+    client = redis.Redis.from_url(server.url, socket_timeout=2)
+    leases = {key.decode(): (client.get(key), client.pttl(key))
+              for key in client.scan_iter(f"*lease:{message_id}")}
+    return f"outcome={outcome} tool_calls={calls} llm_journal={journal} leases={leases}"
+
+
 def test_redis_crash_and_restart_while_workers_run(
         request: pytest.FixtureRequest, private_redis: RedisServer, cluster: WorkerCluster,
         pg_url: str) -> None:
@@ -199,7 +213,9 @@ def test_redis_crash_and_restart_while_workers_run(
         if conv == late_conv:
             continue
         reply = replies[conv]
-        assert reply is not None, f"{conv}: no reply even after resending\n{worker.text()[-3000:]}"
+        assert reply is not None, (f"{conv}: no reply even after resending\n"
+                                   f"{_run_state(pg_url, private_redis, ids[conv])}\n"
+                                   f"{worker.text()[-3000:]}")
         assert (reply["status"], reply["text"]) == ("completed", f"done {i}")
         assert rows(pg_url, "SELECT outcome, result FROM audit_tool_calls"
                     " WHERE conversation_id = %s", conv) == [("ok", f"recorded redis-{run}-{i}")]
