@@ -30,7 +30,6 @@ from selenium import webdriver
 from selenium.common.exceptions import TimeoutException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from llm_pool.dashboard.live import Live, tenant_use
@@ -220,26 +219,40 @@ def _load(driver: webdriver.Chrome, url: str, attempts: int = 3) -> None:
                 raise
 
 
-def _submit(driver: webdriver.Chrome, button: str, attempts: int = 3) -> None:
-    """Click ``button`` and wait for the next page. ChromeDriver, on a loaded machine, may
-    report an error for a click whose navigation already began ("Node with given id does
-    not belong to the document"): then the old page going stale says the click happened,
-    and only a click that did not is retried."""
-    old = driver.find_element(By.TAG_NAME, "html")
+def _submit(driver: webdriver.Chrome, button: str) -> None:
+    _follow(driver, By.ID, button)
+
+
+def _follow(driver: webdriver.Chrome, by: str, target: str, attempts: int = 3) -> None:
+    """Click the element ``target`` and wait for the page it navigates to.
+
+    The old page is marked with a window flag before the click, and the next page is the
+    first document without it that has finished loading. ChromeDriver asked about the old
+    page while it unloads answers errors that are not "stale element" ("Node with given id
+    does not belong to the document", or a renderer timeout on a loaded 2-core machine), so
+    no question is asked of the old page's nodes: a probe that errors means "not yet". A
+    click that reports an error is retried only if no navigation followed it."""
+    driver.execute_script("window.__llmPoolOldPage = true")
+
+    def arrived(d: webdriver.Chrome) -> bool:
+        try:
+            return bool(d.execute_script(
+                "return !window.__llmPoolOldPage && document.readyState === 'complete'"))
+        except WebDriverException:
+            return False
+
     for attempt in range(attempts):
         try:
-            driver.find_element(By.ID, button).click()
+            driver.find_element(by, target).click()
             break
         except WebDriverException:
             try:
-                WebDriverWait(driver, 5).until(expected_conditions.staleness_of(old))
-                break
+                WebDriverWait(driver, 15).until(arrived)
+                return
             except TimeoutException:
                 if attempt == attempts - 1:
                     raise
-    WebDriverWait(driver, 60).until(expected_conditions.staleness_of(old))
-    WebDriverWait(driver, 60).until(
-        lambda d: d.execute_script("return document.readyState") == "complete")
+    WebDriverWait(driver, 60).until(arrived)
 
 
 def _table(driver: webdriver.Chrome, name: str) -> list[list[str]]:
@@ -377,10 +390,7 @@ def test_the_operators_console_in_a_browser_matches_sql(
             ON t.id = s.tenant_id WHERE t.name = %s AND s.status = 'error'
            AND s.deployment = 'economy-1'
          ORDER BY s.created_at DESC, s.id DESC LIMIT 1""", (tenant,))[0]
-    link = browser.find_element(By.CSS_SELECTOR, "#requests tbody tr td:last-child a")
-    old = browser.find_element(By.TAG_NAME, "html")
-    link.click()
-    WebDriverWait(browser, 60).until(expected_conditions.staleness_of(old))
+    _follow(browser, By.CSS_SELECTOR, "#requests tbody tr td:last-child a")
     bad.check("detail id", browser.find_element(By.ID, "detail-request_id").text, failed[0])
     bad.check("detail error", browser.find_element(By.ID, "detail-error").text, failed[1])
     assert "overloaded upstream" in (failed[2] or "")
