@@ -28,6 +28,8 @@
   gracefully, and exits hard ``STOP_GRACE_SECONDS`` after it at the latest. A message
   cut short that way is redelivered after the heartbeat (run leases and tool call
   claims make that safe, see docs/workers.md).
+- **Stack dumps** (:class:`~worker.stacks.StackDumps`): ``SIGUSR1`` to a worker
+  process logs what each of its threads and runs is waiting on.
 - **Rate limits**: :class:`~worker.errors.RetryLater` becomes ``dramatiq.Retry``
   with the gateway's ``Retry-After`` as the delay (up to ``RATE_LIMIT_RETRIES`` times).
 - **Redis restarts**: every client (broker, results, the worker's store; see
@@ -72,6 +74,7 @@ from redis.retry import Retry
 from worker.errors import GatewayRefusedError, InvalidMessage, WorkerConfigError
 from worker.logs import LogPolicy
 from worker.settings import WorkerSettings
+from worker.stacks import StackDumps
 
 __all__ = [
     "INTERRUPT_CHECK_SECONDS", "MAINTENANCE_INTERVAL_MS", "MAX_BACKOFF_MS", "MIN_BACKOFF_MS",
@@ -254,7 +257,7 @@ def middleware(settings: WorkerSettings) -> list[Middleware]:
         Retries(max_retries=settings.max_retries, min_backoff=MIN_BACKOFF_MS,
                 max_backoff=MAX_BACKOFF_MS, retry_when=should_retry(settings.max_retries)),
         AsyncIOWaits(), CurrentMessage(), ToolThreads(settings.tool_threads), LogPolicy(),
-        StopInTime(),
+        StopInTime(), StackDumps(),
     ]
 
 

@@ -215,7 +215,7 @@ def test_redis_crash_and_restart_while_workers_run(
         reply = replies[conv]
         assert reply is not None, (f"{conv}: no reply even after resending\n"
                                    f"{_run_state(pg_url, private_redis, ids[conv])}\n"
-                                   f"{worker.text()[-3000:]}")
+                                   f"{worker.dump_stacks()}\n{worker.text()[-3000:]}")
         assert (reply["status"], reply["text"]) == ("completed", f"done {i}")
         assert rows(pg_url, "SELECT outcome, result FROM audit_tool_calls"
                     " WHERE conversation_id = %s", conv) == [("ok", f"recorded redis-{run}-{i}")]

@@ -1,6 +1,7 @@
 """Stopping `pool worker`: SIGTERM to the process group (systemd's default) or to the
 main process stops it within 10 s, a message in flight; a worker process killed with
--9 makes `pool worker` exit non-zero at once (so a supervisor restarts it)."""
+-9 makes `pool worker` exit non-zero at once (so a supervisor restarts it); SIGUSR1 to
+a worker process logs what its threads and runs wait on, and it goes on working."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from tests.integration.worker_harness import (
     WorkerProcess,
     effects,
     new_conversation,
+    result,
     script,
     tool_call,
     wait_until,
@@ -80,3 +82,17 @@ def test_a_killed_worker_process_makes_pool_worker_exit_non_zero(
     assert code != 0
     assert time.monotonic() - killed < STOP_WITHIN, worker.text()[-3000:]
     assert not _group(worker.proc.pid)
+
+
+def test_sigusr1_logs_what_a_run_waits_on_and_the_worker_goes_on(
+        cluster: WorkerCluster, pg_url: str) -> None:
+    worker = _busy(cluster, pg_url)
+    dumped = worker.dump_stacks()
+    assert "--- end of stack dump" in dumped, worker.text()[-3000:]
+    # the tool's thread, in the tool; the run's task, awaiting it inside the run's lease
+    assert "in effect_then_wait" in dumped, dumped
+    task = dumped[dumped.index("asyncio task(s)"):]
+    assert "in _handle" in task and "in handle_message" in task, task
+    conv = new_conversation()
+    reply = result(cluster.send("still there? " + script({"text": "yes"}), conv))
+    assert (reply["status"], reply["text"]) == ("completed", "yes")

@@ -42,6 +42,24 @@ class WorkerProcess:
     def text(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def dump_stacks(self, wait: float = 5.0) -> str:
+        """Ask each worker process (``SIGUSR1``, :mod:`worker.stacks`) what its threads
+        and runs wait on; the dumps, from the log (empty if none came within ``wait``)."""
+        if self.proc.poll() is not None:
+            return ""
+        start = len(self.text())
+        pid = self.proc.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        for child in children:
+            os.kill(int(child), signal.SIGUSR1)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            dumped = self.text()[start:]
+            if dumped.count("--- end of stack dump") >= len(children):
+                return dumped
+            time.sleep(0.1)
+        return self.text()[start:]
+
     def kill(self) -> None:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
