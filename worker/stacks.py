@@ -38,15 +38,16 @@ def _threads() -> str:
     return out.getvalue()
 
 
-def await_chain(awaitable: Any) -> list[str]:
+def await_chain(awaitable: Any, waits_on: Any = None) -> list[str]:
     """Where a suspended coroutine waits: each frame of its await chain, outermost
-    first, down to what it awaits last (a future, a task: named, not followed)."""
+    first, down to what it awaits last: ``waits_on`` (a task's future) when given, else
+    the awaitable at the end of the chain (named, not followed)."""
     lines: list[str] = []
     while awaitable is not None and len(lines) < TASK_FRAMES:
         frame = (getattr(awaitable, "cr_frame", None) or getattr(awaitable, "gi_frame", None)
                  or getattr(awaitable, "ag_frame", None))
         if frame is None:
-            lines.append(f"  awaiting {awaitable!r}")
+            lines.append(f"  awaiting {waits_on if waits_on is not None else awaitable!r}")
             break
         lines.append(f'  File "{frame.f_code.co_filename}", line {frame.f_lineno}, '
                      f"in {frame.f_code.co_name}")
@@ -61,7 +62,9 @@ async def _tasks() -> str:
     tasks = [task for task in asyncio.all_tasks() if task is not current]
     out = [f"{len(tasks)} asyncio task(s) on the worker's event loop"]
     for task in tasks:
-        out += [f"task {task.get_name()}:", *await_chain(task.get_coro())]
+        # the future the task is suspended on (asyncio's own attribute; None if unknown)
+        waits_on = getattr(task, "_fut_waiter", None)
+        out += [f"task {task.get_name()}:", *await_chain(task.get_coro(), waits_on)]
     return "\n".join(out) + "\n"
 
 
