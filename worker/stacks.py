@@ -72,10 +72,11 @@ def dump(loop: asyncio.AbstractEventLoop | None) -> str:
     """The process's threads, and ``loop``'s tasks (asked on the loop)."""
     text = f"--- stack dump ({DUMP_SIGNAL.name})\n{_threads()}"
     if loop is not None:
+        asked = asyncio.run_coroutine_threadsafe(_tasks(), loop)
         try:
-            text += asyncio.run_coroutine_threadsafe(_tasks(), loop).result(
-                LOOP_ANSWER_SECONDS)
+            text += asked.result(LOOP_ANSWER_SECONDS)
         except TimeoutError:
+            asked.cancel()  # the loop drops it when it comes back
             text += (f"the event loop did not answer within {LOOP_ANSWER_SECONDS} s: "
                      "something blocks it (see the threads above)\n")
     return text + "--- end of stack dump\n"

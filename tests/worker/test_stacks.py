@@ -66,6 +66,7 @@ def test_a_blocked_loop_is_reported_not_waited_for(
     started = time.monotonic()
     text = stacks.dump(loop)
     release.set()
+    asyncio.run_coroutine_threadsafe(asyncio.sleep(0.05), loop).result(5)  # it came back
     assert time.monotonic() - started < 3
     assert "the event loop did not answer within 0.2 s" in text
     assert "in block" in text[text.index("thread test-loop:"):]  # where it blocks
