@@ -110,18 +110,29 @@ class RunLeases:
                          "for it", run)
             lease.waited = True
             await asyncio.sleep(self.poll)
-        renewer = asyncio.create_task(self._keep(key, lease))
+        done = asyncio.Event()
+        renewer = asyncio.create_task(self._keep(key, lease, done))
         try:
             yield lease
         finally:
+            # The renewer is cancelled, and told by ``done``: a cancellation can be lost
+            # inside the Redis client (seen after a Redis restart: the task stayed
+            # "cancelling" and renewed the lease on and on, so the run's next delivery
+            # waited for ever). Told, it stops at its next step whatever happened to
+            # the cancellation; the lease is given back only once it has stopped.
+            done.set()
             renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewer
+            await asyncio.wait({renewer})
+            if not renewer.cancelled() and (failed := renewer.exception()) is not None:
+                log.error("message_id=%s: the run's lease renewer failed: %r", run, failed)
             await self.client.eval(_RELEASE, 1, key, lease.token)
 
-    async def _keep(self, key: str, lease: Lease) -> None:
-        while True:
-            await asyncio.sleep(self.ttl_ms / 3000)
+    async def _keep(self, key: str, lease: Lease, done: asyncio.Event) -> None:
+        while not done.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), self.ttl_ms / 3000)
+            if done.is_set():
+                return
             try:
                 renewed = await self.client.eval(
                     _RENEW, 1, key, lease.token, str(self.ttl_ms))
