@@ -61,6 +61,8 @@ NOT_IN_THE_FAST_LANE: dict[str, str] = {
     "worker.counters": "Prometheus counters of a worker over Redis "
                        "(tests/worker/test_counters.py)",
     "worker.lease": "run leases in Redis (tests/integration/test_worker_exactly_once.py)",
+    "worker.reclaim": "compares acknowledgement sets in Redis with Dramatiq's consumers "
+                      "(tests/worker/test_reclaim.py)",
     "worker.resumes": "the resume-once store in Redis (tests/worker/test_resume_store.py)",
     "worker.metrics": "the dramatiq worker with metrics (tests/integration/test_worker_metrics.py)",
     "worker.tenant_keys": "reads tenant keys from PostgreSQL (tests/integration/test_worker.py)",

@@ -20,7 +20,10 @@
   took 12-28 minutes on an idle queue; :class:`Maintenance` runs it (and sends
   this process's heartbeat, even when all its threads are busy) every
   ``MAINTENANCE_INTERVAL_MS``, so messages are back within ``heartbeat_ms`` plus
-  about a second.
+  about a second. It also gives back, within about two seconds, messages this live
+  process fetched but never received (:mod:`worker.reclaim`: a Redis crash during a
+  fetch, a consumer restarted after a long outage); stock Dramatiq waits for the
+  process to die.
 - **Stopping** (:class:`StopInTime`): SIGTERM to the whole process group (systemd's
   default) reaches a worker process twice, from the group and from Dramatiq's main
   process, and Dramatiq takes the second as "exit now" inside its own shutdown, which
@@ -73,6 +76,7 @@ from redis.retry import Retry
 
 from worker.errors import GatewayRefusedError, InvalidMessage, WorkerConfigError
 from worker.logs import LogPolicy
+from worker.reclaim import Reclaimer
 from worker.settings import WorkerSettings
 from worker.stacks import StackDumps
 
@@ -143,11 +147,21 @@ def should_retry(max_retries: int) -> Callable[[int, BaseException], bool]:
 
 
 class PoolRedisBroker(RedisBroker):
-    """Dramatiq's Redis broker, with queue maintenance on demand (:meth:`maintain`)."""
+    """Dramatiq's Redis broker, with queue maintenance on demand (:meth:`maintain`)
+    and the process's lost fetches given back (:meth:`reclaim`)."""
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)  # type: ignore[no-untyped-call]
         self._forced = threading.local()
+        self.reclaimer = Reclaimer()
+
+    def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> Any:
+        return self.reclaimer.track(super().consume(queue_name, prefetch, timeout))
+
+    def reclaim(self) -> int:
+        """Requeue messages this process fetched but none of its consumers holds
+        (:mod:`worker.reclaim`); how many."""
+        return self.reclaimer.run(self)
 
     def _should_do_maintenance(self, command: str) -> int:
         if getattr(self._forced, "on", False):
@@ -244,6 +258,7 @@ class Maintenance(Middleware):
         while not self.stopped.wait(self.interval):
             try:
                 broker.maintain()
+                broker.reclaim()
             except redis.RedisError as exc:  # Redis away: the next round tries again
                 log.warning("queue maintenance failed: %s", exc)
 
